@@ -1,0 +1,1270 @@
+/* relib.hpp -- load, call and unload native modules (shared libraries) from a host program.
+
+   relib turns a shared library into a typed module: the interface is declared once as X-macro
+   lists in a header shared by host and module, every export and import signature is checked
+   against the file before any module code runs, exceptions stop at the boundary, and unload()
+   checks that the library is really gone from the process.
+
+   DO THIS in exactly one source file of the host:
+
+       #define RELIB_IMPLEMENTATION
+       #include "relib.hpp"
+
+   and link the target with relib::host (CMake), which adds -ldl and threads.
+
+   USAGE (game_api.hpp declares GAME_EXPORTS and GAME_IMPORTS, see relib_module.hpp)
+
+       RELIB_HOST_EXPORTS(game_exports, GAME_EXPORTS);  // struct game_exports { add, tick }
+       RELIB_HOST_IMPORTS(game_imports, GAME_IMPORTS);  // struct game_imports { static log }
+
+       void game_imports::log(const char* msg) { std::puts(msg); }  // imports: ordinary functions
+
+       auto loaded = relib::load_module<game_exports>("libgame.so", game_imports{});
+       if (!loaded) { std::cerr << loaded.error().message << '\n'; return 1; }
+       relib::module<game_exports> game = std::move(*loaded);
+
+       relib::call_result<int> sum = game.exports().add(1, 2);  // empty if the export threw
+       if (sum) use(*sum); else std::cerr << sum.error().message << '\n';
+       game.call_main<int>();                                    // the module's RELIB_MODULE_MAIN
+       auto unloaded = game.unload();                            // reports errors, never throws
+
+   PUBLIC API (namespace relib)
+       load_module<Exports, Imports>(path, Imports{}) -> result<module<Exports>, load_error>
+           Reads the file first (ELF type and machine, relib version, compiler, standard-library
+           ABI, every signature, already-loaded check by file identity), then dlopen()s it and
+           links imports. Omit Exports/Imports for a module without them (no_exports, no_imports).
+       module<Exports>::exports()       the typed exports; each call returns call_result<R>
+       module<Exports>::call_main<R>()  calls RELIB_MODULE_MAIN; R is checked against the module
+       module<Exports>::unload()        before_unload, dlclose, then verifies the library is gone
+                                        (not with RELIB_NO_UNLOADING). The destructor unloads too,
+                                        printing any error, since a destructor cannot return it.
+       module<Exports>::is_loaded(), path()
+       result<T, E>                     value or error: has_value(), operator bool, value(), *, ->,
+                                        error(); value() on an error throws bad_result_access
+       load_error, unload_error, call_error: a code (load_errc, unload_errc, call_errc) and a
+                                        message naming the module, the function and the fix.
+
+   After unload (or a move), the module's exports stay callable and return call_errc::not_loaded
+   instead of crashing. Loading, calling and unloading are safe from several threads; two threads
+   loading the same file get one module and one load_errc::already_loaded. Do not unload a module
+   while another thread is inside one of its exports.
+
+   CONFIGURATION (define before including relib.hpp, and the same in the module)
+       RELIB_NO_UNLOADING   modules stay loaded until the process exits; unload() is compiled
+                            out, as are its checks; a module built otherwise is refused at load.
+
+   LICENSE: MIT, see relib_module.hpp.
+*/
+#ifndef RELIB_HPP_INCLUDED
+#define RELIB_HPP_INCLUDED
+
+#define RELIB_DETAIL_HOST_SIDE
+#include "relib_module.hpp"
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+/* ==== Public: results and errors ========================================================= */
+
+namespace relib {
+
+class bad_result_access : public std::logic_error {
+ public:
+  explicit bad_result_access(const std::string& message) : std::logic_error(message) {}
+};
+
+/* A value or an error, like C++23's std::expected. Errors carry a `message` member. */
+template <class T, class E>
+class result {
+ public:
+  result(T value) : value_(std::move(value)) {}
+  result(E error) : error_(std::move(error)) {}
+
+  bool has_value() const noexcept { return value_.has_value(); }
+  explicit operator bool() const noexcept { return has_value(); }
+
+  T& value() & { return check(), *value_; }
+  const T& value() const& { return check(), *value_; }
+  T&& value() && { return check(), std::move(*value_); }
+  T& operator*() & { return value(); }
+  const T& operator*() const& { return value(); }
+  T&& operator*() && { return std::move(*this).value(); }
+  T* operator->() { return &value(); }
+  const T* operator->() const { return &value(); }
+
+  const E& error() const {
+    if (!error_) throw bad_result_access("relib: error() called on a result that holds a value");
+    return *error_;
+  }
+
+ private:
+  void check() const {
+    if (!value_) throw bad_result_access("relib: value() called on a failed result: " + error_->message);
+  }
+  std::optional<T> value_;
+  std::optional<E> error_;
+};
+
+template <class E>
+class result<void, E> {
+ public:
+  result() = default;
+  result(E error) : error_(std::move(error)) {}
+  bool has_value() const noexcept { return !error_.has_value(); }
+  explicit operator bool() const noexcept { return has_value(); }
+  void value() const {
+    if (error_) throw bad_result_access("relib: value() called on a failed result: " + error_->message);
+  }
+  const E& error() const {
+    if (!error_) throw bad_result_access("relib: error() called on a result that holds a value");
+    return *error_;
+  }
+
+ private:
+  std::optional<E> error_;
+};
+
+enum class load_errc {
+  file_not_found,       // nothing at that path
+  not_a_file,           // a directory or other non-regular file
+  not_elf,              // empty, text, or another format
+  wrong_architecture,   // an ELF file for another machine or word size
+  not_shared_library,   // an executable or object file
+  not_a_relib_module,   // a shared library without relib's records (for example a plain C library)
+  version_mismatch,     // built with another relib version
+  compiler_mismatch,    // built by another compiler (family or major version)
+  stdlib_mismatch,      // built against another C++ standard-library ABI
+  unloading_mismatch,   // RELIB_NO_UNLOADING differs between host and module
+  missing_export,       // the host declares an export the module lacks
+  missing_import,       // the module needs an import the host does not provide
+  signature_mismatch,   // an export, import or main differs between host and module
+  already_loaded,       // the same file (by device and inode) is already loaded
+  dlopen_failed,        // the dynamic loader refused it (unresolved symbol, missing dependency...)
+};
+
+enum class unload_errc {
+  not_loaded,            // already unloaded or moved from
+  before_unload_failed,  // before_unload threw: the module stays loaded and usable
+  still_loaded,          // dlclose() ran but the library is still in the process; the reason is in the message
+};
+
+enum class call_errc {
+  exception,                // the export threw; exception_type and what describe it
+  not_loaded,               // the module was unloaded (or the module object moved from)
+  no_main,                  // call_main() on a module without RELIB_MODULE_MAIN
+  main_signature_mismatch,  // call_main<R>() with an R other than the module's
+};
+
+struct load_error {
+  load_errc code;
+  std::string module;   // the path given to load_module
+  std::string message;  // what went wrong and how to fix it
+};
+
+struct unload_error {
+  unload_errc code;
+  std::string module;
+  std::string message;
+};
+
+struct call_error {
+  call_errc code;
+  std::string module;
+  std::string function;        // export name, "main" or "before_unload"
+  std::string exception_type;  // demangled, for call_errc::exception
+  std::string what;            // what() of a std::exception, empty for other types
+  std::string message;
+};
+
+struct unload_report {
+  std::string module;
+  std::chrono::nanoseconds duration{};  // from the unload() call to the verified absence
+};
+
+template <class R>
+using call_result = result<R, call_error>;
+
+const char* to_string(load_errc code) noexcept;
+const char* to_string(unload_errc code) noexcept;
+const char* to_string(call_errc code) noexcept;
+
+/* For modules without exports or imports. */
+struct no_exports {
+  template <class Visitor>
+  void relib_visit(Visitor&&) {}
+};
+struct no_imports {
+  template <class Visitor>
+  static void relib_visit(Visitor&&) {}
+};
+
+}  // namespace relib
+
+/* ==== Private: what the templates need from the implementation ========================== */
+
+namespace relib {
+namespace detail {
+
+struct module_core;
+
+struct interface_entry {
+  std::string_view name;
+  std::string_view signature;
+  std::string_view layout;
+};
+
+struct export_binding {
+  interface_entry entry;
+  void* object;
+  void (*bind)(void* object, const void* symbol, const module_core* owner);
+  void (*unbind)(void* object);
+};
+
+struct import_binding {
+  interface_entry entry;
+  void (*link)(const void* symbol);
+};
+
+struct load_request {
+  std::string path;
+  std::vector<export_binding> exports;
+  std::vector<import_binding> imports;
+};
+
+struct module_core {
+  std::string path;
+  void* handle = nullptr;
+  bool loaded = false;
+  std::uint64_t device = 0;
+  std::uint64_t inode = 0;
+  std::vector<export_binding> exports;
+  std::vector<std::string> unique_symbols;  // STB_GNU_UNIQUE: glibc will never unload these
+  const void* main_symbol = nullptr;
+  std::string main_signature;  // "int()" and layout, as recorded by the module
+  std::string main_layout;
+  const void* before_unload_symbol = nullptr;
+};
+
+result<std::unique_ptr<module_core>, load_error> load_core(load_request request);
+result<unload_report, unload_error> unload_core(module_core& core);
+void abandon_core(module_core& core) noexcept;  // RELIB_NO_UNLOADING: keep it loaded for good
+
+extern const error_sink host_error_sink;
+call_error take_call_error(const module_core* owner, const char* function);
+call_error make_main_error(const module_core* owner, call_errc code, std::string_view asked_signature);
+[[noreturn]] void import_threw(const char* name, const char* signature) noexcept;
+
+class non_copyable {
+ public:
+  non_copyable() = default;
+  non_copyable(const non_copyable&) = delete;
+  non_copyable& operator=(const non_copyable&) = delete;
+};
+
+/* Where an export's return value is constructed by the module thunk. */
+template <class R>
+class return_slot {
+ public:
+  void* address() { return storage_; }
+  R take() {
+    R* value = std::launder(reinterpret_cast<R*>(storage_));
+    R out(std::move(*value));
+    value->~R();
+    return out;
+  }
+
+ private:
+  alignas(R) unsigned char storage_[sizeof(R)];
+};
+
+template <class R, class... A>
+call_result<R> invoke_export(typename export_thunk<R(A...)>::pointer thunk, const module_core* owner,
+                             const char* function, A... args) {
+  if constexpr (std::is_void_v<R>) {
+    if (RELIB_DETAIL_LIKELY(thunk(nullptr, &host_error_sink, static_cast<A&&>(args)...))) return {};
+    return take_call_error(owner, function);
+  } else {
+    return_slot<R> slot;
+    if (RELIB_DETAIL_LIKELY(thunk(slot.address(), &host_error_sink, static_cast<A&&>(args)...))) {
+      return slot.take();
+    }
+    return take_call_error(owner, function);
+  }
+}
+
+/* Stands in for every export of a module that is not loaded: calls fail cleanly. */
+template <class R, class... A>
+bool not_loaded_thunk(void*, const error_sink* sink, A...) {
+  sink->report(sink, nullptr, nullptr);
+  return false;
+}
+
+template <class F>
+class export_function;
+template <class R, class... A>
+class export_function<R(A...)> : non_copyable {
+ public:
+  using signature = R(A...);
+  using thunk_type = typename export_thunk<R(A...)>::pointer;
+
+  explicit export_function(const char* name) : name_(name) {}
+
+  call_result<R> operator()(A... args) const {
+    return invoke_export<R, A...>(thunk_, owner_, name_, static_cast<A&&>(args)...);
+  }
+
+  const char* name() const noexcept { return name_; }
+
+  static void bind(void* object, const void* symbol, const module_core* owner) {
+    auto* self = static_cast<export_function*>(object);
+    self->thunk_ = *static_cast<const thunk_type*>(symbol);
+    self->owner_ = owner;
+  }
+  static void unbind(void* object) { static_cast<export_function*>(object)->thunk_ = &not_loaded_thunk<R, A...>; }
+
+ private:
+  thunk_type thunk_ = &not_loaded_thunk<R, A...>;
+  const module_core* owner_ = nullptr;
+  const char* name_;
+};
+
+template <class F>
+constexpr interface_entry entry_of(std::string_view name) {
+  return interface_entry{name, type_name<F>::view, layout<F>::value.view()};
+}
+
+struct export_collector {
+  load_request& request;
+  template <class F>
+  void operator()(export_function<F>& function) const {
+    request.exports.push_back(export_binding{entry_of<F>(function.name()), &function,
+                                             &export_function<F>::bind, &export_function<F>::unbind});
+  }
+};
+
+/* The host side of an import: calls the host's function and ends the process if it throws,
+   since the exception would otherwise unwind through module frames that expect none. */
+template <class F>
+struct import_thunk;
+template <class R, class... A>
+struct import_thunk<R(A...)> {
+  using pointer = R (*)(A...);
+
+  template <pointer Function, class Tag>
+  static R call(A... args) {
+    try {
+      return Function(static_cast<A&&>(args)...);
+    } catch (abi::__forced_unwind&) {
+      throw;  // thread cancellation must keep unwinding
+    } catch (...) {
+      import_threw(Tag::name(), type_name<R(A...)>::value.data);
+    }
+  }
+
+  template <pointer Function, class Tag>
+  static void link(const void* symbol) {
+    pointer* slot = *static_cast<pointer* const*>(symbol);
+    *slot = &call<Function, Tag>;
+  }
+};
+
+struct import_collector {
+  load_request& request;
+  template <class F, class Tag, typename import_thunk<F>::pointer Function>
+  void add() const {
+    request.imports.push_back(
+        import_binding{entry_of<F>(Tag::name()), &import_thunk<F>::template link<Function, Tag>});
+  }
+};
+
+}  // namespace detail
+
+/* ==== Public: the module object and load_module ========================================= */
+
+template <class Exports>
+class module {
+ public:
+  module(module&&) noexcept = default;
+  module& operator=(module&& other) noexcept {
+    if (this != &other) {
+      release();
+      core_ = std::move(other.core_);
+      exports_ = std::move(other.exports_);
+    }
+    return *this;
+  }
+  ~module() { release(); }
+
+  /* The typed exports. Still safe after unload(): every call then returns call_errc::not_loaded. */
+  const Exports& exports() const noexcept {
+    static const Exports detached;  // what a moved-from module offers: exports that fail cleanly
+    return exports_ ? *exports_ : detached;
+  }
+
+  template <class R>
+  call_result<R> call_main() const {
+    const detail::module_core* core = core_.get();
+    constexpr std::string_view asked = detail::type_name<R()>::view;
+    if (core == nullptr || !core->loaded) return detail::make_main_error(core, call_errc::not_loaded, asked);
+    if (core->main_symbol == nullptr) return detail::make_main_error(core, call_errc::no_main, asked);
+    if (core->main_signature != asked || core->main_layout != detail::layout<R()>::value.view()) {
+      return detail::make_main_error(core, call_errc::main_signature_mismatch, asked);
+    }
+    auto thunk = *static_cast<const typename detail::export_thunk<R()>::pointer*>(core->main_symbol);
+    return detail::invoke_export<R>(thunk, core, "main");
+  }
+
+  bool is_loaded() const noexcept { return core_ && core_->loaded; }
+
+  const std::string& path() const noexcept {
+    static const std::string none;
+    return core_ ? core_->path : none;
+  }
+
+#if RELIB_DETAIL_UNLOADING
+  /* Runs before_unload, closes the library and checks it is gone. On before_unload_failed the
+     module stays loaded; on any other outcome its exports no longer call into it. */
+  result<unload_report, unload_error> unload() {
+    if (!core_) {
+      return unload_error{unload_errc::not_loaded, "",
+                          "relib: unload() on a module object that was moved from; unload the object it was moved to"};
+    }
+    return detail::unload_core(*core_);
+  }
+#endif
+
+ private:
+  template <class E, class I>
+  friend result<module<E>, load_error> load_module(const std::string& path, I imports);
+
+  module(std::unique_ptr<detail::module_core> core, std::unique_ptr<Exports> exports)
+      : core_(std::move(core)), exports_(std::move(exports)) {}
+
+  void release() noexcept;
+
+  std::unique_ptr<detail::module_core> core_;
+  std::unique_ptr<Exports> exports_;
+};
+
+void report_destructor_unload_failure(const unload_error& error) noexcept;
+
+template <class Exports>
+void module<Exports>::release() noexcept {
+  if (!core_ || !core_->loaded) return;
+#if RELIB_DETAIL_UNLOADING
+  auto unloaded = detail::unload_core(*core_);
+  if (!unloaded) report_destructor_unload_failure(unloaded.error());
+#else
+  detail::abandon_core(*core_);
+#endif
+}
+
+template <class Exports = no_exports, class Imports = no_imports>
+result<module<Exports>, load_error> load_module(const std::string& path, Imports imports = {}) {
+  (void)imports;  // only its type matters: the import implementations are its static functions
+  auto exports = std::make_unique<Exports>();
+  detail::load_request request;
+  request.path = path;
+  exports->relib_visit(detail::export_collector{request});
+  Imports::relib_visit(detail::import_collector{request});
+  auto core = detail::load_core(std::move(request));
+  if (!core) return core.error();
+  return module<Exports>(std::move(*core), std::move(exports));
+}
+
+}  // namespace relib
+
+/* ==== Public: interface macros for the host ============================================= */
+
+#define RELIB_DETAIL_HOST_EXPORT_MEMBER(id, ...) relib::detail::export_function<__VA_ARGS__> id{#id};
+#define RELIB_DETAIL_HOST_EXPORT_VISIT(id, ...) visitor(id);
+
+/* struct type_name { export_function<sig> name...; }: one callable member per export. */
+#define RELIB_HOST_EXPORTS(type_name, LIST)               \
+  struct type_name : relib::detail::non_copyable {        \
+    LIST(RELIB_DETAIL_HOST_EXPORT_MEMBER)                 \
+    template <class Visitor>                              \
+    void relib_visit(Visitor&& visitor) {                 \
+      LIST(RELIB_DETAIL_HOST_EXPORT_VISIT)                \
+    }                                                     \
+  }
+
+#define RELIB_DETAIL_HOST_IMPORT_DECL(id, ...) static relib::detail::identity_t<__VA_ARGS__> id;
+#define RELIB_DETAIL_HOST_IMPORT_VISIT(id, ...)                           \
+  {                                                                         \
+    struct tag {                                                            \
+      static constexpr const char* name() { return #id; }                 \
+    };                                                                      \
+    visitor.template add<__VA_ARGS__, tag, &id>();                          \
+  }
+
+/* struct type_name { static R name(args...); ... }: define each as an ordinary function. */
+#define RELIB_HOST_IMPORTS(type_name, LIST)          \
+  struct type_name {                                 \
+    LIST(RELIB_DETAIL_HOST_IMPORT_DECL)              \
+    template <class Visitor>                         \
+    static void relib_visit(Visitor&& visitor) {     \
+      LIST(RELIB_DETAIL_HOST_IMPORT_VISIT)           \
+    }                                                \
+  }
+
+#endif /* RELIB_HPP_INCLUDED */
+
+/* ==== Implementation ===================================================================== */
+
+#if defined(RELIB_IMPLEMENTATION) && !defined(RELIB_DETAIL_HOST_IMPLEMENTED)
+#define RELIB_DETAIL_HOST_IMPLEMENTED
+#include <cxxabi.h>
+#include <dlfcn.h>
+#include <elf.h>
+#include <fcntl.h>
+#include <link.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+
+namespace relib {
+
+const char* to_string(load_errc code) noexcept {
+  switch (code) {
+    case load_errc::file_not_found: return "file_not_found";
+    case load_errc::not_a_file: return "not_a_file";
+    case load_errc::not_elf: return "not_elf";
+    case load_errc::wrong_architecture: return "wrong_architecture";
+    case load_errc::not_shared_library: return "not_shared_library";
+    case load_errc::not_a_relib_module: return "not_a_relib_module";
+    case load_errc::version_mismatch: return "version_mismatch";
+    case load_errc::compiler_mismatch: return "compiler_mismatch";
+    case load_errc::stdlib_mismatch: return "stdlib_mismatch";
+    case load_errc::unloading_mismatch: return "unloading_mismatch";
+    case load_errc::missing_export: return "missing_export";
+    case load_errc::missing_import: return "missing_import";
+    case load_errc::signature_mismatch: return "signature_mismatch";
+    case load_errc::already_loaded: return "already_loaded";
+    case load_errc::dlopen_failed: return "dlopen_failed";
+  }
+  return "unknown";
+}
+
+const char* to_string(unload_errc code) noexcept {
+  switch (code) {
+    case unload_errc::not_loaded: return "not_loaded";
+    case unload_errc::before_unload_failed: return "before_unload_failed";
+    case unload_errc::still_loaded: return "still_loaded";
+  }
+  return "unknown";
+}
+
+const char* to_string(call_errc code) noexcept {
+  switch (code) {
+    case call_errc::exception: return "exception";
+    case call_errc::not_loaded: return "not_loaded";
+    case call_errc::no_main: return "no_main";
+    case call_errc::main_signature_mismatch: return "main_signature_mismatch";
+  }
+  return "unknown";
+}
+
+void report_destructor_unload_failure(const unload_error& error) noexcept {
+  std::fprintf(stderr, "%s (while destroying the module object; call unload() to handle this error)\n",
+               error.message.c_str());
+}
+
+namespace detail {
+
+/* ---- Platform seam: every call into the dynamic loader and the file system --------------
+   Linux/glibc today; a Windows port replaces this section (LoadLibrary, GetModuleHandleEx). */
+namespace platform {
+
+#if defined(__x86_64__)
+constexpr int host_machine = EM_X86_64;
+#elif defined(__aarch64__)
+constexpr int host_machine = EM_AARCH64;
+#elif defined(__i386__)
+constexpr int host_machine = EM_386;
+#elif defined(__arm__)
+constexpr int host_machine = EM_ARM;
+#elif defined(__riscv)
+constexpr int host_machine = EM_RISCV;
+#else
+#error "relib: add this machine's ELF e_machine value"
+#endif
+constexpr unsigned char host_class = sizeof(void*) == 8 ? ELFCLASS64 : ELFCLASS32;
+
+#if RELIB_DETAIL_UNLOADING
+constexpr int open_flags = RTLD_NOW | RTLD_LOCAL;
+#else
+constexpr int open_flags = RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE;
+#endif
+
+std::string last_dl_error() {
+  const char* text = dlerror();
+  return text != nullptr ? text : "unknown dynamic loader error";
+}
+
+/* An open library is identified by its base address and link-map name, both read before
+   dlclose() so that afterwards we can ask whether that very object is still in the process. */
+struct loaded_object {
+  ElfW(Addr) base = 0;
+  std::string name;
+};
+
+loaded_object describe(void* handle) {
+  loaded_object object;
+  struct link_map* map = nullptr;
+  if (dlinfo(handle, RTLD_DI_LINKMAP, &map) == 0 && map != nullptr) {
+    object.base = map->l_addr;
+    object.name = map->l_name != nullptr ? map->l_name : "";
+  }
+  return object;
+}
+
+bool still_loaded(const loaded_object& object) {
+  struct search {
+    const loaded_object* wanted;
+    bool found;
+  } state{&object, false};
+  dl_iterate_phdr(
+      [](struct dl_phdr_info* info, size_t, void* data) {
+        auto* s = static_cast<search*>(data);
+        if (info->dlpi_addr == s->wanted->base && info->dlpi_name != nullptr && s->wanted->name == info->dlpi_name) {
+          s->found = true;
+          return 1;
+        }
+        return 0;
+      },
+      &state);
+  return state.found;
+}
+
+std::vector<std::string> loaded_object_names() {
+  std::vector<std::string> names;
+  dl_iterate_phdr(
+      [](struct dl_phdr_info* info, size_t, void* data) {
+        if (info->dlpi_name != nullptr && info->dlpi_name[0] != '\0') {
+          static_cast<std::vector<std::string>*>(data)->push_back(info->dlpi_name);
+        }
+        return 0;
+      },
+      &names);
+  return names;
+}
+
+class file_descriptor {
+ public:
+  explicit file_descriptor(int fd) : fd_(fd) {}
+  file_descriptor(const file_descriptor&) = delete;
+  file_descriptor& operator=(const file_descriptor&) = delete;
+  ~file_descriptor() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+}  // namespace platform
+
+/* ---- ELF reader --------------------------------------------------------------------------
+   dlopen() runs the library's constructors, so everything relib checks is read from the file
+   first: the header, the relib_meta section, the dynamic symbols (for STB_GNU_UNIQUE, which
+   glibc never unloads) and the dynamic section (DT_NEEDED, DT_SONAME). Every offset is checked
+   against the file size, so a truncated or hostile file is an error, never a crash. */
+
+struct elf_contents {
+  std::vector<std::string> records;  // relib_meta, split at NUL bytes
+  bool has_relib_section = false;
+  std::vector<std::string> unique_symbols;
+  std::vector<std::string> needed;
+  std::string soname;
+};
+
+enum class elf_status { ok, not_elf, wrong_architecture, not_shared_library, unreadable };
+
+class elf_reader {
+ public:
+  elf_reader(int fd, std::uint64_t size) : fd_(fd), size_(size) {}
+
+  bool read(std::uint64_t offset, void* out, std::uint64_t length) const {
+    if (offset > size_ || length > size_ - offset) return false;
+    auto* bytes = static_cast<char*>(out);
+    while (length > 0) {
+      const ssize_t got = ::pread(fd_, bytes, length, static_cast<off_t>(offset));
+      if (got < 0 && errno == EINTR) continue;
+      if (got <= 0) return false;
+      bytes += got;
+      offset += static_cast<std::uint64_t>(got);
+      length -= static_cast<std::uint64_t>(got);
+    }
+    return true;
+  }
+
+  bool read_section(const ElfW(Shdr) & section, std::string& out) const {
+    if (section.sh_type == SHT_NOBITS) return false;
+    out.resize(section.sh_size);
+    return read(section.sh_offset, out.data(), section.sh_size);
+  }
+
+ private:
+  int fd_;
+  std::uint64_t size_;
+};
+
+inline std::string string_at(const std::string& table, std::uint64_t offset) {
+  if (offset >= table.size()) return {};
+  return std::string(table.c_str() + offset);
+}
+
+elf_status read_elf(int fd, std::uint64_t size, elf_contents& out, std::string& detail) {
+  const elf_reader file(fd, size);
+  unsigned char ident[EI_NIDENT] = {};
+  if (size < EI_NIDENT || !file.read(0, ident, EI_NIDENT) || std::memcmp(ident, ELFMAG, SELFMAG) != 0) {
+    detail = size == 0 ? "the file is empty" : "it does not start with the ELF signature";
+    return elf_status::not_elf;
+  }
+  ElfW(Ehdr) header{};
+  if (ident[EI_CLASS] != platform::host_class || !file.read(0, &header, sizeof header) ||
+      header.e_machine != platform::host_machine) {
+    detail = "it is built for ELF machine " + std::to_string(ident[EI_CLASS] == platform::host_class ? header.e_machine : 0) +
+             (ident[EI_CLASS] == ELFCLASS32 ? " (32-bit)" : " (64-bit)") + ", this process is machine " +
+             std::to_string(platform::host_machine) + (platform::host_class == ELFCLASS32 ? " (32-bit)" : " (64-bit)");
+    return elf_status::wrong_architecture;
+  }
+  if (header.e_type != ET_DYN) {
+    detail = header.e_type == ET_EXEC ? "it is an executable" : header.e_type == ET_REL ? "it is an object file (.o)" : "it is not a shared library";
+    return elf_status::not_shared_library;
+  }
+  if (header.e_shentsize != sizeof(ElfW(Shdr)) || header.e_shnum == 0 || header.e_shstrndx >= header.e_shnum) {
+    detail = "its section headers are missing or malformed";
+    return elf_status::unreadable;
+  }
+  std::vector<ElfW(Shdr)> sections(header.e_shnum);
+  std::string section_names;
+  if (!file.read(header.e_shoff, sections.data(), sizeof(ElfW(Shdr)) * sections.size()) ||
+      !file.read_section(sections[header.e_shstrndx], section_names)) {
+    detail = "its section headers are truncated";
+    return elf_status::unreadable;
+  }
+  for (const ElfW(Shdr) & section : sections) {
+    const std::string name = string_at(section_names, section.sh_name);
+    if (name == RELIB_DETAIL_META_SECTION) {
+      std::string raw;
+      if (!file.read_section(section, raw)) continue;
+      out.has_relib_section = true;
+      for (std::size_t start = 0; start < raw.size();) {
+        const std::size_t end = std::min(raw.find('\0', start), raw.size());
+        if (end > start) out.records.push_back(raw.substr(start, end - start));  // padding between records is skipped
+        start = end + 1;
+      }
+    } else if ((section.sh_type == SHT_DYNSYM || section.sh_type == SHT_DYNAMIC) && section.sh_link < sections.size()) {
+      std::string data, strings;
+      if (!file.read_section(section, data) || !file.read_section(sections[section.sh_link], strings)) continue;
+      if (section.sh_type == SHT_DYNSYM) {
+        for (std::size_t i = 0; i + sizeof(ElfW(Sym)) <= data.size(); i += sizeof(ElfW(Sym))) {
+          ElfW(Sym) symbol;
+          std::memcpy(&symbol, data.data() + i, sizeof symbol);
+          if (ELF64_ST_BIND(symbol.st_info) == STB_GNU_UNIQUE && symbol.st_shndx != SHN_UNDEF) {
+            out.unique_symbols.push_back(string_at(strings, symbol.st_name));
+          }
+        }
+      } else {
+        for (std::size_t i = 0; i + sizeof(ElfW(Dyn)) <= data.size(); i += sizeof(ElfW(Dyn))) {
+          ElfW(Dyn) entry;
+          std::memcpy(&entry, data.data() + i, sizeof entry);
+          if (entry.d_tag == DT_NEEDED) out.needed.push_back(string_at(strings, entry.d_un.d_val));
+          if (entry.d_tag == DT_SONAME) out.soname = string_at(strings, entry.d_un.d_val);
+        }
+      }
+    }
+  }
+  return elf_status::ok;
+}
+
+/* ---- Module records ----------------------------------------------------------------------
+   Written by relib_module.hpp into the relib_meta section, one NUL-terminated record each:
+     module <TAB> relib <TAB> version=.. <TAB> compiler=.. <TAB> stdlib=.. <TAB> unloading=0|1
+     export|import|main|before_unload <TAB> name <TAB> signature <TAB> layout */
+
+std::vector<std::string> split_tabs(const std::string& record) {
+  std::vector<std::string> fields;
+  std::size_t start = 0;
+  for (;;) {
+    const std::size_t tab = record.find('\t', start);
+    fields.push_back(record.substr(start, tab == std::string::npos ? std::string::npos : tab - start));
+    if (tab == std::string::npos) return fields;
+    start = tab + 1;
+  }
+}
+
+struct module_records {
+  bool has_module_record = false;
+  std::string version, compiler, stdlib, unloading;
+  struct entry {
+    std::string kind, name, signature, layout;
+  };
+  std::vector<entry> entries;
+
+  const entry* find(std::string_view kind, std::string_view name) const {
+    for (const entry& e : entries) {
+      if (e.kind == kind && e.name == name) return &e;
+    }
+    return nullptr;
+  }
+};
+
+module_records parse_records(const std::vector<std::string>& raw) {
+  module_records records;
+  for (const std::string& record : raw) {
+    const std::vector<std::string> fields = split_tabs(record);
+    if (fields.size() >= 2 && fields[0] == "module" && fields[1] == "relib") {
+      records.has_module_record = true;
+      for (std::size_t i = 2; i < fields.size(); ++i) {
+        const std::size_t equals = fields[i].find('=');
+        const std::string key = fields[i].substr(0, equals);
+        const std::string value = equals == std::string::npos ? "" : fields[i].substr(equals + 1);
+        if (key == "version") records.version = value;
+        if (key == "compiler") records.compiler = value;
+        if (key == "stdlib") records.stdlib = value;
+        if (key == "unloading") records.unloading = value;
+      }
+    } else if (fields.size() == 4) {
+      records.entries.push_back({fields[0], fields[1], fields[2], fields[3]});
+    }
+  }
+  return records;
+}
+
+/* ---- Registry of loaded modules ----------------------------------------------------------
+   One lock serializes loads and unloads, so "is this file loaded?" and the dlopen() that
+   follows are a single step for every thread. */
+
+struct registry_entry {
+  std::uint64_t device;
+  std::uint64_t inode;
+  std::string path;
+};
+
+struct registry {
+  std::mutex lock;
+  std::vector<registry_entry> modules;
+
+  const registry_entry* find(std::uint64_t device, std::uint64_t inode) const {
+    for (const registry_entry& entry : modules) {
+      if (entry.device == device && entry.inode == inode) return &entry;
+    }
+    return nullptr;
+  }
+  void remove(std::uint64_t device, std::uint64_t inode) {
+    modules.erase(std::remove_if(modules.begin(), modules.end(),
+                                 [&](const registry_entry& e) { return e.device == device && e.inode == inode; }),
+                  modules.end());
+  }
+};
+
+registry& global_registry() {
+  static registry instance;
+  return instance;
+}
+
+/* ---- Loading ------------------------------------------------------------------------------ */
+
+std::string describe_entry(std::string_view kind, std::string_view name, std::string_view signature) {
+  return std::string(kind) + " '" + std::string(name) + "' (" + std::string(signature) + ")";
+}
+
+/* Compares the host's interface with the module's records; every problem is listed at once. */
+struct interface_check {
+  load_errc first_code = load_errc::signature_mismatch;
+  std::vector<std::string> problems;
+
+  void fail(load_errc code, std::string problem) {
+    if (problems.empty()) first_code = code;
+    problems.push_back(std::move(problem));
+  }
+
+  void compare(std::string_view kind, const interface_entry& host, const module_records::entry& module) {
+    if (host.signature != module.signature) {
+      fail(load_errc::signature_mismatch, std::string(kind) + " '" + module.name + "' is " + std::string(host.signature) +
+                                              " in the host but " + module.signature + " in the module");
+    } else if (host.layout != module.layout) {
+      fail(load_errc::signature_mismatch,
+           std::string(kind) + " '" + module.name + "' is " + module.signature +
+               " on both sides, but the sizes of its types differ (host " + std::string(host.layout) + ", module " +
+               module.layout + ", as return:parameters): a type with this name is defined differently");
+    }
+  }
+};
+
+load_error make_load_error(load_errc code, const std::string& path, const std::string& text) {
+  return load_error{code, path, "relib: cannot load module '" + path + "': " + text};
+}
+
+void check_interface(const load_request& request, const module_records& records, interface_check& check) {
+  for (const export_binding& wanted : request.exports) {
+    const module_records::entry* found = records.find("export", wanted.entry.name);
+    if (found == nullptr) {
+      check.fail(load_errc::missing_export,
+                 "the host expects " + describe_entry("export", wanted.entry.name, wanted.entry.signature) +
+                     " but the module does not export it; add it to the module's export list or remove it from the host's");
+    } else {
+      check.compare("export", wanted.entry, *found);
+    }
+  }
+  for (const module_records::entry& needed : records.entries) {
+    if (needed.kind != "import") continue;
+    const auto provided = std::find_if(request.imports.begin(), request.imports.end(),
+                                       [&](const import_binding& b) { return b.entry.name == needed.name; });
+    if (provided == request.imports.end()) {
+      check.fail(load_errc::missing_import,
+                 "the module imports " + describe_entry("import", needed.name, needed.signature) +
+                     " but the host does not provide it; add it to the imports type passed to load_module");
+    } else {
+      check.compare("import", provided->entry, needed);
+    }
+  }
+}
+
+result<void, load_error> check_records(const std::string& path, const module_records& records,
+                                       const load_request& request) {
+  auto mismatch = [&](load_errc code, const char* what, const std::string& module_value, const char* host_value,
+                      const char* fix) {
+    return make_load_error(code, path,
+                           std::string("it was built with ") + what + " '" + module_value + "' but this host uses '" +
+                               host_value + "'; " + fix);
+  };
+  if (records.version != RELIB_VERSION_STRING) {
+    return mismatch(load_errc::version_mismatch, "relib version", records.version, RELIB_VERSION_STRING,
+                    "rebuild the module with the same relib headers as the host");
+  }
+  if (records.compiler != RELIB_DETAIL_COMPILER) {
+    return mismatch(load_errc::compiler_mismatch, "compiler", records.compiler, RELIB_DETAIL_COMPILER,
+                    "build host and module with the same compiler family and major version");
+  }
+  if (records.stdlib != RELIB_DETAIL_STDLIB) {
+    return mismatch(load_errc::stdlib_mismatch, "C++ standard library ABI", records.stdlib, RELIB_DETAIL_STDLIB,
+                    "build host and module with the same standard library and _GLIBCXX_USE_CXX11_ABI setting");
+  }
+  if (records.unloading != RELIB_DETAIL_STR(RELIB_DETAIL_UNLOADING)) {
+    return make_load_error(
+        load_errc::unloading_mismatch, path,
+        std::string("the module was built ") + (records.unloading == "0" ? "with" : "without") +
+            " RELIB_NO_UNLOADING and the host " + (RELIB_DETAIL_UNLOADING ? "without" : "with") +
+            " it; define it the same way for both");
+  }
+  interface_check check;
+  check_interface(request, records, check);
+  if (check.problems.empty()) return {};
+  std::string text = check.problems.size() == 1 ? "the interfaces differ: "
+                                                 : std::to_string(check.problems.size()) + " interface problems: ";
+  for (std::size_t i = 0; i < check.problems.size(); ++i) text += (i ? "; " : "") + check.problems[i];
+  return make_load_error(check.first_code, path, text + ". Rebuild host and module from the same interface header.");
+}
+
+/* Reads and checks the file; fills core's identity and everything read from the records. */
+result<void, load_error> inspect_file(const load_request& request, module_core& core) {
+  const std::string& path = request.path;
+  struct stat info {};
+  if (::stat(path.c_str(), &info) != 0) {
+    if (errno == ENOENT || errno == ENOTDIR) {
+      return make_load_error(load_errc::file_not_found, path,
+                             "no such file; check the path (a relative path starts from the current directory)");
+    }
+    return make_load_error(load_errc::file_not_found, path, std::string("cannot access it: ") + std::strerror(errno));
+  }
+  if (!S_ISREG(info.st_mode)) {
+    return make_load_error(load_errc::not_a_file, path,
+                           std::string(S_ISDIR(info.st_mode) ? "it is a directory" : "it is not a regular file") +
+                               "; pass the path of the built shared library (.so)");
+  }
+  core.device = static_cast<std::uint64_t>(info.st_dev);
+  core.inode = static_cast<std::uint64_t>(info.st_ino);
+  if (const registry_entry* other = global_registry().find(core.device, core.inode)) {
+    return make_load_error(load_errc::already_loaded, path,
+                           "this file is already loaded as module '" + other->path +
+                               "'; unload that module first (a copy of the file can be loaded beside it)");
+  }
+
+  platform::file_descriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.get() < 0) {
+    return make_load_error(load_errc::file_not_found, path, std::string("cannot open it: ") + std::strerror(errno));
+  }
+  elf_contents contents;
+  std::string detail;
+  switch (read_elf(fd.get(), static_cast<std::uint64_t>(info.st_size), contents, detail)) {
+    case elf_status::ok: break;
+    case elf_status::not_elf:
+      return make_load_error(load_errc::not_elf, path, "not an ELF shared library: " + detail);
+    case elf_status::wrong_architecture:
+      return make_load_error(load_errc::wrong_architecture, path, detail + "; build the module for this machine");
+    case elf_status::not_shared_library:
+      return make_load_error(load_errc::not_shared_library, path,
+                             detail + ", not a shared library; build the module with relib_add_module()");
+    case elf_status::unreadable:
+      return make_load_error(load_errc::not_elf, path, "a damaged ELF file: " + detail);
+  }
+  const module_records records = parse_records(contents.records);
+  if (!records.has_module_record) {
+    return make_load_error(load_errc::not_a_relib_module, path,
+                           "a shared library, but not a relib module (it has no relib records); build it with "
+                           "relib_add_module() and define RELIB_IMPLEMENTATION in one of its source files");
+  }
+  auto checked = check_records(path, records, request);
+  if (!checked) return checked;
+
+  if (const module_records::entry* main = records.find("main", "main")) {
+    core.main_signature = main->signature;
+    core.main_layout = main->layout;
+  }
+  core.unique_symbols = std::move(contents.unique_symbols);
+  return {};
+}
+
+const void* find_symbol(void* handle, const std::string& name) {
+  return dlsym(handle, name.c_str());
+}
+
+result<std::unique_ptr<module_core>, load_error> load_core(load_request request) {
+  auto core = std::make_unique<module_core>();
+  core->path = request.path;
+  const std::string& path = core->path;
+
+  registry& modules = global_registry();
+  std::lock_guard<std::mutex> guard(modules.lock);
+  auto inspected = inspect_file(request, *core);
+  if (!inspected) return inspected.error();
+
+  // The registry knows relib's own modules; RTLD_NOLOAD also finds the same file opened by
+  // anyone else, comparing device and inode like the loader itself does.
+  if (void* existing = dlopen(path.c_str(), RTLD_LAZY | RTLD_NOLOAD)) {
+    dlclose(existing);
+    return make_load_error(load_errc::already_loaded, path,
+                           "this file is already loaded in the process outside relib (by dlopen() or as a "
+                           "dependency); close it first or load a copy of the file");
+  }
+  dlerror();
+  core->handle = dlopen(path.c_str(), platform::open_flags);
+  if (core->handle == nullptr) {
+    return make_load_error(load_errc::dlopen_failed, path,
+                           "the dynamic loader refused it: " + platform::last_dl_error() +
+                               " (check that every symbol it uses is defined and its dependencies are installed)");
+  }
+
+  std::string missing;
+  for (const import_binding& import : request.imports) {
+    if (const void* symbol = find_symbol(core->handle, "relib_import_" + std::string(import.entry.name))) import.link(symbol);
+  }
+  for (const export_binding& binding : request.exports) {
+    const void* symbol = find_symbol(core->handle, "relib_export_" + std::string(binding.entry.name));
+    if (symbol == nullptr) {
+      missing += " relib_export_" + std::string(binding.entry.name);
+      continue;
+    }
+    binding.bind(binding.object, symbol, core.get());
+  }
+  if (!core->main_signature.empty()) {
+    core->main_symbol = find_symbol(core->handle, "relib_main");
+    if (core->main_symbol == nullptr) missing += " relib_main";
+  }
+  core->before_unload_symbol = find_symbol(core->handle, "relib_before_unload");
+  if (!missing.empty()) {
+    for (const export_binding& binding : request.exports) binding.unbind(binding.object);
+    dlclose(core->handle);
+    return make_load_error(load_errc::not_a_relib_module, path,
+                           "its records list functions whose symbols are missing:" + missing +
+                               "; it was not built with relib_module.hpp's macros");
+  }
+  core->exports = std::move(request.exports);
+  core->loaded = true;
+  modules.modules.push_back(registry_entry{core->device, core->inode, path});
+  return core;
+}
+
+/* ---- Unloading ---------------------------------------------------------------------------
+   dlclose() returning 0 does not mean the library left: glibc keeps it for STB_GNU_UNIQUE
+   symbols, for other open handles, for libraries that depend on it, and while thread_local
+   destructors it registered are pending. So unload verifies, and explains what it can. */
+
+std::string base_name(const std::string& path) {
+  const std::size_t slash = path.rfind('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+std::string explain_still_loaded(const module_core& core, const std::string& link_name) {
+  if (!core.unique_symbols.empty()) {
+    std::string names;
+    for (std::size_t i = 0; i < core.unique_symbols.size() && i < 5; ++i) {
+      names += (i ? ", " : "") + core.unique_symbols[i];
+    }
+    if (core.unique_symbols.size() > 5) names += ", ...";
+    return "it defines STB_GNU_UNIQUE symbols (" + names +
+           "), which glibc never unloads; build it with relib_add_module() or the flag -fno-gnu-unique";
+  }
+  std::string soname;
+  for (const std::string& name : platform::loaded_object_names()) {
+    if (name == link_name) continue;
+    platform::file_descriptor fd(::open(name.c_str(), O_RDONLY | O_CLOEXEC));
+    struct stat info {};
+    if (fd.get() < 0 || ::fstat(fd.get(), &info) != 0) continue;
+    elf_contents contents;
+    std::string ignored;
+    if (read_elf(fd.get(), static_cast<std::uint64_t>(info.st_size), contents, ignored) != elf_status::ok) continue;
+    for (const std::string& needed : contents.needed) {
+      if (needed == core.path || needed == link_name || base_name(needed) == base_name(core.path)) {
+        return "the library '" + name + "' depends on it (DT_NEEDED '" + needed +
+               "') and is still loaded; unload that library first";
+      }
+    }
+  }
+  return "another handle to it is still open (a dlopen() of the same file outside relib), or a thread_local "
+         "destructor it registered has not run yet (glibc keeps the library until that thread exits)";
+}
+
+result<unload_report, unload_error> unload_core(module_core& core) {
+  const auto started = std::chrono::steady_clock::now();
+  registry& modules = global_registry();
+  std::lock_guard<std::mutex> guard(modules.lock);
+  auto fail = [&](unload_errc code, const std::string& text) {
+    return unload_error{code, core.path, "relib: cannot unload module '" + core.path + "': " + text};
+  };
+  if (!core.loaded) return fail(unload_errc::not_loaded, "it is not loaded (already unloaded)");
+
+  if (core.before_unload_symbol != nullptr) {
+    auto thunk = *static_cast<const export_thunk<void()>::pointer*>(core.before_unload_symbol);
+    auto called = invoke_export<void>(thunk, &core, "before_unload");
+    if (!called) {
+      return fail(unload_errc::before_unload_failed,
+                  called.error().message + "; the module stays loaded and usable, fix before_unload and unload again");
+    }
+  }
+
+  for (const export_binding& binding : core.exports) binding.unbind(binding.object);
+  const platform::loaded_object object = platform::describe(core.handle);
+  dlclose(core.handle);
+  core.handle = nullptr;
+  core.loaded = false;
+  core.main_symbol = nullptr;
+  core.before_unload_symbol = nullptr;
+  modules.remove(core.device, core.inode);
+
+  if (platform::still_loaded(object)) {
+    return fail(unload_errc::still_loaded, "dlclose() succeeded but the library is still mapped: " +
+                                               explain_still_loaded(core, object.name));
+  }
+  unload_report report;
+  report.module = core.path;
+  report.duration = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - started);
+  return report;
+}
+
+void abandon_core(module_core& core) noexcept {
+  core.loaded = false;  // the handle is never closed: RTLD_NODELETE keeps the library for good
+}
+
+/* ---- Errors from calls -------------------------------------------------------------------- */
+
+struct call_failure {
+  bool not_loaded = false;
+  std::string type;
+  std::string what;
+};
+
+call_failure& last_call_failure() {
+  static thread_local call_failure failure;
+  return failure;
+}
+
+std::string demangle(const char* mangled) {
+  if (mangled == nullptr || *mangled == '\0') return "an unknown type";
+  int status = 0;
+  char* readable = abi::__cxa_demangle(mangled, nullptr, nullptr, &status);
+  std::string out = status == 0 && readable != nullptr ? readable : mangled;
+  std::free(readable);
+  return out;
+}
+
+void record_call_failure(const error_sink*, const char* mangled_type, const char* what) {
+  call_failure& failure = last_call_failure();
+  failure.not_loaded = mangled_type == nullptr && what == nullptr;
+  failure.type = failure.not_loaded ? "" : demangle(mangled_type);
+  failure.what = what != nullptr ? what : "";
+}
+
+const error_sink host_error_sink{&record_call_failure};
+
+std::string module_label(const module_core* owner) {
+  return owner != nullptr ? "module '" + owner->path + "'" : "a module object that was moved from";
+}
+
+call_error take_call_error(const module_core* owner, const char* function) {
+  call_failure& failure = last_call_failure();
+  call_error error;
+  error.module = owner != nullptr ? owner->path : "";
+  error.function = function;
+  if (failure.not_loaded) {
+    error.code = call_errc::not_loaded;
+    error.message = "relib: cannot call '" + error.function + "' of " + module_label(owner) +
+                    ": it is not loaded (unloaded or moved from); load the module again";
+    return error;
+  }
+  error.code = call_errc::exception;
+  error.exception_type = std::move(failure.type);
+  error.what = std::move(failure.what);
+  error.message = "relib: '" + error.function + "' of " + module_label(owner) + " threw " + error.exception_type;
+  if (!error.what.empty()) error.message += ": " + error.what;
+  return error;
+}
+
+call_error make_main_error(const module_core* owner, call_errc code, std::string_view asked_signature) {
+  call_error error;
+  error.code = code;
+  error.module = owner != nullptr ? owner->path : "";
+  error.function = "main";
+  const std::string prefix = "relib: cannot call main of " + module_label(owner) + ": ";
+  switch (code) {
+    case call_errc::no_main:
+      error.message = prefix + "the module defines no main; add RELIB_MODULE_MAIN(type) { ... } to it";
+      break;
+    case call_errc::main_signature_mismatch:
+      error.message = prefix + "it is " + owner->main_signature + " but the host asked for " +
+                      std::string(asked_signature) + "; call call_main<R>() with the module's return type";
+      break;
+    default:
+      error.message = prefix + "it is not loaded (unloaded or moved from); load the module again";
+      break;
+  }
+  return error;
+}
+
+void import_threw(const char* name, const char* signature) noexcept {
+  std::string type = "an unknown type", what;
+  try {
+    throw;
+  } catch (const std::exception& error) {
+    type = demangle(typeid(error).name());
+    what = error.what();
+  } catch (...) {
+    type = demangle(abi::__cxa_current_exception_type() ? abi::__cxa_current_exception_type()->name() : nullptr);
+  }
+  std::fprintf(stderr,
+               "relib: import '%s' (%s) threw %s%s%s. Imports must not throw: the exception would unwind "
+               "through module code. Catch it inside the import. Aborting.\n",
+               name, signature, type.c_str(), what.empty() ? "" : ": ", what.c_str());
+  std::fflush(stderr);
+  std::abort();
+}
+
+}  // namespace detail
+}  // namespace relib
+#endif

@@ -1,0 +1,418 @@
+/* relib_module.hpp -- the module side of relib, and the interface vocabulary shared with the host.
+
+   relib loads, calls, unloads and reloads native modules (shared libraries) from a host program.
+   This header is what a module includes. The host includes relib.hpp, which includes this one for
+   the pieces both sides share (signature strings, the C ABI of exports and imports).
+
+   DO THIS in exactly one source file of the module:
+
+       #define RELIB_IMPLEMENTATION
+       #include "relib_module.hpp"
+
+   and build the module with the CMake function relib_add_module(), which sets the flags a module
+   needs (position independent code, hidden visibility, -fno-gnu-unique).
+
+   DECLARING AN INTERFACE (once, in a header shared by host and module)
+
+       #define GAME_EXPORTS(X)            \
+         X(add,  int(int a, int b))       \
+         X(tick, void(float dt))
+       #define GAME_IMPORTS(X)            \
+         X(log,  void(const char* msg))
+
+   Each entry is X(name, signature): a name and a function type, written once. Exports are
+   implemented by the module and called by the host; imports the reverse.
+
+   IN THE MODULE
+
+       #include "game_api.hpp"
+       RELIB_MODULE_EXPORTS(GAME_EXPORTS)       // declares int add(int, int); void tick(float);
+       RELIB_MODULE_IMPORTS(host, GAME_IMPORTS) // declares host::log(const char*)
+
+       int add(int a, int b) { host::log("adding"); return a + b; }
+       void tick(float) {}
+
+       RELIB_MODULE_MAIN(int) { return 42; }            // optional: host calls it with call_main<int>()
+       RELIB_MODULE_BEFORE_UNLOAD() { join_threads(); } // optional: runs when the host unloads
+
+   The two interface macros may be expanded in every source file of the module (put them in a
+   header of the module); only the file that defines RELIB_IMPLEMENTATION emits the symbols the
+   host looks up. Exports are ordinary functions declared where the macro is expanded; imports are
+   callable objects in the namespace you name, called like ordinary functions. Calling an import
+   from a static constructor, before the host has linked the imports, ends the process with a
+   message naming the import.
+
+   An exception escaping an export (any type) is caught at the boundary: the host receives an
+   empty result carrying the exception's type and what(), and the module stays usable.
+
+   CONFIGURATION (define before including, identically in host and module)
+
+       RELIB_NO_UNLOADING   modules are never unloaded: unload() and its costs are compiled out.
+                            Host and module must agree; a mismatch is a load error.
+
+   WHAT CROSSES THE BOUNDARY
+   Host and module are checked to be built by the same compiler family and C++ standard-library ABI,
+   so any type with the same definition on both sides may cross. Types are compared by name and
+   size at load. Memory allocated by one side and freed by the other is safe only while both use
+   the same allocator; see README.md ("Caveats").
+
+   LICENSE: MIT, see the end of this file.
+*/
+#ifndef RELIB_MODULE_HPP_INCLUDED
+#define RELIB_MODULE_HPP_INCLUDED
+
+#include <cstddef>
+#include <cstdint>
+#include <cxxabi.h>
+#include <exception>
+#include <new>
+#include <string_view>
+#include <type_traits>
+#include <typeinfo>
+#include <utility>
+
+/* ==== Configuration ==================================================================== */
+
+#define RELIB_VERSION_MAJOR 0
+#define RELIB_VERSION_MINOR 1
+#define RELIB_VERSION_PATCH 0
+#define RELIB_VERSION_STRING "0.1.0"
+
+#if defined(RELIB_NO_UNLOADING)
+#define RELIB_DETAIL_UNLOADING 0
+#else
+#define RELIB_DETAIL_UNLOADING 1
+#endif
+
+/* Test hooks: build a module that claims another relib version or compiler, so the host's
+   refusal can be tested without keeping old releases around. Never define them in real code. */
+#if defined(RELIB_TEST_FAKE_VERSION)
+#define RELIB_DETAIL_RECORDED_VERSION RELIB_TEST_FAKE_VERSION
+#else
+#define RELIB_DETAIL_RECORDED_VERSION RELIB_VERSION_STRING
+#endif
+
+#define RELIB_DETAIL_STR2(x) #x
+#define RELIB_DETAIL_STR(x) RELIB_DETAIL_STR2(x)
+
+#if defined(RELIB_TEST_FAKE_COMPILER)
+#define RELIB_DETAIL_COMPILER RELIB_TEST_FAKE_COMPILER
+#elif defined(__clang__)
+#define RELIB_DETAIL_COMPILER "clang " RELIB_DETAIL_STR(__clang_major__)
+#elif defined(__GNUC__)
+#define RELIB_DETAIL_COMPILER "gcc " RELIB_DETAIL_STR(__GNUC__)
+#else
+#define RELIB_DETAIL_COMPILER "unknown"
+#endif
+
+#if defined(_LIBCPP_VERSION)
+#define RELIB_DETAIL_STDLIB "libc++ abi=" RELIB_DETAIL_STR(_LIBCPP_ABI_VERSION)
+#elif defined(__GLIBCXX__)
+#define RELIB_DETAIL_STDLIB                                     \
+  "libstdc++ cxx11-abi=" RELIB_DETAIL_STR(_GLIBCXX_USE_CXX11_ABI) \
+  " gxx-abi=" RELIB_DETAIL_STR(__GXX_ABI_VERSION)
+#else
+#define RELIB_DETAIL_STDLIB "unknown"
+#endif
+
+#if defined(__GNUC__)
+#define RELIB_DETAIL_VISIBLE __attribute__((visibility("default")))
+#define RELIB_DETAIL_LIKELY(x) __builtin_expect(!!(x), 1)
+/* Records describing the module live in their own section so the host can read them from the
+   file before dlopen() runs any module code. */
+#define RELIB_DETAIL_META_SECTION "relib_meta"
+#define RELIB_DETAIL_META __attribute__((section(RELIB_DETAIL_META_SECTION), used))
+#else
+#error "relib: only GCC and Clang on Linux are supported so far"
+#endif
+
+#if defined(RELIB_IMPLEMENTATION) && !defined(RELIB_DETAIL_HOST_SIDE)
+#define RELIB_DETAIL_IF_MODULE_IMPL(...) __VA_ARGS__
+#else
+#define RELIB_DETAIL_IF_MODULE_IMPL(...)
+#endif
+
+/* ==== Shared: compile-time signature strings ============================================ */
+
+namespace relib {
+namespace detail {
+
+template <std::size_t N>
+struct fixed_string {
+  char data[N + 1] = {};
+  constexpr fixed_string() = default;
+  constexpr fixed_string(const char (&text)[N + 1]) {
+    for (std::size_t i = 0; i < N; ++i) data[i] = text[i];
+  }
+  static constexpr std::size_t size() { return N; }
+  constexpr std::string_view view() const { return std::string_view(data, N); }
+};
+template <std::size_t N>
+fixed_string(const char (&)[N]) -> fixed_string<N - 1>;
+
+template <std::size_t A, std::size_t B>
+constexpr fixed_string<A + B> operator+(const fixed_string<A>& a, const fixed_string<B>& b) {
+  fixed_string<A + B> out;
+  for (std::size_t i = 0; i < A; ++i) out.data[i] = a.data[i];
+  for (std::size_t i = 0; i < B; ++i) out.data[A + i] = b.data[i];
+  return out;
+}
+
+template <std::size_t N>
+constexpr fixed_string<N> to_fixed(std::string_view text) {
+  fixed_string<N> out;
+  for (std::size_t i = 0; i < N; ++i) out.data[i] = text[i];
+  return out;
+}
+
+template <class T>
+constexpr const char* pretty_name() {
+  return __PRETTY_FUNCTION__;
+}
+
+/* The compiler spells the type inside __PRETTY_FUNCTION__ ("... [with T = int(int, int)]"):
+   parameter names are dropped and aliases resolved, so both sides get the same text. */
+constexpr std::string_view extract_type_name(std::string_view pretty) {
+  const std::size_t start = pretty.find("T = ") + 4;
+  const std::size_t end = pretty.rfind(']');
+  return pretty.substr(start, end - start);
+}
+
+template <class T>
+struct type_name {
+  static constexpr std::string_view view = extract_type_name(pretty_name<T>());
+  static constexpr auto value = to_fixed<view.size()>(view);
+};
+
+constexpr std::size_t digit_count(std::size_t value) {
+  std::size_t digits = 1;
+  while (value >= 10) {
+    value /= 10;
+    ++digits;
+  }
+  return digits;
+}
+
+template <std::size_t Value>
+constexpr auto number_string() {
+  fixed_string<digit_count(Value)> out;
+  std::size_t rest = Value;
+  for (std::size_t i = digit_count(Value); i > 0; --i) {
+    out.data[i - 1] = static_cast<char>('0' + rest % 10);
+    rest /= 10;
+  }
+  return out;
+}
+
+template <class T>
+constexpr std::size_t size_of_or_zero() {
+  if constexpr (std::is_void_v<T>) {
+    return 0;
+  } else {
+    return sizeof(T);
+  }
+}
+
+/* Sizes of the return type and of each parameter ("8:4,4"): two types with the same name but a
+   different definition on each side show up here. */
+template <class F>
+struct layout;
+template <class R, class... A>
+struct layout<R(A...)> {
+  static constexpr auto params() {
+    if constexpr (sizeof...(A) == 0) {
+      return fixed_string<0>();
+    } else {
+      return ((fixed_string(",") + number_string<size_of_or_zero<A>()>()) + ...);
+    }
+  }
+  static constexpr auto value = number_string<size_of_or_zero<R>()>() + fixed_string(":") + params();
+};
+
+/* One metadata record: "<kind>\t<name>\t<signature>\t<layout>". */
+template <class F, std::size_t N>
+constexpr auto entry_record(const fixed_string<N>& kind_and_name) {
+  return kind_and_name + fixed_string("\t") + type_name<F>::value + fixed_string("\t") + layout<F>::value;
+}
+
+template <class T>
+using identity_t = T;
+
+/* ==== Shared: the C ABI between host and module ========================================= */
+
+/* Receives the description of an exception caught at the boundary. The host owns the storage,
+   so nothing the module allocated outlives the call. */
+struct error_sink {
+  void (*report)(const error_sink* self, const char* mangled_type, const char* what);
+};
+
+inline void report_current_exception(const error_sink* sink) noexcept {
+  try {
+    throw;
+  } catch (const std::exception& error) {
+    sink->report(sink, typeid(error).name(), error.what());
+  } catch (...) {
+    const std::type_info* type = nullptr;
+#if defined(__GLIBCXX__) || defined(_LIBCPP_VERSION)
+    type = __cxxabiv1::__cxa_current_exception_type();
+#endif
+    sink->report(sink, type != nullptr ? type->name() : "", nullptr);
+  }
+}
+
+/* An export crosses as "bool thunk(void* return_slot, const error_sink*, args...)": true when the
+   function returned (its value constructed in the slot), false when it threw. */
+template <class F>
+struct export_thunk;
+template <class R, class... A>
+struct export_thunk<R(A...)> {
+  using pointer = bool (*)(void*, const error_sink*, A...);
+
+  template <R (*Function)(A...)>
+  static bool call(void* return_slot, const error_sink* sink, A... args) {
+    try {
+      if constexpr (std::is_void_v<R>) {
+        (void)return_slot;
+        Function(static_cast<A&&>(args)...);
+      } else {
+        ::new (return_slot) R(Function(static_cast<A&&>(args)...));
+      }
+      return true;
+    } catch (...) {
+      report_current_exception(sink);
+      return false;
+    }
+  }
+};
+
+[[noreturn]] void report_unlinked_import(const char* name, const char* signature) noexcept;
+
+/* An import crosses as a plain function pointer to a host thunk; the module keeps it in a slot
+   that starts out pointing at a stub which explains the mistake of calling it too early. */
+template <class F>
+struct import_slot;
+template <class R, class... A>
+struct import_slot<R(A...)> {
+  using pointer = R (*)(A...);
+
+  template <class Tag>
+  static R unlinked(A...) {
+    report_unlinked_import(Tag::name(), Tag::signature());
+  }
+};
+
+template <class F>
+class import_function;
+template <class R, class... A>
+class import_function<R(A...)> {
+ public:
+  using pointer = R (*)(A...);
+  constexpr explicit import_function(pointer* slot) : slot_(slot) {}
+  R operator()(A... args) const { return (*slot_)(static_cast<A&&>(args)...); }
+
+ private:
+  pointer* slot_;
+};
+
+}  // namespace detail
+}  // namespace relib
+
+/* ==== Module side: interface macros ===================================================== */
+
+#define RELIB_DETAIL_RECORD(variable, kind_and_name, ...) \
+  RELIB_DETAIL_META static constexpr auto variable =      \
+      relib::detail::entry_record<__VA_ARGS__>(relib::detail::fixed_string(kind_and_name));
+
+/* Exports: declare the functions, and in the implementation file emit their thunks and records. */
+#define RELIB_DETAIL_MODULE_EXPORT_DECL(id, ...) relib::detail::identity_t<__VA_ARGS__> id;
+#define RELIB_DETAIL_MODULE_EXPORT_DEF(id, ...)                                                        \
+  RELIB_DETAIL_RECORD(relib_meta_export_##id, "export\t" #id, __VA_ARGS__)                           \
+  extern "C" RELIB_DETAIL_VISIBLE const relib::detail::export_thunk<__VA_ARGS__>::pointer relib_export_##id = \
+      &relib::detail::export_thunk<__VA_ARGS__>::call<&id>;
+
+#define RELIB_MODULE_EXPORTS(LIST)          \
+  LIST(RELIB_DETAIL_MODULE_EXPORT_DECL)     \
+  RELIB_DETAIL_IF_MODULE_IMPL(LIST(RELIB_DETAIL_MODULE_EXPORT_DEF)) \
+  static_assert(true, "")
+
+/* Imports: a slot per import (an inline variable, so every file of the module shares it), a
+   callable object named after the import, and in the implementation file the record plus a
+   visible pointer to the slot, which the host fills in after dlopen(). */
+#define RELIB_DETAIL_MODULE_IMPORT_DECL(id, ...)                                                    \
+  namespace relib_import_detail {                                                                     \
+  struct id##_tag {                                                                                  \
+    static constexpr const char* name() { return #id; }                                             \
+    static constexpr const char* signature() { return relib::detail::type_name<__VA_ARGS__>::value.data; } \
+  };                                                                                                  \
+  inline relib::detail::import_slot<__VA_ARGS__>::pointer id##_slot =                               \
+      &relib::detail::import_slot<__VA_ARGS__>::unlinked<id##_tag>;                                 \
+  }                                                                                                   \
+  inline constexpr relib::detail::import_function<__VA_ARGS__> id{&relib_import_detail::id##_slot};
+#define RELIB_DETAIL_MODULE_IMPORT_DEF(id, ...)                                            \
+  RELIB_DETAIL_RECORD(relib_meta_import_##id, "import\t" #id, __VA_ARGS__)               \
+  extern "C" RELIB_DETAIL_VISIBLE relib::detail::import_slot<__VA_ARGS__>::pointer* const    \
+      relib_import_##id = &relib_import_detail::id##_slot;
+
+#define RELIB_MODULE_IMPORTS(namespace_name, LIST)                     \
+  namespace namespace_name {                                           \
+  LIST(RELIB_DETAIL_MODULE_IMPORT_DECL)                                \
+  RELIB_DETAIL_IF_MODULE_IMPL(LIST(RELIB_DETAIL_MODULE_IMPORT_DEF))    \
+  }                                                                    \
+  static_assert(true, "")
+
+/* main and before_unload: write the macro, then the function body. Use them in the
+   implementation file only. */
+#define RELIB_MODULE_MAIN(...)                                                                            \
+  static __VA_ARGS__ relib_module_main_body();                                                            \
+  RELIB_DETAIL_RECORD(relib_meta_main, "main\tmain", __VA_ARGS__())                                        \
+  extern "C" RELIB_DETAIL_VISIBLE const relib::detail::export_thunk<__VA_ARGS__()>::pointer relib_main =   \
+      &relib::detail::export_thunk<__VA_ARGS__()>::call<&relib_module_main_body>;                          \
+  static __VA_ARGS__ relib_module_main_body()
+
+#define RELIB_MODULE_BEFORE_UNLOAD()                                                                      \
+  static void relib_module_before_unload_body();                                                          \
+  RELIB_DETAIL_RECORD(relib_meta_before_unload, "before_unload\tbefore_unload", void())                    \
+  extern "C" RELIB_DETAIL_VISIBLE const relib::detail::export_thunk<void()>::pointer relib_before_unload = \
+      &relib::detail::export_thunk<void()>::call<&relib_module_before_unload_body>;                       \
+  static void relib_module_before_unload_body()
+
+#endif /* RELIB_MODULE_HPP_INCLUDED */
+
+/* ==== Module side: implementation ======================================================== */
+
+#if defined(RELIB_IMPLEMENTATION) && !defined(RELIB_DETAIL_HOST_SIDE) && !defined(RELIB_DETAIL_MODULE_IMPLEMENTED)
+#define RELIB_DETAIL_MODULE_IMPLEMENTED
+
+#include <cstdio>
+#include <cstdlib>
+
+/* The module record: what the host compares before it lets any module code run. */
+RELIB_DETAIL_META static constexpr char relib_meta_module[] =
+    "module\trelib\tversion=" RELIB_DETAIL_RECORDED_VERSION "\tcompiler=" RELIB_DETAIL_COMPILER
+    "\tstdlib=" RELIB_DETAIL_STDLIB "\tunloading=" RELIB_DETAIL_STR(RELIB_DETAIL_UNLOADING);
+
+namespace relib {
+namespace detail {
+void report_unlinked_import(const char* name, const char* signature) noexcept {
+  std::fprintf(stderr,
+               "relib: the module called import '%s' (%s) before the host linked its imports, which "
+               "happens when a static constructor calls an import. Move that call into main or an "
+               "export. Aborting.\n",
+               name, signature);
+  std::abort();
+}
+}  // namespace detail
+}  // namespace relib
+
+#endif /* RELIB_IMPLEMENTATION */
+
+/*
+MIT License. Copyright (c) 2026 the relib authors.
+Permission is hereby granted, free of charge, to any person obtaining a copy of this software and
+associated documentation files (the "Software"), to deal in the Software without restriction,
+including without limitation the rights to use, copy, modify, merge, publish, distribute,
+sublicense, and/or sell copies of the Software, and to permit persons to whom the Software is
+furnished to do so, subject to the following conditions: The above copyright notice and this
+permission notice shall be included in all copies or substantial portions of the Software.
+THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR IMPLIED.
+*/
