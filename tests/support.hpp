@@ -1,0 +1,59 @@
+// Shared by the test files: the host side of the test interfaces and a few helpers.
+#pragma once
+
+#include "relib.hpp"
+
+#include "game_api.hpp"
+#include "other_api.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <string>
+#include <vector>
+
+RELIB_HOST_EXPORTS(game_exports, GAME_EXPORTS);
+RELIB_HOST_IMPORTS(game_imports, GAME_IMPORTS);
+RELIB_HOST_EXPORTS(other_exports, OTHER_EXPORTS);
+RELIB_HOST_IMPORTS(other_imports, OTHER_IMPORTS);
+
+namespace test {
+
+// Messages the game module sent through its `log` import, in order.
+std::vector<std::string>& logged();
+
+// True while a file with the same device and inode as `path` is mapped into this process,
+// read independently of relib from /proc/self/maps.
+bool is_mapped(const std::string& path);
+
+// A private directory removed with its contents at the end of the scope.
+class temp_dir {
+ public:
+  temp_dir();
+  ~temp_dir();
+  temp_dir(const temp_dir&) = delete;
+  temp_dir& operator=(const temp_dir&) = delete;
+  const std::string& path() const { return path_; }
+  std::string write_file(const std::string& name, const std::string& contents) const;
+  std::string copy_file(const std::string& from, const std::string& name) const;
+
+ private:
+  std::string path_;
+};
+
+// Loads or fails the test with the loader's message.
+template <class Exports = relib::no_exports, class Imports = relib::no_imports>
+relib::module<Exports> load_or_fail(const std::string& path, Imports imports = {}) {
+  auto loaded = relib::load_module<Exports>(path, imports);
+  INFO((loaded ? std::string() : loaded.error().message));
+  REQUIRE(loaded.has_value());
+  return std::move(*loaded);
+}
+
+template <class Exports>
+void unload_or_fail(relib::module<Exports>& module) {
+  auto unloaded = module.unload();
+  INFO((unloaded ? std::string() : unloaded.error().message));
+  REQUIRE(unloaded.has_value());
+}
+
+}  // namespace test

@@ -1,0 +1,213 @@
+// Every load error, provoked for real. After each, the host keeps running and nothing stays loaded.
+#include "support.hpp"
+
+#include <dlfcn.h>
+#include <unistd.h>
+
+#include <filesystem>
+
+namespace {
+
+template <class Exports = relib::no_exports, class Imports = relib::no_imports>
+relib::load_error expect_load_error(const std::string& path, relib::load_errc code, Imports imports = {}) {
+  auto loaded = relib::load_module<Exports>(path, imports);
+  REQUIRE_FALSE(loaded.has_value());
+  const relib::load_error& error = loaded.error();
+  INFO(error.message);
+  CHECK(error.code == code);
+  CHECK(error.module == path);
+  CHECK(error.message.find(path) != std::string::npos);
+  if (code != relib::load_errc::already_loaded) CHECK_FALSE(test::is_mapped(path));
+  return error;
+}
+
+bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+}  // namespace
+
+TEST_CASE("a missing file is file_not_found") {
+  test::temp_dir dir;
+  expect_load_error(dir.path() + "/nothing-here.so", relib::load_errc::file_not_found);
+}
+
+TEST_CASE("a directory is not_a_file") {
+  test::temp_dir dir;
+  const auto error = expect_load_error(dir.path(), relib::load_errc::not_a_file);
+  CHECK(contains(error.message, "directory"));
+}
+
+TEST_CASE("an empty file is not_elf") {
+  test::temp_dir dir;
+  const auto error = expect_load_error(dir.write_file("empty.so", ""), relib::load_errc::not_elf);
+  CHECK(contains(error.message, "empty"));
+}
+
+TEST_CASE("a text file is not_elf") {
+  test::temp_dir dir;
+  expect_load_error(dir.write_file("notes.so", "these are not the bytes you are looking for\n"),
+                    relib::load_errc::not_elf);
+}
+
+TEST_CASE("truncated copies of a real module are refused without crashing") {
+  test::temp_dir dir;
+  const std::string original = TEST_GAME_PATH;
+  const auto size = std::filesystem::file_size(original);
+  std::string bytes(size, '\0');
+  FILE* file = std::fopen(original.c_str(), "rb");
+  REQUIRE(std::fread(bytes.data(), 1, size, file) == size);
+  std::fclose(file);
+  for (std::size_t cut : {std::size_t{4}, std::size_t{20}, std::size_t{64}, size / 3, size / 2, size - 100}) {
+    const std::string path = dir.write_file("cut" + std::to_string(cut) + ".so", bytes.substr(0, cut));
+    auto loaded = relib::load_module<game_exports>(path, game_imports{});
+    INFO(cut);
+    REQUIRE_FALSE(loaded.has_value());
+  }
+}
+
+TEST_CASE("an ELF file for another machine is wrong_architecture") {
+  test::temp_dir dir;
+  std::string header(64, '\0');
+  header.replace(0, 4, "\x7f" "ELF");
+  header[4] = 2;     // 64-bit
+  header[5] = 1;     // little endian
+  header[16] = 3;    // ET_DYN
+  header[18] = static_cast<char>(183);  // EM_AARCH64 (on an aarch64 host, EM_X86_64)
+#if defined(__aarch64__)
+  header[18] = 62;
+#endif
+  expect_load_error(dir.write_file("arm.so", header), relib::load_errc::wrong_architecture);
+}
+
+TEST_CASE("an executable is not_shared_library") {
+  // /proc/self/exe is this test binary; copy it so the path is a plain file.
+  test::temp_dir dir;
+  const std::string copy = dir.copy_file("/proc/self/exe", "program");
+  auto loaded = relib::load_module(copy);
+  REQUIRE_FALSE(loaded.has_value());
+  // A PIE executable is ET_DYN like a library; it is then refused for lacking relib's records.
+  const auto code = loaded.error().code;
+  CHECK((code == relib::load_errc::not_shared_library || code == relib::load_errc::not_a_relib_module));
+}
+
+TEST_CASE("a plain C shared library is not_a_relib_module") {
+  const auto error = expect_load_error(TEST_PLAIN_C_PATH, relib::load_errc::not_a_relib_module);
+  CHECK(contains(error.message, "relib_add_module"));
+}
+
+TEST_CASE("a module from another relib version is version_mismatch") {
+  const auto error = expect_load_error(TEST_FAKE_VERSION_PATH, relib::load_errc::version_mismatch);
+  CHECK(contains(error.message, "9.9.9"));
+  CHECK(contains(error.message, RELIB_VERSION_STRING));
+}
+
+TEST_CASE("a module from another compiler is compiler_mismatch") {
+  const auto error = expect_load_error(TEST_FAKE_COMPILER_PATH, relib::load_errc::compiler_mismatch);
+  CHECK(contains(error.message, "othercc 99"));
+}
+
+TEST_CASE("a module built with the old std::string ABI is stdlib_mismatch") {
+  const auto error = expect_load_error(TEST_OLD_ABI_PATH, relib::load_errc::stdlib_mismatch);
+  CHECK(contains(error.message, "cxx11-abi=0"));
+}
+
+TEST_CASE("a module built with RELIB_NO_UNLOADING is unloading_mismatch in an unloading host") {
+  const auto error = expect_load_error(TEST_NO_UNLOADING_PATH, relib::load_errc::unloading_mismatch);
+  CHECK(contains(error.message, "RELIB_NO_UNLOADING"));
+}
+
+TEST_CASE("wrong export and import signatures are signature_mismatch naming both sides") {
+  const auto error = expect_load_error<game_exports>(TEST_GAME_WRONG_PATH, relib::load_errc::signature_mismatch,
+                                                     game_imports{});
+  // Every problem is listed in the one message: both mismatches and the exports it lacks.
+  CHECK(contains(error.message, "export 'scale' (double(double, float))"));
+  CHECK(contains(error.message, "'add' is int(int, int) in the host but long int(long int, long int) in the module"));
+  CHECK(contains(error.message, "'log' is void(const char*) in the host but void(const char*, int) in the module"));
+}
+
+#define ADD_ONLY_EXPORTS(X) X(add, int(int a, int b))
+RELIB_HOST_EXPORTS(add_only_exports, ADD_ONLY_EXPORTS);
+
+TEST_CASE("a single wrong signature is signature_mismatch") {
+  const auto error = expect_load_error<add_only_exports>(TEST_GAME_WRONG_PATH, relib::load_errc::signature_mismatch,
+                                                          game_imports{});
+  CHECK(contains(error.message, "export 'add'"));
+}
+
+TEST_CASE("a struct defined differently on each side is signature_mismatch about sizes") {
+  const auto error = expect_load_error<game_exports>(TEST_GAME_LAYOUT_PATH, relib::load_errc::signature_mismatch,
+                                                     game_imports{});
+  CHECK(contains(error.message, "'mirror'"));
+  CHECK(contains(error.message, "sizes of its types differ"));
+}
+
+#define GAME_PLUS_EXPORTS(X) GAME_EXPORTS(X) X(multiply, int(int a, int b))
+RELIB_HOST_EXPORTS(game_plus_exports, GAME_PLUS_EXPORTS);
+
+TEST_CASE("an export the module lacks is missing_export") {
+  const auto error = expect_load_error<game_plus_exports>(TEST_GAME_PATH, relib::load_errc::missing_export,
+                                                          game_imports{});
+  CHECK(contains(error.message, "export 'multiply' (int(int, int))"));
+}
+
+TEST_CASE("an import the host does not provide is missing_import") {
+  const auto error = expect_load_error<game_exports>(TEST_GAME_PATH, relib::load_errc::missing_import);
+  CHECK(contains(error.message, "import 'log' (void(const char*))"));
+}
+
+TEST_CASE("a module needing a symbol nobody defines is dlopen_failed") {
+  const auto error = expect_load_error(TEST_UNDEFINED_SYMBOL_PATH, relib::load_errc::dlopen_failed);
+  CHECK(contains(error.message, "relib_test_function_that_does_not_exist"));
+}
+
+TEST_CASE("loading the same file twice is already_loaded, by path, symlink or hard link") {
+  auto first = test::load_or_fail<game_exports>(TEST_GAME_PATH, game_imports{});
+  expect_load_error<game_exports>(TEST_GAME_PATH, relib::load_errc::already_loaded, game_imports{});
+
+  test::temp_dir dir;
+  const std::string link = dir.path() + "/link.so";
+  std::filesystem::create_symlink(TEST_GAME_PATH, link);
+  auto by_link = relib::load_module<game_exports>(link, game_imports{});
+  REQUIRE_FALSE(by_link.has_value());
+  CHECK(by_link.error().code == relib::load_errc::already_loaded);
+
+  std::error_code no_hard_links;
+  const std::string hard = dir.path() + "/hard.so";
+  std::filesystem::create_hard_link(TEST_GAME_PATH, hard, no_hard_links);
+  if (!no_hard_links) {  // only when the temporary directory shares the file system
+    auto by_hard_link = relib::load_module<game_exports>(hard, game_imports{});
+    REQUIRE_FALSE(by_hard_link.has_value());
+    CHECK(by_hard_link.error().code == relib::load_errc::already_loaded);
+  }
+
+  CHECK(first.exports().add(2, 3).value() == 5);  // the loaded one is untouched
+  test::unload_or_fail(first);
+}
+
+TEST_CASE("a copy of a loaded file loads beside it") {
+  test::temp_dir dir;
+  auto first = test::load_or_fail<game_exports>(TEST_GAME_PATH, game_imports{});
+  auto second = test::load_or_fail<game_exports>(dir.copy_file(TEST_GAME_PATH, "copy.so"), game_imports{});
+  first.exports().add(1, 1);
+  CHECK(first.exports().counter().value() == 1);
+  CHECK(second.exports().counter().value() == 0);  // separate statics
+  test::unload_or_fail(second);
+  test::unload_or_fail(first);
+}
+
+TEST_CASE("a file opened by dlopen outside relib is already_loaded") {
+  void* handle = dlopen(TEST_MINIMAL_PATH, RTLD_NOW | RTLD_LOCAL);
+  REQUIRE(handle != nullptr);
+  auto loaded = relib::load_module(TEST_MINIMAL_PATH);
+  REQUIRE_FALSE(loaded.has_value());
+  CHECK(loaded.error().code == relib::load_errc::already_loaded);
+  CHECK(contains(loaded.error().message, "outside relib"));
+  dlclose(handle);
+  CHECK_FALSE(test::is_mapped(TEST_MINIMAL_PATH));
+}
+
+TEST_CASE("a failed load leaves the host able to load the module afterwards") {
+  expect_load_error<game_exports>(TEST_GAME_PATH, relib::load_errc::missing_import);
+  auto module = test::load_or_fail<game_exports>(TEST_GAME_PATH, game_imports{});
+  CHECK(module.exports().add(40, 2).value() == 42);
+  test::unload_or_fail(module);
+}

@@ -1,0 +1,107 @@
+// Unload: before_unload, verification that the library is gone, explanations when it is not,
+// and a module object that cannot be misused afterwards.
+#include "support.hpp"
+
+#include <dlfcn.h>
+
+namespace {
+bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+}  // namespace
+
+TEST_CASE("unload removes the library from the process") {
+  auto game = test::load_or_fail<game_exports>(TEST_GAME_PATH, game_imports{});
+  CHECK(test::is_mapped(TEST_GAME_PATH));
+  auto report = game.unload();
+  REQUIRE(report.has_value());
+  CHECK(report->module == TEST_GAME_PATH);
+  CHECK(report->duration.count() > 0);
+  CHECK_FALSE(game.is_loaded());
+  CHECK_FALSE(test::is_mapped(TEST_GAME_PATH));
+}
+
+TEST_CASE("exports and main of an unloaded module fail cleanly") {
+  auto game = test::load_or_fail<game_exports>(TEST_GAME_PATH, game_imports{});
+  const game_exports& exports = game.exports();
+  test::unload_or_fail(game);
+
+  auto sum = exports.add(1, 2);
+  REQUIRE_FALSE(sum.has_value());
+  CHECK(sum.error().code == relib::call_errc::not_loaded);
+  CHECK(contains(sum.error().message, "'add'"));
+  CHECK(contains(sum.error().message, TEST_GAME_PATH));
+
+  auto main_result = game.call_main<int>();
+  REQUIRE_FALSE(main_result.has_value());
+  CHECK(main_result.error().code == relib::call_errc::not_loaded);
+
+  auto again = game.unload();
+  REQUIRE_FALSE(again.has_value());
+  CHECK(again.error().code == relib::unload_errc::not_loaded);
+}
+
+TEST_CASE("a moved-from module object fails cleanly") {
+  auto game = test::load_or_fail<game_exports>(TEST_GAME_PATH, game_imports{});
+  relib::module<game_exports> moved = std::move(game);
+  CHECK(moved.exports().add(1, 2).value() == 3);
+  CHECK(game.exports().add(1, 2).error().code == relib::call_errc::not_loaded);  // NOLINT(bugprone-use-after-move)
+  CHECK(game.unload().error().code == relib::unload_errc::not_loaded);
+  test::unload_or_fail(moved);
+}
+
+TEST_CASE("destroying a module object unloads it") {
+  {
+    auto game = test::load_or_fail<game_exports>(TEST_GAME_PATH, game_imports{});
+    CHECK(test::is_mapped(TEST_GAME_PATH));
+  }
+  CHECK_FALSE(test::is_mapped(TEST_GAME_PATH));
+}
+
+TEST_CASE("an exception in before_unload is before_unload_failed and the module stays usable") {
+  auto game = test::load_or_fail<game_exports>(TEST_GAME_PATH, game_imports{});
+  game.exports().make_before_unload_throw(true);
+  auto failed = game.unload();
+  REQUIRE_FALSE(failed.has_value());
+  CHECK(failed.error().code == relib::unload_errc::before_unload_failed);
+  CHECK(contains(failed.error().message, "before_unload was told to throw"));
+  CHECK(game.is_loaded());
+  CHECK(game.exports().add(1, 2).value() == 3);
+
+  game.exports().make_before_unload_throw(false);
+  test::unload_or_fail(game);
+  CHECK_FALSE(test::is_mapped(TEST_GAME_PATH));
+}
+
+TEST_CASE("a module with STB_GNU_UNIQUE symbols is still_loaded, and the message says why") {
+  auto module = test::load_or_fail(TEST_UNIQUE_PATH);
+  CHECK(module.call_main<int>().value() == 1);
+  auto unloaded = module.unload();
+  REQUIRE_FALSE(unloaded.has_value());
+  CHECK(unloaded.error().code == relib::unload_errc::still_loaded);
+  CHECK(contains(unloaded.error().message, "STB_GNU_UNIQUE"));
+  CHECK(contains(unloaded.error().message, "-fno-gnu-unique"));
+  CHECK_FALSE(module.is_loaded());
+}
+
+TEST_CASE("a module another library depends on is still_loaded, naming that library") {
+  auto other = test::load_or_fail<other_exports>(TEST_OTHER_PATH, other_imports{});
+  void* dependent = dlopen(TEST_DEPENDENT_PATH, RTLD_NOW | RTLD_LOCAL);
+  REQUIRE(dependent != nullptr);
+  auto unloaded = other.unload();
+  REQUIRE_FALSE(unloaded.has_value());
+  CHECK(unloaded.error().code == relib::unload_errc::still_loaded);
+  CHECK(contains(unloaded.error().message, "libtest_dependent.so"));
+  dlclose(dependent);
+  CHECK_FALSE(test::is_mapped(TEST_OTHER_PATH));
+}
+
+TEST_CASE("a module opened again outside relib is still_loaded, naming the open handle") {
+  auto module = test::load_or_fail(TEST_MINIMAL_PATH);
+  void* handle = dlopen(TEST_MINIMAL_PATH, RTLD_NOW | RTLD_LOCAL);
+  REQUIRE(handle != nullptr);
+  auto unloaded = module.unload();
+  REQUIRE_FALSE(unloaded.has_value());
+  CHECK(unloaded.error().code == relib::unload_errc::still_loaded);
+  CHECK(contains(unloaded.error().message, "another handle"));
+  dlclose(handle);
+  CHECK_FALSE(test::is_mapped(TEST_MINIMAL_PATH));
+}
