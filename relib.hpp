@@ -82,15 +82,24 @@ class bad_result_access : public std::logic_error {
 template <class T, class E>
 class result {
  public:
-  result(T value) : value_(std::move(value)) {}
-  result(E error) : error_(std::move(error)) {}
+  result(T value) : ok_(true) { ::new (static_cast<void*>(&value_)) T(std::move(value)); }
+  result(E error) : ok_(false) { ::new (static_cast<void*>(&error_)) E(std::move(error)); }
+  result(const result& other) : ok_(other.ok_) { construct_from(other); }
+  result(result&& other) noexcept(std::is_nothrow_move_constructible_v<T>) : ok_(other.ok_) {
+    construct_from(std::move(other));
+  }
+  result& operator=(const result& other) { return assign(other); }
+  result& operator=(result&& other) noexcept(std::is_nothrow_move_constructible_v<T>) {
+    return assign(std::move(other));
+  }
+  ~result() { destroy(); }
 
-  bool has_value() const noexcept { return value_.has_value(); }
-  explicit operator bool() const noexcept { return has_value(); }
+  bool has_value() const noexcept { return ok_; }
+  explicit operator bool() const noexcept { return ok_; }
 
-  T& value() & { return check(), *value_; }
-  const T& value() const& { return check(), *value_; }
-  T&& value() && { return check(), std::move(*value_); }
+  T& value() & { return check(), value_; }
+  const T& value() const& { return check(), value_; }
+  T&& value() && { return check(), std::move(value_); }
   T& operator*() & { return value(); }
   const T& operator*() const& { return value(); }
   T&& operator*() && { return std::move(*this).value(); }
@@ -98,16 +107,44 @@ class result {
   const T* operator->() const { return &value(); }
 
   const E& error() const {
-    if (!error_) throw bad_result_access("relib: error() called on a result that holds a value");
-    return *error_;
+    if (ok_) throw bad_result_access("relib: error() called on a result that holds a value");
+    return error_;
   }
 
  private:
   void check() const {
-    if (!value_) throw bad_result_access("relib: value() called on a failed result: " + error_->message);
+    if (!ok_) throw bad_result_access("relib: value() called on a failed result: " + error_.message);
   }
-  std::optional<T> value_;
-  std::optional<E> error_;
+  template <class Other>
+  void construct_from(Other&& other) {
+    if (ok_) {
+      ::new (static_cast<void*>(&value_)) T(std::forward<Other>(other).value_);
+    } else {
+      ::new (static_cast<void*>(&error_)) E(std::forward<Other>(other).error_);
+    }
+  }
+  template <class Other>
+  result& assign(Other&& other) {
+    if (this != &other) {
+      destroy();
+      ok_ = other.ok_;
+      construct_from(std::forward<Other>(other));
+    }
+    return *this;
+  }
+  void destroy() noexcept {
+    if (ok_) {
+      value_.~T();
+    } else {
+      error_.~E();
+    }
+  }
+
+  union {
+    T value_;
+    E error_;
+  };
+  bool ok_;
 };
 
 template <class E>
@@ -133,6 +170,7 @@ enum class load_errc {
   file_not_found,       // nothing at that path
   not_a_file,           // a directory or other non-regular file
   not_elf,              // empty, text, or another format
+  damaged_file,         // an ELF file that is truncated (still being written?) or malformed
   wrong_architecture,   // an ELF file for another machine or word size
   not_shared_library,   // an executable or object file
   not_a_relib_module,   // a shared library without relib's records (for example a plain C library)
@@ -243,7 +281,6 @@ struct module_core {
   std::uint64_t device = 0;
   std::uint64_t inode = 0;
   std::vector<export_binding> exports;
-  std::vector<std::string> unique_symbols;  // STB_GNU_UNIQUE: glibc will never unload these
   const void* main_symbol = nullptr;
   std::string main_signature;  // "int()" and layout, as recorded by the module
   std::string main_layout;
@@ -255,7 +292,6 @@ result<unload_report, unload_error> unload_core(module_core& core);
 void abandon_core(module_core& core) noexcept;  // RELIB_NO_UNLOADING: keep it loaded for good
 
 extern const error_sink host_error_sink;
-call_error take_call_error(const module_core* owner, const char* function);
 call_error make_main_error(const module_core* owner, call_errc code, std::string_view asked_signature);
 [[noreturn]] void import_threw(const char* name, const char* signature) noexcept;
 
@@ -266,7 +302,7 @@ class non_copyable {
   non_copyable& operator=(const non_copyable&) = delete;
 };
 
-/* Where an export's return value is constructed by the module thunk. */
+/* Where an export's result is rebuilt on the host side. */
 template <class R>
 class return_slot {
  public:
@@ -282,26 +318,66 @@ class return_slot {
   alignas(R) unsigned char storage_[sizeof(R)];
 };
 
+/* Who is called, for error messages; read only when a call fails. */
+struct call_site {
+  const module_core* owner;
+  const char* function;
+};
+
+call_error take_call_error(const call_site& site);
+
+template <class R>
+[[gnu::noinline, gnu::cold]] call_result<R> failed_call(const call_site& site) {
+  return take_call_error(site);
+}
+
 template <class R, class... A>
-call_result<R> invoke_export(typename export_thunk<R(A...)>::pointer thunk, const module_core* owner,
-                             const char* function, A... args) {
+call_result<R> invoke_export(typename export_thunk<R(A...)>::pointer thunk, const call_site& site, A... args) {
   if constexpr (std::is_void_v<R>) {
-    if (RELIB_DETAIL_LIKELY(thunk(nullptr, &host_error_sink, static_cast<A&&>(args)...))) return {};
-    return take_call_error(owner, function);
+    if (RELIB_DETAIL_LIKELY(thunk(&host_error_sink, static_cast<A&&>(args)...))) return {};
+  } else if constexpr (export_thunk<R(A...)>::in_registers) {
+    const returned<R> out = thunk(&host_error_sink, static_cast<A&&>(args)...);
+    if (RELIB_DETAIL_LIKELY(out.ok)) {
+      return_slot<R> slot;
+      std::memcpy(slot.address(), out.bytes, sizeof(R));
+      return slot.take();
+    }
   } else {
     return_slot<R> slot;
     if (RELIB_DETAIL_LIKELY(thunk(slot.address(), &host_error_sink, static_cast<A&&>(args)...))) {
       return slot.take();
     }
-    return take_call_error(owner, function);
   }
+  return failed_call<R>(site);
 }
 
 /* Stands in for every export of a module that is not loaded: calls fail cleanly. */
 template <class R, class... A>
-bool not_loaded_thunk(void*, const error_sink* sink, A...) {
+bool not_loaded_call(const error_sink* sink) {
   sink->report(sink, nullptr, nullptr);
   return false;
+}
+template <class R, class... A>
+auto not_loaded_thunk(const error_sink* sink, A...) {
+  if constexpr (export_thunk<R(A...)>::in_registers) {
+    returned<R> out{};
+    out.ok = not_loaded_call<R>(sink);
+    return out;
+  } else {
+    return not_loaded_call<R>(sink);
+  }
+}
+template <class R, class... A>
+bool not_loaded_slot_thunk(void*, const error_sink* sink, A...) {
+  return not_loaded_call<R>(sink);
+}
+template <class R, class... A>
+constexpr typename export_thunk<R(A...)>::pointer not_loaded_export() {
+  if constexpr (export_thunk<R(A...)>::in_registers || std::is_void_v<R>) {
+    return &not_loaded_thunk<R, A...>;
+  } else {
+    return &not_loaded_slot_thunk<R, A...>;
+  }
 }
 
 template <class F>
@@ -312,25 +388,24 @@ class export_function<R(A...)> : non_copyable {
   using signature = R(A...);
   using thunk_type = typename export_thunk<R(A...)>::pointer;
 
-  explicit export_function(const char* name) : name_(name) {}
+  explicit export_function(const char* name) : site_{nullptr, name} {}
 
   call_result<R> operator()(A... args) const {
-    return invoke_export<R, A...>(thunk_, owner_, name_, static_cast<A&&>(args)...);
+    return invoke_export<R, A...>(thunk_, site_, static_cast<A&&>(args)...);
   }
 
-  const char* name() const noexcept { return name_; }
+  const char* name() const noexcept { return site_.function; }
 
   static void bind(void* object, const void* symbol, const module_core* owner) {
     auto* self = static_cast<export_function*>(object);
     self->thunk_ = *static_cast<const thunk_type*>(symbol);
-    self->owner_ = owner;
+    self->site_.owner = owner;
   }
-  static void unbind(void* object) { static_cast<export_function*>(object)->thunk_ = &not_loaded_thunk<R, A...>; }
+  static void unbind(void* object) { static_cast<export_function*>(object)->thunk_ = not_loaded_export<R, A...>(); }
 
  private:
-  thunk_type thunk_ = &not_loaded_thunk<R, A...>;
-  const module_core* owner_ = nullptr;
-  const char* name_;
+  thunk_type thunk_ = not_loaded_export<R, A...>();
+  call_site site_;
 };
 
 template <class F>
@@ -416,7 +491,7 @@ class module {
       return detail::make_main_error(core, call_errc::main_signature_mismatch, asked);
     }
     auto thunk = *static_cast<const typename detail::export_thunk<R()>::pointer*>(core->main_symbol);
-    return detail::invoke_export<R>(thunk, core, "main");
+    return detail::invoke_export<R>(thunk, detail::call_site{core, "main"});
   }
 
   bool is_loaded() const noexcept { return core_ && core_->loaded; }
@@ -541,6 +616,7 @@ const char* to_string(load_errc code) noexcept {
     case load_errc::file_not_found: return "file_not_found";
     case load_errc::not_a_file: return "not_a_file";
     case load_errc::not_elf: return "not_elf";
+    case load_errc::damaged_file: return "damaged_file";
     case load_errc::wrong_architecture: return "wrong_architecture";
     case load_errc::not_shared_library: return "not_shared_library";
     case load_errc::not_a_relib_module: return "not_a_relib_module";
@@ -630,35 +706,23 @@ loaded_object describe(void* handle) {
   return object;
 }
 
-bool still_loaded(const loaded_object& object) {
-  struct search {
-    const loaded_object* wanted;
-    bool found;
-  } state{&object, false};
+bool operator==(const loaded_object& a, const loaded_object& b) { return a.base == b.base && a.name == b.name; }
+
+std::vector<loaded_object> loaded_objects() {
+  std::vector<loaded_object> objects;
   dl_iterate_phdr(
       [](struct dl_phdr_info* info, size_t, void* data) {
-        auto* s = static_cast<search*>(data);
-        if (info->dlpi_addr == s->wanted->base && info->dlpi_name != nullptr && s->wanted->name == info->dlpi_name) {
-          s->found = true;
-          return 1;
-        }
+        static_cast<std::vector<loaded_object>*>(data)->push_back(
+            loaded_object{info->dlpi_addr, info->dlpi_name != nullptr ? info->dlpi_name : ""});
         return 0;
       },
-      &state);
-  return state.found;
+      &objects);
+  return objects;
 }
 
-std::vector<std::string> loaded_object_names() {
-  std::vector<std::string> names;
-  dl_iterate_phdr(
-      [](struct dl_phdr_info* info, size_t, void* data) {
-        if (info->dlpi_name != nullptr && info->dlpi_name[0] != '\0') {
-          static_cast<std::vector<std::string>*>(data)->push_back(info->dlpi_name);
-        }
-        return 0;
-      },
-      &names);
-  return names;
+bool still_loaded(const loaded_object& object) {
+  const std::vector<loaded_object> objects = loaded_objects();
+  return std::find(objects.begin(), objects.end(), object) != objects.end();
 }
 
 class file_descriptor {
@@ -679,20 +743,22 @@ class file_descriptor {
 
 /* ---- ELF reader --------------------------------------------------------------------------
    dlopen() runs the library's constructors, so everything relib checks is read from the file
-   first: the header, the relib_meta section, the dynamic symbols (for STB_GNU_UNIQUE, which
+   first: the header and relib's notes; to explain a failed unload, also the dynamic symbols (for STB_GNU_UNIQUE, which
    glibc never unloads) and the dynamic section (DT_NEEDED, DT_SONAME). Every offset is checked
    against the file size, so a truncated or hostile file is an error, never a crash. */
 
 struct elf_contents {
-  std::vector<std::string> records;  // relib_meta, split at NUL bytes
-  bool has_relib_section = false;
-  std::vector<std::string> unique_symbols;
-  std::vector<std::string> needed;
-  std::string soname;
+  std::string meta;  // relib's records, each followed by a NUL byte
+  std::vector<std::string> unique_symbols;  // read only when asked for
+  std::vector<std::string> needed;          // DT_NEEDED, read only when asked for
 };
+
+/* What read_elf reads beyond the header and relib's records, which loading always needs. */
+enum elf_extras : unsigned { elf_records_only = 0, elf_unique_symbols = 1, elf_needed = 2 };
 
 enum class elf_status { ok, not_elf, wrong_architecture, not_shared_library, unreadable };
 
+/* Bounds-checked reads at file offsets. */
 class elf_reader {
  public:
   elf_reader(int fd, std::uint64_t size) : fd_(fd), size_(size) {}
@@ -712,7 +778,7 @@ class elf_reader {
   }
 
   bool read_section(const ElfW(Shdr) & section, std::string& out) const {
-    if (section.sh_type == SHT_NOBITS) return false;
+    if (section.sh_type == SHT_NOBITS || section.sh_size > size_) return false;
     out.resize(section.sh_size);
     return read(section.sh_offset, out.data(), section.sh_size);
   }
@@ -722,23 +788,70 @@ class elf_reader {
   std::uint64_t size_;
 };
 
-inline std::string string_at(const std::string& table, std::uint64_t offset) {
+inline std::string_view string_at(const std::string& table, std::uint64_t offset) {
   if (offset >= table.size()) return {};
-  return std::string(table.c_str() + offset);
+  return std::string_view(table.c_str() + offset);
 }
 
-elf_status read_elf(int fd, std::uint64_t size, elf_contents& out, std::string& detail) {
+/* Calls visit(entry) for each fixed-size entry of a section read into `data`. */
+template <class Entry, class Visit>
+void for_each_entry(const std::string& data, Visit&& visit) {
+  for (std::size_t i = 0; i + sizeof(Entry) <= data.size(); i += sizeof(Entry)) {
+    Entry entry;
+    std::memcpy(&entry, data.data() + i, sizeof entry);
+    visit(entry);
+  }
+}
+
+/* relib's records are notes named "relib" in a PT_NOTE segment; they are appended to `meta`
+   separated by NUL bytes. */
+void collect_notes(std::string_view notes, std::string& meta) {
+  while (notes.size() >= 12) {
+    std::uint32_t sizes[3];  // name size, description size, type
+    std::memcpy(sizes, notes.data(), sizeof sizes);
+    const std::size_t name_size = (std::size_t{sizes[0]} + 3) / 4 * 4;
+    const std::size_t description_size = (std::size_t{sizes[1]} + 3) / 4 * 4;
+    if (name_size > notes.size() - 12 || description_size > notes.size() - 12 - name_size) return;
+    const std::string_view name(notes.data() + 12, sizes[0]);
+    if (sizes[2] == note_type && name == std::string_view("relib", 6)) {
+      const std::string_view description(notes.data() + 12 + name_size, sizes[1]);
+      meta.append(description.substr(0, description.find('\0')));
+      meta.push_back('\0');
+    }
+    notes.remove_prefix(12 + name_size + description_size);
+  }
+}
+
+elf_status read_elf(int fd, std::uint64_t size, elf_contents& out, std::string& detail, unsigned extras = elf_records_only) {
   const elf_reader file(fd, size);
-  unsigned char ident[EI_NIDENT] = {};
-  if (size < EI_NIDENT || !file.read(0, ident, EI_NIDENT) || std::memcmp(ident, ELFMAG, SELFMAG) != 0) {
+  // One read of the first page holds the header, the program headers and the notes.
+  char first_page[4096];
+  const std::size_t head = static_cast<std::size_t>(std::min<std::uint64_t>(size, sizeof first_page));
+  if (!file.read(0, first_page, head)) {
+    detail = "it cannot be read";
+    return elf_status::unreadable;
+  }
+  auto read = [&](std::uint64_t offset, void* to, std::uint64_t length) {
+    if (offset <= head && length <= head - offset) {
+      std::memcpy(to, first_page + offset, static_cast<std::size_t>(length));
+      return true;
+    }
+    return file.read(offset, to, length);
+  };
+  if (head < SELFMAG || std::memcmp(first_page, ELFMAG, SELFMAG) != 0) {
     detail = size == 0 ? "the file is empty" : "it does not start with the ELF signature";
     return elf_status::not_elf;
   }
   ElfW(Ehdr) header{};
-  if (ident[EI_CLASS] != platform::host_class || !file.read(0, &header, sizeof header) ||
+  if (head < sizeof header) {
+    detail = "it is truncated within the ELF header (is it still being written?)";
+    return elf_status::unreadable;
+  }
+  const unsigned char elf_class = static_cast<unsigned char>(first_page[EI_CLASS]);
+  if (elf_class != platform::host_class || !read(0, &header, sizeof header) ||
       header.e_machine != platform::host_machine) {
-    detail = "it is built for ELF machine " + std::to_string(ident[EI_CLASS] == platform::host_class ? header.e_machine : 0) +
-             (ident[EI_CLASS] == ELFCLASS32 ? " (32-bit)" : " (64-bit)") + ", this process is machine " +
+    detail = "it is built for ELF machine " + std::to_string(elf_class == platform::host_class ? header.e_machine : 0) +
+             (elf_class == ELFCLASS32 ? " (32-bit)" : " (64-bit)") + ", this process is machine " +
              std::to_string(platform::host_machine) + (platform::host_class == ELFCLASS32 ? " (32-bit)" : " (64-bit)");
     return elf_status::wrong_architecture;
   }
@@ -746,73 +859,80 @@ elf_status read_elf(int fd, std::uint64_t size, elf_contents& out, std::string& 
     detail = header.e_type == ET_EXEC ? "it is an executable" : header.e_type == ET_REL ? "it is an object file (.o)" : "it is not a shared library";
     return elf_status::not_shared_library;
   }
-  if (header.e_shentsize != sizeof(ElfW(Shdr)) || header.e_shnum == 0 || header.e_shstrndx >= header.e_shnum) {
-    detail = "its section headers are missing or malformed";
+  if (header.e_phentsize != sizeof(ElfW(Phdr)) || header.e_phnum == 0) {
+    detail = "its program headers are missing or malformed";
     return elf_status::unreadable;
   }
-  std::vector<ElfW(Shdr)> sections(header.e_shnum);
-  std::string section_names;
-  if (!file.read(header.e_shoff, sections.data(), sizeof(ElfW(Shdr)) * sections.size()) ||
-      !file.read_section(sections[header.e_shstrndx], section_names)) {
-    detail = "its section headers are truncated";
+  std::vector<ElfW(Phdr)> segments(header.e_phnum);
+  if (!read(header.e_phoff, segments.data(), sizeof(ElfW(Phdr)) * segments.size())) {
+    detail = "its program headers are truncated";
     return elf_status::unreadable;
   }
+  // The dynamic loader maps segments without checking them against the file size, and touching
+  // a page past the end of the file is SIGBUS: a truncated file (one still being written, say)
+  // must be refused here.
+  const std::uint64_t section_headers_end =
+      std::uint64_t{header.e_shoff} + std::uint64_t{header.e_shnum} * header.e_shentsize;
+  for (const ElfW(Phdr) & segment : segments) {
+    if ((segment.p_type == PT_LOAD || segment.p_type == PT_DYNAMIC || segment.p_type == PT_NOTE) &&
+        (segment.p_offset > size || segment.p_filesz > size - segment.p_offset)) {
+      detail = "it is truncated: a segment ends at byte " + std::to_string(segment.p_offset + segment.p_filesz) +
+               " but the file has " + std::to_string(size) + " bytes (is it still being written?)";
+      return elf_status::unreadable;
+    }
+  }
+  if (section_headers_end > size) {
+    detail = "it is truncated: its section headers end at byte " + std::to_string(section_headers_end) +
+             " but the file has " + std::to_string(size) + " bytes (is it still being written?)";
+    return elf_status::unreadable;
+  }
+  std::string notes;
+  for (const ElfW(Phdr) & segment : segments) {
+    if (segment.p_type != PT_NOTE) continue;
+    notes.resize(segment.p_filesz);
+    if (read(segment.p_offset, notes.data(), segment.p_filesz)) collect_notes(notes, out.meta);
+  }
+  if (extras == elf_records_only) return elf_status::ok;
+
+  // Only for explaining a failed unload: dynamic symbols and DT_NEEDED, from the section headers.
+  std::vector<ElfW(Shdr)> sections(header.e_shentsize == sizeof(ElfW(Shdr)) ? header.e_shnum : 0);
+  if (sections.empty() || !file.read(header.e_shoff, sections.data(), sizeof(ElfW(Shdr)) * sections.size())) {
+    return elf_status::ok;
+  }
+  std::string data, strings;
   for (const ElfW(Shdr) & section : sections) {
-    const std::string name = string_at(section_names, section.sh_name);
-    if (name == RELIB_DETAIL_META_SECTION) {
-      std::string raw;
-      if (!file.read_section(section, raw)) continue;
-      out.has_relib_section = true;
-      for (std::size_t start = 0; start < raw.size();) {
-        const std::size_t end = std::min(raw.find('\0', start), raw.size());
-        if (end > start) out.records.push_back(raw.substr(start, end - start));  // padding between records is skipped
-        start = end + 1;
-      }
-    } else if ((section.sh_type == SHT_DYNSYM || section.sh_type == SHT_DYNAMIC) && section.sh_link < sections.size()) {
-      std::string data, strings;
-      if (!file.read_section(section, data) || !file.read_section(sections[section.sh_link], strings)) continue;
-      if (section.sh_type == SHT_DYNSYM) {
-        for (std::size_t i = 0; i + sizeof(ElfW(Sym)) <= data.size(); i += sizeof(ElfW(Sym))) {
-          ElfW(Sym) symbol;
-          std::memcpy(&symbol, data.data() + i, sizeof symbol);
-          if (ELF64_ST_BIND(symbol.st_info) == STB_GNU_UNIQUE && symbol.st_shndx != SHN_UNDEF) {
-            out.unique_symbols.push_back(string_at(strings, symbol.st_name));
-          }
+    const bool wanted = (section.sh_type == SHT_DYNSYM && (extras & elf_unique_symbols)) ||
+                        (section.sh_type == SHT_DYNAMIC && (extras & elf_needed));
+    if (!wanted || section.sh_link >= sections.size() || !file.read_section(section, data) ||
+        !file.read_section(sections[section.sh_link], strings)) {
+      continue;
+    }
+    if (section.sh_type == SHT_DYNSYM) {
+      for_each_entry<ElfW(Sym)>(data, [&](const ElfW(Sym) & symbol) {
+        if (ELF64_ST_BIND(symbol.st_info) == STB_GNU_UNIQUE && symbol.st_shndx != SHN_UNDEF) {
+          out.unique_symbols.emplace_back(string_at(strings, symbol.st_name));
         }
-      } else {
-        for (std::size_t i = 0; i + sizeof(ElfW(Dyn)) <= data.size(); i += sizeof(ElfW(Dyn))) {
-          ElfW(Dyn) entry;
-          std::memcpy(&entry, data.data() + i, sizeof entry);
-          if (entry.d_tag == DT_NEEDED) out.needed.push_back(string_at(strings, entry.d_un.d_val));
-          if (entry.d_tag == DT_SONAME) out.soname = string_at(strings, entry.d_un.d_val);
-        }
-      }
+      });
+    } else {
+      for_each_entry<ElfW(Dyn)>(data, [&](const ElfW(Dyn) & entry) {
+        if (entry.d_tag == DT_NEEDED) out.needed.emplace_back(string_at(strings, entry.d_un.d_val));
+      });
     }
   }
   return elf_status::ok;
 }
 
 /* ---- Module records ----------------------------------------------------------------------
-   Written by relib_module.hpp into the relib_meta section, one NUL-terminated record each:
+   Written by relib_module.hpp as ELF notes, one record each:
      module <TAB> relib <TAB> version=.. <TAB> compiler=.. <TAB> stdlib=.. <TAB> unloading=0|1
-     export|import|main|before_unload <TAB> name <TAB> signature <TAB> layout */
-
-std::vector<std::string> split_tabs(const std::string& record) {
-  std::vector<std::string> fields;
-  std::size_t start = 0;
-  for (;;) {
-    const std::size_t tab = record.find('\t', start);
-    fields.push_back(record.substr(start, tab == std::string::npos ? std::string::npos : tab - start));
-    if (tab == std::string::npos) return fields;
-    start = tab + 1;
-  }
-}
+     export|import|main|before_unload <TAB> name <TAB> signature <TAB> layout
+   The views point into elf_contents::meta. */
 
 struct module_records {
   bool has_module_record = false;
-  std::string version, compiler, stdlib, unloading;
+  std::string_view version, compiler, stdlib, unloading;
   struct entry {
-    std::string kind, name, signature, layout;
+    std::string_view kind, name, signature, layout;
   };
   std::vector<entry> entries;
 
@@ -824,22 +944,39 @@ struct module_records {
   }
 };
 
-module_records parse_records(const std::vector<std::string>& raw) {
+/* Splits at tabs into at most N fields; returns how many were found. */
+template <std::size_t N>
+std::size_t split_tabs(std::string_view record, std::string_view (&fields)[N]) {
+  std::size_t count = 0;
+  while (count < N) {
+    const std::size_t tab = record.find('\t');
+    fields[count++] = record.substr(0, tab);
+    if (tab == std::string_view::npos) break;
+    record.remove_prefix(tab + 1);
+  }
+  return count;
+}
+
+module_records parse_records(std::string_view meta) {
   module_records records;
-  for (const std::string& record : raw) {
-    const std::vector<std::string> fields = split_tabs(record);
-    if (fields.size() >= 2 && fields[0] == "module" && fields[1] == "relib") {
+  while (!meta.empty()) {
+    const std::size_t end = std::min(meta.find('\0'), meta.size());
+    const std::string_view record = meta.substr(0, end);
+    meta.remove_prefix(std::min(end + 1, meta.size()));
+    std::string_view fields[6];
+    const std::size_t count = split_tabs(record, fields);
+    if (count >= 2 && fields[0] == "module" && fields[1] == "relib") {
       records.has_module_record = true;
-      for (std::size_t i = 2; i < fields.size(); ++i) {
+      for (std::size_t i = 2; i < count; ++i) {
         const std::size_t equals = fields[i].find('=');
-        const std::string key = fields[i].substr(0, equals);
-        const std::string value = equals == std::string::npos ? "" : fields[i].substr(equals + 1);
+        if (equals == std::string_view::npos) continue;
+        const std::string_view key = fields[i].substr(0, equals), value = fields[i].substr(equals + 1);
         if (key == "version") records.version = value;
         if (key == "compiler") records.compiler = value;
         if (key == "stdlib") records.stdlib = value;
         if (key == "unloading") records.unloading = value;
       }
-    } else if (fields.size() == 4) {
+    } else if (count == 4) {
       records.entries.push_back({fields[0], fields[1], fields[2], fields[3]});
     }
   }
@@ -896,13 +1033,14 @@ struct interface_check {
 
   void compare(std::string_view kind, const interface_entry& host, const module_records::entry& module) {
     if (host.signature != module.signature) {
-      fail(load_errc::signature_mismatch, std::string(kind) + " '" + module.name + "' is " + std::string(host.signature) +
-                                              " in the host but " + module.signature + " in the module");
+      fail(load_errc::signature_mismatch, std::string(kind) + " '" + std::string(module.name) + "' is " +
+                                              std::string(host.signature) + " in the host but " +
+                                              std::string(module.signature) + " in the module");
     } else if (host.layout != module.layout) {
       fail(load_errc::signature_mismatch,
-           std::string(kind) + " '" + module.name + "' is " + module.signature +
+           std::string(kind) + " '" + std::string(module.name) + "' is " + std::string(module.signature) +
                " on both sides, but the sizes of its types differ (host " + std::string(host.layout) + ", module " +
-               module.layout + ", as return:parameters): a type with this name is defined differently");
+               std::string(module.layout) + ", as return:parameters): a type with this name is defined differently");
     }
   }
 };
@@ -938,10 +1076,11 @@ void check_interface(const load_request& request, const module_records& records,
 
 result<void, load_error> check_records(const std::string& path, const module_records& records,
                                        const load_request& request) {
-  auto mismatch = [&](load_errc code, const char* what, const std::string& module_value, const char* host_value,
+  auto mismatch = [&](load_errc code, const char* what, std::string_view module_value, const char* host_value,
                       const char* fix) {
     return make_load_error(code, path,
-                           std::string("it was built with ") + what + " '" + module_value + "' but this host uses '" +
+                           std::string("it was built with ") + what + " '" + std::string(module_value) +
+                               "' but this host uses '" +
                                host_value + "'; " + fix);
   };
   if (records.version != RELIB_VERSION_STRING) {
@@ -975,13 +1114,15 @@ result<void, load_error> check_records(const std::string& path, const module_rec
 /* Reads and checks the file; fills core's identity and everything read from the records. */
 result<void, load_error> inspect_file(const load_request& request, module_core& core) {
   const std::string& path = request.path;
+  // O_NONBLOCK: opening a FIFO must not hang; it is refused below as not a regular file.
+  platform::file_descriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
   struct stat info {};
-  if (::stat(path.c_str(), &info) != 0) {
+  if (fd.get() < 0 || ::fstat(fd.get(), &info) != 0) {
     if (errno == ENOENT || errno == ENOTDIR) {
       return make_load_error(load_errc::file_not_found, path,
                              "no such file; check the path (a relative path starts from the current directory)");
     }
-    return make_load_error(load_errc::file_not_found, path, std::string("cannot access it: ") + std::strerror(errno));
+    return make_load_error(load_errc::file_not_found, path, std::string("cannot open it: ") + std::strerror(errno));
   }
   if (!S_ISREG(info.st_mode)) {
     return make_load_error(load_errc::not_a_file, path,
@@ -992,14 +1133,12 @@ result<void, load_error> inspect_file(const load_request& request, module_core& 
   core.inode = static_cast<std::uint64_t>(info.st_ino);
   if (const registry_entry* other = global_registry().find(core.device, core.inode)) {
     return make_load_error(load_errc::already_loaded, path,
-                           "this file is already loaded as module '" + other->path +
-                               "'; unload that module first (a copy of the file can be loaded beside it)");
+                           "this file is already loaded as module '" + other->path + "'; " +
+                               (RELIB_DETAIL_UNLOADING ? "unload that module first, or load a copy of the file"
+                                                       : "modules stay loaded until the process exits "
+                                                         "(RELIB_NO_UNLOADING), so load a copy of the file"));
   }
 
-  platform::file_descriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (fd.get() < 0) {
-    return make_load_error(load_errc::file_not_found, path, std::string("cannot open it: ") + std::strerror(errno));
-  }
   elf_contents contents;
   std::string detail;
   switch (read_elf(fd.get(), static_cast<std::uint64_t>(info.st_size), contents, detail)) {
@@ -1012,9 +1151,9 @@ result<void, load_error> inspect_file(const load_request& request, module_core& 
       return make_load_error(load_errc::not_shared_library, path,
                              detail + ", not a shared library; build the module with relib_add_module()");
     case elf_status::unreadable:
-      return make_load_error(load_errc::not_elf, path, "a damaged ELF file: " + detail);
+      return make_load_error(load_errc::damaged_file, path, "a damaged ELF file: " + detail);
   }
-  const module_records records = parse_records(contents.records);
+  const module_records records = parse_records(contents.meta);
   if (!records.has_module_record) {
     return make_load_error(load_errc::not_a_relib_module, path,
                            "a shared library, but not a relib module (it has no relib records); build it with "
@@ -1027,7 +1166,6 @@ result<void, load_error> inspect_file(const load_request& request, module_core& 
     core.main_signature = main->signature;
     core.main_layout = main->layout;
   }
-  core.unique_symbols = std::move(contents.unique_symbols);
   return {};
 }
 
@@ -1045,20 +1183,24 @@ result<std::unique_ptr<module_core>, load_error> load_core(load_request request)
   auto inspected = inspect_file(request, *core);
   if (!inspected) return inspected.error();
 
-  // The registry knows relib's own modules; RTLD_NOLOAD also finds the same file opened by
-  // anyone else, comparing device and inode like the loader itself does.
-  if (void* existing = dlopen(path.c_str(), RTLD_LAZY | RTLD_NOLOAD)) {
-    dlclose(existing);
-    return make_load_error(load_errc::already_loaded, path,
-                           "this file is already loaded in the process outside relib (by dlopen() or as a "
-                           "dependency); close it first or load a copy of the file");
-  }
+  // The registry knows relib's own modules. The same file opened by anyone else shows up as a
+  // dlopen() that returns an object which was already in the process.
+  const std::vector<platform::loaded_object> before = platform::loaded_objects();
   dlerror();
   core->handle = dlopen(path.c_str(), platform::open_flags);
   if (core->handle == nullptr) {
     return make_load_error(load_errc::dlopen_failed, path,
                            "the dynamic loader refused it: " + platform::last_dl_error() +
                                " (check that every symbol it uses is defined and its dependencies are installed)");
+  }
+  const platform::loaded_object opened = platform::describe(core->handle);
+  const bool was_there = std::any_of(before.begin(), before.end(),
+                                     [&](const platform::loaded_object& o) { return o.base == opened.base; });
+  if (was_there) {
+    dlclose(core->handle);
+    return make_load_error(load_errc::already_loaded, path,
+                           "this file is already loaded in the process outside relib (by dlopen() or as a "
+                           "dependency); close it first or load a copy of the file");
   }
 
   std::string missing;
@@ -1101,26 +1243,30 @@ std::string base_name(const std::string& path) {
   return slash == std::string::npos ? path : path.substr(slash + 1);
 }
 
+bool read_elf_file(const std::string& path, unsigned extras, elf_contents& contents) {
+  platform::file_descriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+  struct stat info {};
+  std::string ignored;
+  return fd.get() >= 0 && ::fstat(fd.get(), &info) == 0 && S_ISREG(info.st_mode) &&
+         read_elf(fd.get(), static_cast<std::uint64_t>(info.st_size), contents, ignored, extras) == elf_status::ok;
+}
+
 std::string explain_still_loaded(const module_core& core, const std::string& link_name) {
-  if (!core.unique_symbols.empty()) {
+  elf_contents module;
+  if (read_elf_file(core.path, elf_unique_symbols, module) && !module.unique_symbols.empty()) {
     std::string names;
-    for (std::size_t i = 0; i < core.unique_symbols.size() && i < 5; ++i) {
-      names += (i ? ", " : "") + core.unique_symbols[i];
+    for (std::size_t i = 0; i < module.unique_symbols.size() && i < 5; ++i) {
+      names += (i ? ", " : "") + module.unique_symbols[i];
     }
-    if (core.unique_symbols.size() > 5) names += ", ...";
+    if (module.unique_symbols.size() > 5) names += ", ...";
     return "it defines STB_GNU_UNIQUE symbols (" + names +
            "), which glibc never unloads; build it with relib_add_module() or the flag -fno-gnu-unique";
   }
-  std::string soname;
-  for (const std::string& name : platform::loaded_object_names()) {
-    if (name == link_name) continue;
-    platform::file_descriptor fd(::open(name.c_str(), O_RDONLY | O_CLOEXEC));
-    struct stat info {};
-    if (fd.get() < 0 || ::fstat(fd.get(), &info) != 0) continue;
-    elf_contents contents;
-    std::string ignored;
-    if (read_elf(fd.get(), static_cast<std::uint64_t>(info.st_size), contents, ignored) != elf_status::ok) continue;
-    for (const std::string& needed : contents.needed) {
+  for (const platform::loaded_object& object : platform::loaded_objects()) {
+    const std::string& name = object.name;
+    elf_contents other;
+    if (name.empty() || name == link_name || !read_elf_file(name, elf_needed, other)) continue;
+    for (const std::string& needed : other.needed) {
       if (needed == core.path || needed == link_name || base_name(needed) == base_name(core.path)) {
         return "the library '" + name + "' depends on it (DT_NEEDED '" + needed +
                "') and is still loaded; unload that library first";
@@ -1142,7 +1288,7 @@ result<unload_report, unload_error> unload_core(module_core& core) {
 
   if (core.before_unload_symbol != nullptr) {
     auto thunk = *static_cast<const export_thunk<void()>::pointer*>(core.before_unload_symbol);
-    auto called = invoke_export<void>(thunk, &core, "before_unload");
+    auto called = invoke_export<void>(thunk, call_site{&core, "before_unload"});
     if (!called) {
       return fail(unload_errc::before_unload_failed,
                   called.error().message + "; the module stays loaded and usable, fix before_unload and unload again");
@@ -1207,7 +1353,9 @@ std::string module_label(const module_core* owner) {
   return owner != nullptr ? "module '" + owner->path + "'" : "a module object that was moved from";
 }
 
-call_error take_call_error(const module_core* owner, const char* function) {
+call_error take_call_error(const call_site& site) {
+  const module_core* owner = site.owner;
+  const char* function = site.function;
   call_failure& failure = last_call_failure();
   call_error error;
   error.module = owner != nullptr ? owner->path : "";

@@ -63,6 +63,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <cxxabi.h>
 #include <exception>
 #include <new>
@@ -118,10 +119,10 @@
 #if defined(__GNUC__)
 #define RELIB_DETAIL_VISIBLE __attribute__((visibility("default")))
 #define RELIB_DETAIL_LIKELY(x) __builtin_expect(!!(x), 1)
-/* Records describing the module live in their own section so the host can read them from the
-   file before dlopen() runs any module code. */
-#define RELIB_DETAIL_META_SECTION "relib_meta"
-#define RELIB_DETAIL_META __attribute__((section(RELIB_DETAIL_META_SECTION), used))
+/* Records describing the module are ELF notes, which linkers place in the first page of the file
+   (PT_NOTE): the host reads them with one read before dlopen() runs any module code. aligned(4)
+   keeps the compiler from padding notes apart. */
+#define RELIB_DETAIL_META __attribute__((section(".note.relib"), used, aligned(4)))
 #else
 #error "relib: only GCC and Clang on Linux are supported so far"
 #endif
@@ -204,6 +205,13 @@ constexpr auto number_string() {
   return out;
 }
 
+template <std::size_t N>
+constexpr fixed_string<N - 1> drop_first(const fixed_string<N>& text) {
+  fixed_string<N - 1> out;
+  for (std::size_t i = 1; i < N; ++i) out.data[i - 1] = text.data[i];
+  return out;
+}
+
 template <class T>
 constexpr std::size_t size_of_or_zero() {
   if constexpr (std::is_void_v<T>) {
@@ -223,16 +231,34 @@ struct layout<R(A...)> {
     if constexpr (sizeof...(A) == 0) {
       return fixed_string<0>();
     } else {
-      return ((fixed_string(",") + number_string<size_of_or_zero<A>()>()) + ...);
+      return drop_first(((fixed_string(",") + number_string<size_of_or_zero<A>()>()) + ...));
     }
   }
   static constexpr auto value = number_string<size_of_or_zero<R>()>() + fixed_string(":") + params();
 };
 
+/* An ELF note named "relib" whose description is a NUL-terminated record. */
+constexpr std::uint32_t note_type = 0x52454c42;  // "RELB"
+template <std::size_t N>
+struct note {
+  std::uint32_t name_size = 6;
+  std::uint32_t description_size = N + 1;
+  std::uint32_t type = note_type;
+  char name[8] = {'r', 'e', 'l', 'i', 'b', '\0', '\0', '\0'};
+  char description[(N + 4) / 4 * 4] = {};
+};
+
+template <std::size_t N>
+constexpr note<N> make_note(const fixed_string<N>& text) {
+  note<N> out;
+  for (std::size_t i = 0; i < N; ++i) out.description[i] = text.data[i];
+  return out;
+}
+
 /* One metadata record: "<kind>\t<name>\t<signature>\t<layout>". */
 template <class F, std::size_t N>
 constexpr auto entry_record(const fixed_string<N>& kind_and_name) {
-  return kind_and_name + fixed_string("\t") + type_name<F>::value + fixed_string("\t") + layout<F>::value;
+  return make_note(kind_and_name + fixed_string("\t") + type_name<F>::value + fixed_string("\t") + layout<F>::value);
 }
 
 template <class T>
@@ -260,27 +286,77 @@ inline void report_current_exception(const error_sink* sink) noexcept {
   }
 }
 
-/* An export crosses as "bool thunk(void* return_slot, const error_sink*, args...)": true when the
-   function returned (its value constructed in the slot), false when it threw. */
+/* Small trivially copyable results come back in registers, the others through a slot. */
+template <class R>
+struct returned {
+  alignas(R) unsigned char bytes[sizeof(R)];
+  bool ok;
+};
+template <class R>
+constexpr bool returns_in_registers() {
+  if constexpr (std::is_void_v<R>) {
+    return false;
+  } else {
+    return std::is_trivially_copyable_v<R> && sizeof(returned<R>) <= 16;
+  }
+}
+
+/* How an export crosses, by return type (false or ok == false: it threw, and the sink knows why):
+     void                               bool thunk(const error_sink*, args...)
+     small and trivially copyable       returned<R> thunk(const error_sink*, args...)
+     anything else                      bool thunk(void* slot, const error_sink*, args...), the
+                                        value constructed in the caller's slot */
 template <class F>
 struct export_thunk;
 template <class R, class... A>
 struct export_thunk<R(A...)> {
-  using pointer = bool (*)(void*, const error_sink*, A...);
+  static constexpr bool in_registers = returns_in_registers<R>();
+  using pointer = std::conditional_t<in_registers || std::is_void_v<R>,
+                                     std::conditional_t<in_registers, returned<R>, bool> (*)(const error_sink*, A...),
+                                     bool (*)(void*, const error_sink*, A...)>;
 
   template <R (*Function)(A...)>
-  static bool call(void* return_slot, const error_sink* sink, A... args) {
+  static auto call(const error_sink* sink, A... args) {
     try {
-      if constexpr (std::is_void_v<R>) {
-        (void)return_slot;
-        Function(static_cast<A&&>(args)...);
+      if constexpr (in_registers) {
+        returned<R> out;
+        const R value = Function(static_cast<A&&>(args)...);
+        std::memcpy(out.bytes, &value, sizeof(R));
+        out.ok = true;
+        return out;
       } else {
-        ::new (return_slot) R(Function(static_cast<A&&>(args)...));
+        Function(static_cast<A&&>(args)...);
+        return true;
       }
+    } catch (...) {
+      report_current_exception(sink);
+      if constexpr (in_registers) {
+        returned<R> out{};
+        out.ok = false;
+        return out;
+      } else {
+        return false;
+      }
+    }
+  }
+
+  template <R (*Function)(A...)>
+  static bool call_into(void* return_slot, const error_sink* sink, A... args) {
+    try {
+      ::new (return_slot) R(Function(static_cast<A&&>(args)...));
       return true;
     } catch (...) {
       report_current_exception(sink);
       return false;
+    }
+  }
+
+  template <R (*Function)(A...)>
+  static constexpr pointer thunk() {
+    if constexpr (in_registers || std::is_void_v<R>) {
+      return &call<Function>;
+    } else {
+      return &call_into<Function>;
     }
   }
 };
@@ -328,7 +404,7 @@ class import_function<R(A...)> {
 #define RELIB_DETAIL_MODULE_EXPORT_DEF(id, ...)                                                        \
   RELIB_DETAIL_RECORD(relib_meta_export_##id, "export\t" #id, __VA_ARGS__)                           \
   extern "C" RELIB_DETAIL_VISIBLE const relib::detail::export_thunk<__VA_ARGS__>::pointer relib_export_##id = \
-      &relib::detail::export_thunk<__VA_ARGS__>::call<&id>;
+      relib::detail::export_thunk<__VA_ARGS__>::thunk<&id>();
 
 #define RELIB_MODULE_EXPORTS(LIST)          \
   LIST(RELIB_DETAIL_MODULE_EXPORT_DECL)     \
@@ -366,14 +442,14 @@ class import_function<R(A...)> {
   static __VA_ARGS__ relib_module_main_body();                                                            \
   RELIB_DETAIL_RECORD(relib_meta_main, "main\tmain", __VA_ARGS__())                                        \
   extern "C" RELIB_DETAIL_VISIBLE const relib::detail::export_thunk<__VA_ARGS__()>::pointer relib_main =   \
-      &relib::detail::export_thunk<__VA_ARGS__()>::call<&relib_module_main_body>;                          \
+      relib::detail::export_thunk<__VA_ARGS__()>::thunk<&relib_module_main_body>();                          \
   static __VA_ARGS__ relib_module_main_body()
 
 #define RELIB_MODULE_BEFORE_UNLOAD()                                                                      \
   static void relib_module_before_unload_body();                                                          \
   RELIB_DETAIL_RECORD(relib_meta_before_unload, "before_unload\tbefore_unload", void())                    \
   extern "C" RELIB_DETAIL_VISIBLE const relib::detail::export_thunk<void()>::pointer relib_before_unload = \
-      &relib::detail::export_thunk<void()>::call<&relib_module_before_unload_body>;                       \
+      relib::detail::export_thunk<void()>::thunk<&relib_module_before_unload_body>();                       \
   static void relib_module_before_unload_body()
 
 #endif /* RELIB_MODULE_HPP_INCLUDED */
@@ -387,9 +463,9 @@ class import_function<R(A...)> {
 #include <cstdlib>
 
 /* The module record: what the host compares before it lets any module code run. */
-RELIB_DETAIL_META static constexpr char relib_meta_module[] =
+RELIB_DETAIL_META static constexpr auto relib_meta_module = relib::detail::make_note(relib::detail::fixed_string(
     "module\trelib\tversion=" RELIB_DETAIL_RECORDED_VERSION "\tcompiler=" RELIB_DETAIL_COMPILER
-    "\tstdlib=" RELIB_DETAIL_STDLIB "\tunloading=" RELIB_DETAIL_STR(RELIB_DETAIL_UNLOADING);
+    "\tstdlib=" RELIB_DETAIL_STDLIB "\tunloading=" RELIB_DETAIL_STR(RELIB_DETAIL_UNLOADING)));
 
 namespace relib {
 namespace detail {

@@ -18,6 +18,8 @@ RELIB_HOST_IMPORTS(other_imports, OTHER_IMPORTS);
 
 namespace test {
 
+inline bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
 // Messages the game module sent through its `log` import, in order.
 std::vector<std::string>& logged();
 

@@ -10,7 +10,6 @@
 
 namespace {
 
-bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
 struct child_outcome {
   int signal = 0;  // the signal that ended the child, 0 if it exited
@@ -89,13 +88,13 @@ TEST_CASE("an exception of any type in an export is an empty result, and the mod
   CHECK(runtime.error().exception_type == "std::runtime_error");
   CHECK(runtime.error().what == "boom");
   CHECK(runtime.error().function == "throw_runtime_error");
-  CHECK(contains(runtime.error().message, "'throw_runtime_error'"));
-  CHECK(contains(runtime.error().message, TEST_GAME_PATH));
+  CHECK(test::contains(runtime.error().message, "'throw_runtime_error'"));
+  CHECK(test::contains(runtime.error().message, TEST_GAME_PATH));
   CHECK_THROWS_AS(runtime.value(), relib::bad_result_access);
 
   auto custom = exports.throw_custom();
   REQUIRE_FALSE(custom.has_value());
-  CHECK(contains(custom.error().exception_type, "custom_error"));
+  CHECK(test::contains(custom.error().exception_type, "custom_error"));
   CHECK(custom.error().what.empty());
 
   auto integer = exports.throw_int();
@@ -117,15 +116,15 @@ TEST_CASE("call_main checks the return type the host asks for") {
   auto wrong = game.call_main<float>();
   REQUIRE_FALSE(wrong.has_value());
   CHECK(wrong.error().code == relib::call_errc::main_signature_mismatch);
-  CHECK(contains(wrong.error().message, "int()"));
-  CHECK(contains(wrong.error().message, "float()"));
+  CHECK(test::contains(wrong.error().message, "int()"));
+  CHECK(test::contains(wrong.error().message, "float()"));
   test::unload_or_fail(game);
 
   auto minimal = test::load_or_fail(TEST_MINIMAL_PATH);
   auto missing = minimal.call_main<int>();
   REQUIRE_FALSE(missing.has_value());
   CHECK(missing.error().code == relib::call_errc::no_main);
-  CHECK(contains(missing.error().message, "RELIB_MODULE_MAIN"));
+  CHECK(test::contains(missing.error().message, "RELIB_MODULE_MAIN"));
   test::unload_or_fail(minimal);
 }
 
@@ -148,15 +147,15 @@ TEST_CASE("an import that throws ends the process with a message naming the impo
     if (game) game->exports().call_throwing_import();
   });
   CHECK(outcome.signal == SIGABRT);
-  CHECK(contains(outcome.stderr_text, "import 'host_throws' (void())"));
-  CHECK(contains(outcome.stderr_text, "std::runtime_error: the host import failed"));
+  CHECK(test::contains(outcome.stderr_text, "import 'host_throws' (void())"));
+  CHECK(test::contains(outcome.stderr_text, "std::runtime_error: the host import failed"));
 }
 
 TEST_CASE("an import called from a static constructor ends the process with a clear message") {
   const child_outcome outcome = run_in_child([] { (void)relib::load_module(TEST_EARLY_IMPORT_PATH, game_imports{}); });
   CHECK(outcome.signal == SIGABRT);
-  CHECK(contains(outcome.stderr_text, "import 'host_add'"));
-  CHECK(contains(outcome.stderr_text, "static constructor"));
+  CHECK(test::contains(outcome.stderr_text, "import 'host_add'"));
+  CHECK(test::contains(outcome.stderr_text, "static constructor"));
 }
 
 #if __cplusplus >= 202002L

@@ -4,10 +4,6 @@
 
 #include <dlfcn.h>
 
-namespace {
-bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
-}  // namespace
-
 TEST_CASE("unload removes the library from the process") {
   auto game = test::load_or_fail<game_exports>(TEST_GAME_PATH, game_imports{});
   CHECK(test::is_mapped(TEST_GAME_PATH));
@@ -27,8 +23,8 @@ TEST_CASE("exports and main of an unloaded module fail cleanly") {
   auto sum = exports.add(1, 2);
   REQUIRE_FALSE(sum.has_value());
   CHECK(sum.error().code == relib::call_errc::not_loaded);
-  CHECK(contains(sum.error().message, "'add'"));
-  CHECK(contains(sum.error().message, TEST_GAME_PATH));
+  CHECK(test::contains(sum.error().message, "'add'"));
+  CHECK(test::contains(sum.error().message, TEST_GAME_PATH));
 
   auto main_result = game.call_main<int>();
   REQUIRE_FALSE(main_result.has_value());
@@ -62,7 +58,7 @@ TEST_CASE("an exception in before_unload is before_unload_failed and the module 
   auto failed = game.unload();
   REQUIRE_FALSE(failed.has_value());
   CHECK(failed.error().code == relib::unload_errc::before_unload_failed);
-  CHECK(contains(failed.error().message, "before_unload was told to throw"));
+  CHECK(test::contains(failed.error().message, "before_unload was told to throw"));
   CHECK(game.is_loaded());
   CHECK(game.exports().add(1, 2).value() == 3);
 
@@ -77,8 +73,8 @@ TEST_CASE("a module with STB_GNU_UNIQUE symbols is still_loaded, and the message
   auto unloaded = module.unload();
   REQUIRE_FALSE(unloaded.has_value());
   CHECK(unloaded.error().code == relib::unload_errc::still_loaded);
-  CHECK(contains(unloaded.error().message, "STB_GNU_UNIQUE"));
-  CHECK(contains(unloaded.error().message, "-fno-gnu-unique"));
+  CHECK(test::contains(unloaded.error().message, "STB_GNU_UNIQUE"));
+  CHECK(test::contains(unloaded.error().message, "-fno-gnu-unique"));
   CHECK_FALSE(module.is_loaded());
 }
 
@@ -89,7 +85,7 @@ TEST_CASE("a module another library depends on is still_loaded, naming that libr
   auto unloaded = other.unload();
   REQUIRE_FALSE(unloaded.has_value());
   CHECK(unloaded.error().code == relib::unload_errc::still_loaded);
-  CHECK(contains(unloaded.error().message, "libtest_dependent.so"));
+  CHECK(test::contains(unloaded.error().message, "libtest_dependent.so"));
   dlclose(dependent);
   CHECK_FALSE(test::is_mapped(TEST_OTHER_PATH));
 }
@@ -101,7 +97,7 @@ TEST_CASE("a module opened again outside relib is still_loaded, naming the open 
   auto unloaded = module.unload();
   REQUIRE_FALSE(unloaded.has_value());
   CHECK(unloaded.error().code == relib::unload_errc::still_loaded);
-  CHECK(contains(unloaded.error().message, "another handle"));
+  CHECK(test::contains(unloaded.error().message, "another handle"));
   dlclose(handle);
   CHECK_FALSE(test::is_mapped(TEST_MINIMAL_PATH));
 }

@@ -1,0 +1,9 @@
+// The interface measured by relib_bench.
+#pragma once
+
+#define BENCH_EXPORTS(X)                              \
+  X(add, int(int a, int b))                           \
+  X(call_import, int(int times))                      \
+  X(call_pointer, int(int (*function)(int, int), int times))
+
+#define BENCH_IMPORTS(X) X(host_add, int(int a, int b))

@@ -1,0 +1,29 @@
+// The module measured by relib_bench. raw_add is a plain exported C function, the dlsym baseline.
+#define RELIB_IMPLEMENTATION
+#include "relib_module.hpp"
+
+#include "bench_api.hpp"
+
+RELIB_MODULE_EXPORTS(BENCH_EXPORTS);
+RELIB_MODULE_IMPORTS(host, BENCH_IMPORTS);
+
+extern "C" RELIB_DETAIL_VISIBLE __attribute__((noinline)) int raw_add(int a, int b) { return a + b; }
+
+int add(int a, int b) { return a + b; }
+
+// The loops below compare an import call with a raw function-pointer call, both from module code.
+int call_import(int times) {
+  int sum = 0;
+  for (int i = 0; i < times; ++i) sum += host::host_add(i, 1);
+  return sum;
+}
+
+// Kept in a global like an import slot, so both loops reload the pointer before each call.
+static int (*raw_function)(int, int) = nullptr;
+
+int call_pointer(int (*function)(int, int), int times) {
+  raw_function = function;
+  int sum = 0;
+  for (int i = 0; i < times; ++i) sum += raw_function(i, 1);
+  return sum;
+}

@@ -1,0 +1,158 @@
+// relib_bench: the cost of relib's calls and of a load/unload cycle, each next to its baseline
+// measured in the same run, so the table at the end reads as ratios.
+#define RELIB_IMPLEMENTATION
+#include "relib.hpp"
+
+#include "bench_api.hpp"
+
+#include <benchmark/benchmark.h>
+#include <dlfcn.h>
+
+#include <cstdio>
+#include <map>
+#include <string>
+
+RELIB_HOST_EXPORTS(bench_exports, BENCH_EXPORTS);
+RELIB_HOST_IMPORTS(bench_imports, BENCH_IMPORTS);
+
+int bench_imports::host_add(int a, int b) { return a + b; }
+
+namespace {
+
+constexpr int import_batch = 1000;  // imports are measured as loops inside the module
+
+__attribute__((noinline)) int direct_add(int a, int b) {
+  benchmark::ClobberMemory();
+  return a + b;
+}
+
+relib::module<bench_exports>& bench_module() {
+  static relib::module<bench_exports> module = [] {
+    auto loaded = relib::load_module<bench_exports>(BENCH_MODULE_PATH, bench_imports{});
+    if (!loaded) {
+      std::fprintf(stderr, "%s\n", loaded.error().message.c_str());
+      std::exit(1);
+    }
+    return std::move(*loaded);
+  }();
+  return module;
+}
+
+void BM_DirectCall(benchmark::State& state) {
+  int i = 0;
+  for (auto _ : state) benchmark::DoNotOptimize(direct_add(++i, 1));
+}
+
+void BM_RawPointerCall(benchmark::State& state) {
+  void* handle = dlopen(BENCH_MODULE_PATH, RTLD_NOW | RTLD_LOCAL);
+  auto raw_add = reinterpret_cast<int (*)(int, int)>(dlsym(handle, "raw_add"));
+  int i = 0;
+  for (auto _ : state) {
+    benchmark::DoNotOptimize(raw_add);  // an opaque pointer, as after dlsym in real code
+    benchmark::DoNotOptimize(raw_add(++i, 1));
+  }
+  dlclose(handle);
+}
+
+void BM_ExportCall(benchmark::State& state) {
+  const bench_exports& exports = bench_module().exports();
+  int i = 0;
+  for (auto _ : state) {
+    const int sum = exports.add(++i, 1).value();  // checked: throws if the export threw
+    benchmark::DoNotOptimize(sum);
+  }
+}
+
+void BM_RawPointerCallFromModule(benchmark::State& state) {
+  const bench_exports& exports = bench_module().exports();
+  for (auto _ : state) benchmark::DoNotOptimize(exports.call_pointer(&bench_imports::host_add, import_batch));
+  state.SetItemsProcessed(state.iterations() * import_batch);
+}
+
+void BM_ImportCall(benchmark::State& state) {
+  const bench_exports& exports = bench_module().exports();
+  for (auto _ : state) benchmark::DoNotOptimize(exports.call_import(import_batch));
+  state.SetItemsProcessed(state.iterations() * import_batch);
+}
+
+void BM_RawDlopenCycle(benchmark::State& state) {
+  for (auto _ : state) {
+    void* handle = dlopen(BENCH_MODULE_PATH, RTLD_NOW | RTLD_LOCAL);
+    benchmark::DoNotOptimize(dlsym(handle, "raw_add"));
+    dlclose(handle);
+  }
+}
+
+void BM_ModuleLoadUnloadCycle(benchmark::State& state) {
+  for (auto _ : state) {
+    auto loaded = relib::load_module<bench_exports>(BENCH_MODULE_PATH, bench_imports{});
+    if (!loaded || !loaded->unload()) state.SkipWithError("load or unload failed");
+  }
+}
+
+}  // namespace
+
+// Each benchmark runs in several repetitions; the table keeps the fastest, which is the least
+// disturbed by the other processes of a noisy machine. Calls run in the shared bench module;
+// cycles need it unloaded, so they run first.
+constexpr int repetitions = 7;
+BENCHMARK(BM_RawDlopenCycle)->Repetitions(repetitions);
+BENCHMARK(BM_ModuleLoadUnloadCycle)->Repetitions(repetitions);
+BENCHMARK(BM_DirectCall)->Repetitions(repetitions);
+BENCHMARK(BM_RawPointerCall)->Repetitions(repetitions);
+BENCHMARK(BM_ExportCall)->Repetitions(repetitions);
+BENCHMARK(BM_RawPointerCallFromModule)->Repetitions(repetitions);
+BENCHMARK(BM_ImportCall)->Repetitions(repetitions);
+
+namespace {
+
+// Keeps the fastest repetition of every benchmark, in nanoseconds per operation, and prints
+// only the aggregates (mean, median, deviation) to keep the output short.
+class best_of_collector : public benchmark::ConsoleReporter {
+ public:
+  std::map<std::string, double> ns;
+
+  void ReportRuns(const std::vector<Run>& runs) override {
+    std::vector<Run> aggregates;
+    for (const Run& run : runs) {
+      if (run.run_type == Run::RT_Aggregate) {
+        aggregates.push_back(run);
+        continue;
+      }
+      double value = run.GetAdjustedRealTime() / benchmark::GetTimeUnitMultiplier(run.time_unit) * 1e9;
+      const std::string name = run.run_name.function_name;
+      if (name == "BM_ImportCall" || name == "BM_RawPointerCallFromModule") value /= import_batch;
+      const auto known = ns.find(name);
+      if (known == ns.end() || value < known->second) ns[name] = value;
+    }
+    if (!aggregates.empty()) ConsoleReporter::ReportRuns(aggregates);
+  }
+};
+
+void print_ratio(const best_of_collector& best, const char* measured, const char* baseline, double target) {
+  const auto m = best.ns.find(measured);
+  const auto b = best.ns.find(baseline);
+  if (m == best.ns.end() || b == best.ns.end()) return;
+  const double ratio = m->second / b->second;
+  std::printf("%-26s %12.2f ns   %-28s %12.2f ns   %6.2fx   %s\n", measured, m->second, baseline, b->second, ratio,
+              target <= 0 ? "" : ratio <= target ? "meets target" : "OVER TARGET");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  best_of_collector reporter;
+  benchmark::RunSpecifiedBenchmarks(&reporter);
+  benchmark::Shutdown();
+
+  std::printf("\nFastest of %d repetitions (per call; import rows per call inside a loop of %d)\n", repetitions,
+              import_batch);
+  std::printf("%-26s %15s   %-28s %15s   %7s\n", "measured", "", "baseline", "", "ratio");
+  print_ratio(reporter, "BM_ExportCall", "BM_RawPointerCall", 1.2);
+  print_ratio(reporter, "BM_ExportCall", "BM_DirectCall", 0);
+  print_ratio(reporter, "BM_ImportCall", "BM_RawPointerCallFromModule", 1.2);
+  print_ratio(reporter, "BM_ModuleLoadUnloadCycle", "BM_RawDlopenCycle", 1.3);
+  return 0;
+}
