@@ -706,23 +706,34 @@ loaded_object describe(void* handle) {
   return object;
 }
 
-bool operator==(const loaded_object& a, const loaded_object& b) { return a.base == b.base && a.name == b.name; }
+/* Calls visit(info) for every object in the process until it returns true. */
+template <class Visit>
+bool any_loaded_object(Visit visit) {
+  return dl_iterate_phdr(
+             [](struct dl_phdr_info* info, size_t, void* data) { return (*static_cast<Visit*>(data))(*info) ? 1 : 0; },
+             &visit) != 0;
+}
 
-std::vector<loaded_object> loaded_objects() {
-  std::vector<loaded_object> objects;
-  dl_iterate_phdr(
-      [](struct dl_phdr_info* info, size_t, void* data) {
-        static_cast<std::vector<loaded_object>*>(data)->push_back(
-            loaded_object{info->dlpi_addr, info->dlpi_name != nullptr ? info->dlpi_name : ""});
-        return 0;
-      },
-      &objects);
-  return objects;
+std::vector<ElfW(Addr)> loaded_bases() {
+  std::vector<ElfW(Addr)> bases;
+  bases.reserve(32);
+  any_loaded_object([&](const dl_phdr_info& info) { return bases.push_back(info.dlpi_addr), false; });
+  return bases;
 }
 
 bool still_loaded(const loaded_object& object) {
-  const std::vector<loaded_object> objects = loaded_objects();
-  return std::find(objects.begin(), objects.end(), object) != objects.end();
+  return any_loaded_object([&](const dl_phdr_info& info) {
+    return info.dlpi_addr == object.base && info.dlpi_name != nullptr && object.name == info.dlpi_name;
+  });
+}
+
+std::vector<std::string> loaded_names() {
+  std::vector<std::string> names;
+  any_loaded_object([&](const dl_phdr_info& info) {
+    if (info.dlpi_name != nullptr && info.dlpi_name[0] != '\0') names.emplace_back(info.dlpi_name);
+    return false;
+  });
+  return names;
 }
 
 class file_descriptor {
@@ -1112,7 +1123,8 @@ result<void, load_error> check_records(const std::string& path, const module_rec
 }
 
 /* Reads and checks the file; fills core's identity and everything read from the records. */
-result<void, load_error> inspect_file(const load_request& request, module_core& core) {
+result<void, load_error> inspect_file(const load_request& request, module_core& core, elf_contents& contents,
+                                      module_records& records) {
   const std::string& path = request.path;
   // O_NONBLOCK: opening a FIFO must not hang; it is refused below as not a regular file.
   platform::file_descriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
@@ -1139,7 +1151,6 @@ result<void, load_error> inspect_file(const load_request& request, module_core& 
                                                          "(RELIB_NO_UNLOADING), so load a copy of the file"));
   }
 
-  elf_contents contents;
   std::string detail;
   switch (read_elf(fd.get(), static_cast<std::uint64_t>(info.st_size), contents, detail)) {
     case elf_status::ok: break;
@@ -1153,7 +1164,7 @@ result<void, load_error> inspect_file(const load_request& request, module_core& 
     case elf_status::unreadable:
       return make_load_error(load_errc::damaged_file, path, "a damaged ELF file: " + detail);
   }
-  const module_records records = parse_records(contents.meta);
+  records = parse_records(contents.meta);
   if (!records.has_module_record) {
     return make_load_error(load_errc::not_a_relib_module, path,
                            "a shared library, but not a relib module (it has no relib records); build it with "
@@ -1169,10 +1180,6 @@ result<void, load_error> inspect_file(const load_request& request, module_core& 
   return {};
 }
 
-const void* find_symbol(void* handle, const std::string& name) {
-  return dlsym(handle, name.c_str());
-}
-
 result<std::unique_ptr<module_core>, load_error> load_core(load_request request) {
   auto core = std::make_unique<module_core>();
   core->path = request.path;
@@ -1180,12 +1187,14 @@ result<std::unique_ptr<module_core>, load_error> load_core(load_request request)
 
   registry& modules = global_registry();
   std::lock_guard<std::mutex> guard(modules.lock);
-  auto inspected = inspect_file(request, *core);
+  elf_contents contents;
+  module_records records;
+  auto inspected = inspect_file(request, *core, contents, records);
   if (!inspected) return inspected.error();
 
   // The registry knows relib's own modules. The same file opened by anyone else shows up as a
   // dlopen() that returns an object which was already in the process.
-  const std::vector<platform::loaded_object> before = platform::loaded_objects();
+  const std::vector<ElfW(Addr)> before = platform::loaded_bases();
   dlerror();
   core->handle = dlopen(path.c_str(), platform::open_flags);
   if (core->handle == nullptr) {
@@ -1194,32 +1203,36 @@ result<std::unique_ptr<module_core>, load_error> load_core(load_request request)
                                " (check that every symbol it uses is defined and its dependencies are installed)");
   }
   const platform::loaded_object opened = platform::describe(core->handle);
-  const bool was_there = std::any_of(before.begin(), before.end(),
-                                     [&](const platform::loaded_object& o) { return o.base == opened.base; });
-  if (was_there) {
+  if (std::find(before.begin(), before.end(), opened.base) != before.end()) {
     dlclose(core->handle);
     return make_load_error(load_errc::already_loaded, path,
                            "this file is already loaded in the process outside relib (by dlopen() or as a "
                            "dependency); close it first or load a copy of the file");
   }
 
+  // Symbols are looked up only for what the records list: a failed dlsym() searches every
+  // library the module depends on.
   std::string missing;
-  for (const import_binding& import : request.imports) {
-    if (const void* symbol = find_symbol(core->handle, "relib_import_" + std::string(import.entry.name))) import.link(symbol);
+  auto find = [&](const char* prefix, std::string_view name) {
+    const std::string symbol = prefix + std::string(name);
+    const void* address = dlsym(core->handle, symbol.c_str());
+    if (address == nullptr) missing += " " + symbol;
+    return address;
+  };
+  for (const module_records::entry& needed : records.entries) {
+    if (needed.kind != "import") continue;
+    for (const import_binding& import : request.imports) {
+      if (import.entry.name != needed.name) continue;
+      if (const void* symbol = find("relib_import_", needed.name)) import.link(symbol);
+    }
   }
   for (const export_binding& binding : request.exports) {
-    const void* symbol = find_symbol(core->handle, "relib_export_" + std::string(binding.entry.name));
-    if (symbol == nullptr) {
-      missing += " relib_export_" + std::string(binding.entry.name);
-      continue;
-    }
-    binding.bind(binding.object, symbol, core.get());
+    if (const void* symbol = find("relib_export_", binding.entry.name)) binding.bind(binding.object, symbol, core.get());
   }
-  if (!core->main_signature.empty()) {
-    core->main_symbol = find_symbol(core->handle, "relib_main");
-    if (core->main_symbol == nullptr) missing += " relib_main";
+  if (!core->main_signature.empty()) core->main_symbol = find("relib_", "main");
+  if (records.find("before_unload", "before_unload") != nullptr) {
+    core->before_unload_symbol = find("relib_", "before_unload");
   }
-  core->before_unload_symbol = find_symbol(core->handle, "relib_before_unload");
   if (!missing.empty()) {
     for (const export_binding& binding : request.exports) binding.unbind(binding.object);
     dlclose(core->handle);
@@ -1262,10 +1275,9 @@ std::string explain_still_loaded(const module_core& core, const std::string& lin
     return "it defines STB_GNU_UNIQUE symbols (" + names +
            "), which glibc never unloads; build it with relib_add_module() or the flag -fno-gnu-unique";
   }
-  for (const platform::loaded_object& object : platform::loaded_objects()) {
-    const std::string& name = object.name;
+  for (const std::string& name : platform::loaded_names()) {
     elf_contents other;
-    if (name.empty() || name == link_name || !read_elf_file(name, elf_needed, other)) continue;
+    if (name == link_name || !read_elf_file(name, elf_needed, other)) continue;
     for (const std::string& needed : other.needed) {
       if (needed == core.path || needed == link_name || base_name(needed) == base_name(core.path)) {
         return "the library '" + name + "' depends on it (DT_NEEDED '" + needed +
