@@ -99,10 +99,10 @@ class result {
 
   T& value() & { return check(), value_; }
   const T& value() const& { return check(), value_; }
-  T&& value() && { return check(), std::move(value_); }
+  T value() && { return check(), std::move(value_); }  // by value: a temporary result can be read in registers
   T& operator*() & { return value(); }
   const T& operator*() const& { return value(); }
-  T&& operator*() && { return std::move(*this).value(); }
+  T operator*() && { return std::move(*this).value(); }
   T* operator->() { return &value(); }
   const T* operator->() const { return &value(); }
 
@@ -291,7 +291,7 @@ result<std::unique_ptr<module_core>, load_error> load_core(load_request request)
 result<unload_report, unload_error> unload_core(module_core& core);
 void abandon_core(module_core& core) noexcept;  // RELIB_NO_UNLOADING: keep it loaded for good
 
-extern const error_sink host_error_sink;
+void record_call_failure(const char* mangled_type, const char* what);
 call_error make_main_error(const module_core* owner, call_errc code, std::string_view asked_signature);
 [[noreturn]] void import_threw(const char* name, const char* signature) noexcept;
 
@@ -334,9 +334,9 @@ template <class R>
 template <class R, class... A>
 call_result<R> invoke_export(typename export_thunk<R(A...)>::pointer thunk, const call_site& site, A... args) {
   if constexpr (std::is_void_v<R>) {
-    if (RELIB_DETAIL_LIKELY(thunk(&host_error_sink, static_cast<A&&>(args)...))) return {};
+    if (RELIB_DETAIL_LIKELY(thunk(static_cast<A&&>(args)...))) return {};
   } else if constexpr (export_thunk<R(A...)>::in_registers) {
-    const returned<R> out = thunk(&host_error_sink, static_cast<A&&>(args)...);
+    const returned<R> out = thunk(static_cast<A&&>(args)...);
     if (RELIB_DETAIL_LIKELY(out.ok)) {
       return_slot<R> slot;
       std::memcpy(slot.address(), out.bytes, sizeof(R));
@@ -344,7 +344,7 @@ call_result<R> invoke_export(typename export_thunk<R(A...)>::pointer thunk, cons
     }
   } else {
     return_slot<R> slot;
-    if (RELIB_DETAIL_LIKELY(thunk(slot.address(), &host_error_sink, static_cast<A&&>(args)...))) {
+    if (RELIB_DETAIL_LIKELY(thunk(slot.address(), static_cast<A&&>(args)...))) {
       return slot.take();
     }
   }
@@ -353,23 +353,18 @@ call_result<R> invoke_export(typename export_thunk<R(A...)>::pointer thunk, cons
 
 /* Stands in for every export of a module that is not loaded: calls fail cleanly. */
 template <class R, class... A>
-bool not_loaded_call(const error_sink* sink) {
-  sink->report(sink, nullptr, nullptr);
-  return false;
-}
-template <class R, class... A>
-auto not_loaded_thunk(const error_sink* sink, A...) {
+auto not_loaded_thunk(A...) {
+  record_call_failure(nullptr, nullptr);
   if constexpr (export_thunk<R(A...)>::in_registers) {
-    returned<R> out{};
-    out.ok = not_loaded_call<R>(sink);
-    return out;
+    return returned<R>{};  // ok == false
   } else {
-    return not_loaded_call<R>(sink);
+    return false;
   }
 }
 template <class R, class... A>
-bool not_loaded_slot_thunk(void*, const error_sink* sink, A...) {
-  return not_loaded_call<R>(sink);
+bool not_loaded_slot_thunk(void*, A...) {
+  record_call_failure(nullptr, nullptr);
+  return false;
 }
 template <class R, class... A>
 constexpr typename export_thunk<R(A...)>::pointer not_loaded_export() {
@@ -1219,6 +1214,12 @@ result<std::unique_ptr<module_core>, load_error> load_core(load_request request)
     if (address == nullptr) missing += " " + symbol;
     return address;
   };
+  if (const void* reporter = find("relib_", "failure_reporter")) {
+    **static_cast<failure_reporter* const*>(reporter) = &record_call_failure;
+  }
+  if (const void* reporter = find("relib_", "failure_reporter")) {
+    **static_cast<failure_reporter* const*>(reporter) = &record_call_failure;
+  }
   for (const module_records::entry& needed : records.entries) {
     if (needed.kind != "import") continue;
     for (const import_binding& import : request.imports) {
@@ -1352,14 +1353,13 @@ std::string demangle(const char* mangled) {
   return out;
 }
 
-void record_call_failure(const error_sink*, const char* mangled_type, const char* what) {
+void record_call_failure(const char* mangled_type, const char* what) {
   call_failure& failure = last_call_failure();
   failure.not_loaded = mangled_type == nullptr && what == nullptr;
   failure.type = failure.not_loaded ? "" : demangle(mangled_type);
   failure.what = what != nullptr ? what : "";
 }
 
-const error_sink host_error_sink{&record_call_failure};
 
 std::string module_label(const module_core* owner) {
   return owner != nullptr ? "module '" + owner->path + "'" : "a module object that was moved from";

@@ -266,30 +266,35 @@ using identity_t = T;
 
 /* ==== Shared: the C ABI between host and module ========================================= */
 
-/* Receives the description of an exception caught at the boundary. The host owns the storage,
-   so nothing the module allocated outlives the call. */
-struct error_sink {
-  void (*report)(const error_sink* self, const char* mangled_type, const char* what);
-};
+/* Receives the description of an exception caught at the boundary: the host's function, which
+   copies the text, so nothing the module allocated outlives the call. The host sets the module's
+   copy of this pointer right after dlopen(); a null type and text mean "not loaded". */
+using failure_reporter = void (*)(const char* mangled_type, const char* what);
+__attribute__((visibility("hidden"))) inline failure_reporter module_failure_reporter = nullptr;
 
-inline void report_current_exception(const error_sink* sink) noexcept {
+inline void report_current_exception() noexcept {
+  const char* type = "";
+  const char* what = nullptr;
   try {
     throw;
   } catch (const std::exception& error) {
-    sink->report(sink, typeid(error).name(), error.what());
+    type = typeid(error).name();
+    what = error.what();
   } catch (...) {
-    const std::type_info* type = nullptr;
 #if defined(__GLIBCXX__) || defined(_LIBCPP_VERSION)
-    type = __cxxabiv1::__cxa_current_exception_type();
+    const std::type_info* current = __cxxabiv1::__cxa_current_exception_type();
+    if (current != nullptr) type = current->name();
 #endif
-    sink->report(sink, type != nullptr ? type->name() : "", nullptr);
   }
+  if (module_failure_reporter != nullptr) module_failure_reporter(type, what);
 }
 
-/* Small trivially copyable results come back in registers, the others through a slot. */
+/* Trivially copyable results of up to 8 bytes come back in registers, the value in one and the
+   "it returned" flag in the other (so the caller tests the flag without shifting it out);
+   other results go through a slot. */
 template <class R>
 struct returned {
-  alignas(R) unsigned char bytes[sizeof(R)];
+  alignas(8) unsigned char bytes[8];
   bool ok;
 };
 template <class R>
@@ -297,26 +302,27 @@ constexpr bool returns_in_registers() {
   if constexpr (std::is_void_v<R>) {
     return false;
   } else {
-    return std::is_trivially_copyable_v<R> && sizeof(returned<R>) <= 16;
+    return std::is_trivially_copyable_v<R> && sizeof(R) <= 8 && alignof(R) <= 8;
   }
 }
 
-/* How an export crosses, by return type (false or ok == false: it threw, and the sink knows why):
-     void                               bool thunk(const error_sink*, args...)
-     small and trivially copyable       returned<R> thunk(const error_sink*, args...)
-     anything else                      bool thunk(void* slot, const error_sink*, args...), the
-                                        value constructed in the caller's slot */
+/* How an export crosses, by return type (false or ok == false: it threw, and the host's failure
+   reporter has been told why):
+     void                               bool thunk(args...)
+     trivially copyable, up to 8 bytes  returned<R> thunk(args...)
+     anything else                      bool thunk(void* slot, args...), the value constructed in
+                                        the caller's slot */
 template <class F>
 struct export_thunk;
 template <class R, class... A>
 struct export_thunk<R(A...)> {
   static constexpr bool in_registers = returns_in_registers<R>();
   using pointer = std::conditional_t<in_registers || std::is_void_v<R>,
-                                     std::conditional_t<in_registers, returned<R>, bool> (*)(const error_sink*, A...),
-                                     bool (*)(void*, const error_sink*, A...)>;
+                                     std::conditional_t<in_registers, returned<R>, bool> (*)(A...),
+                                     bool (*)(void*, A...)>;
 
   template <R (*Function)(A...)>
-  static auto call(const error_sink* sink, A... args) {
+  static auto call(A... args) {
     try {
       if constexpr (in_registers) {
         returned<R> out;
@@ -329,7 +335,7 @@ struct export_thunk<R(A...)> {
         return true;
       }
     } catch (...) {
-      report_current_exception(sink);
+      report_current_exception();
       if constexpr (in_registers) {
         returned<R> out{};
         out.ok = false;
@@ -341,12 +347,12 @@ struct export_thunk<R(A...)> {
   }
 
   template <R (*Function)(A...)>
-  static bool call_into(void* return_slot, const error_sink* sink, A... args) {
+  static bool call_into(void* return_slot, A... args) {
     try {
       ::new (return_slot) R(Function(static_cast<A&&>(args)...));
       return true;
     } catch (...) {
-      report_current_exception(sink);
+      report_current_exception();
       return false;
     }
   }
@@ -466,6 +472,10 @@ class import_function<R(A...)> {
 RELIB_DETAIL_META static constexpr auto relib_meta_module = relib::detail::make_note(relib::detail::fixed_string(
     "module\trelib\tversion=" RELIB_DETAIL_RECORDED_VERSION "\tcompiler=" RELIB_DETAIL_COMPILER
     "\tstdlib=" RELIB_DETAIL_STDLIB "\tunloading=" RELIB_DETAIL_STR(RELIB_DETAIL_UNLOADING)));
+
+/* Where the host puts its failure reporter. */
+extern "C" RELIB_DETAIL_VISIBLE relib::detail::failure_reporter* const relib_failure_reporter =
+    &relib::detail::module_failure_reporter;
 
 namespace relib {
 namespace detail {
