@@ -1,4 +1,5 @@
-// The module measured by relib_bench. raw_add is a plain exported C function, the dlsym baseline.
+// The module measured by relib_bench. relib_bench_raw_add is a plain exported C function, the
+// dlsym baseline (relib_add_module exports only names starting with relib_).
 #define RELIB_IMPLEMENTATION
 #include "relib_module.hpp"
 
@@ -7,7 +8,7 @@
 RELIB_MODULE_EXPORTS(BENCH_EXPORTS);
 RELIB_MODULE_IMPORTS(host, BENCH_IMPORTS);
 
-extern "C" RELIB_DETAIL_VISIBLE __attribute__((noinline)) int raw_add(int a, int b) { return a + b; }
+extern "C" RELIB_DETAIL_VISIBLE __attribute__((noinline)) int relib_bench_raw_add(int a, int b) { return a + b; }
 
 int add(int a, int b) { return a + b; }
 

@@ -54,7 +54,8 @@ struct raw_table {
 void BM_RawPointerCall(benchmark::State& state) {
   void* handle = dlopen(BENCH_MODULE_PATH, RTLD_NOW | RTLD_LOCAL);
   static raw_table table;
-  table.add = reinterpret_cast<int (*)(int, int)>(dlsym(handle, "raw_add"));
+  table.add = reinterpret_cast<int (*)(int, int)>(dlsym(handle, "relib_bench_raw_add"));
+  if (table.add == nullptr) return state.SkipWithError("relib_bench_raw_add is not exported");
   int i = 0, total = 0;
   for (auto _ : state) total += table.add(++i, 1);
   benchmark::DoNotOptimize(total);
@@ -83,7 +84,7 @@ void BM_ImportCall(benchmark::State& state) {
 void BM_RawDlopenCycle(benchmark::State& state) {
   for (auto _ : state) {
     void* handle = dlopen(BENCH_MODULE_PATH, RTLD_NOW | RTLD_LOCAL);
-    benchmark::DoNotOptimize(dlsym(handle, "raw_add"));
+    benchmark::DoNotOptimize(dlsym(handle, "relib_bench_raw_add"));
     dlclose(handle);
   }
 }
