@@ -188,6 +188,8 @@ enum class load_errc {
 enum class unload_errc {
   not_loaded,            // already unloaded or moved from
   before_unload_failed,  // before_unload threw: the module stays loaded and usable
+  threads_still_running,  // threads started by module code still run: the module stays loaded and usable
+  thread_locals_pending,  // other live threads hold module thread_locals: the module stays loaded and usable
   still_loaded,          // dlclose() ran but the library is still in the process; the reason is in the message
 };
 
@@ -221,7 +223,9 @@ struct call_error {
 
 struct unload_report {
   std::string module;
-  std::chrono::nanoseconds duration{};  // from the unload() call to the verified absence
+  std::chrono::nanoseconds duration{};          // from the unload() call to the verified absence
+  std::size_t threads_started = 0;              // by module code while it was loaded (all ended)
+  std::size_t thread_local_destructors_run = 0;  // at unload, for the unloading thread's thread_locals
 };
 
 template <class R>
@@ -285,6 +289,8 @@ struct module_core {
   std::string main_signature;  // "int()" and layout, as recorded by the module
   std::string main_layout;
   const void* before_unload_symbol = nullptr;
+  std::shared_ptr<struct module_runtime> runtime;  // threads and thread_locals; outlives the core
+  host_link link{};                                  // what the module calls back into
 };
 
 result<std::unique_ptr<module_core>, load_error> load_core(load_request request);
@@ -632,6 +638,8 @@ const char* to_string(unload_errc code) noexcept {
   switch (code) {
     case unload_errc::not_loaded: return "not_loaded";
     case unload_errc::before_unload_failed: return "before_unload_failed";
+    case unload_errc::threads_still_running: return "threads_still_running";
+    case unload_errc::thread_locals_pending: return "thread_locals_pending";
     case unload_errc::still_loaded: return "still_loaded";
   }
   return "unknown";
@@ -1175,6 +1183,146 @@ result<void, load_error> inspect_file(const load_request& request, module_core& 
   return {};
 }
 
+/* ---- Threads and thread_local destructors of modules --------------------------------------
+   A module built with relib_add_module() sends pthread_create and __cxa_thread_atexit_impl here
+   (see relib_module.hpp). Threads run module code between two pieces of host code: the start
+   counts them, the end runs the thread's module thread_local destructors and uncounts them, so
+   once the count is zero no thread can be inside the module. thread_local destructors are kept
+   per thread: a module thread runs its own as it ends, a host thread when it exits (through a
+   host thread_local), and the unloading thread its own during unload(). */
+
+struct thread_local_entry {
+  pthread_t thread;
+  void (*destructor)(void*);
+  void* object;
+};
+
+struct module_runtime : std::enable_shared_from_this<module_runtime> {
+  std::mutex lock;
+  std::size_t live_threads = 0;    // module threads running, or threads running its destructors
+  std::size_t threads_started = 0;
+  std::vector<thread_local_entry> thread_locals;
+
+  /* Removes and returns this thread's entries, newest first (the order C++ destroys them). */
+  std::vector<thread_local_entry> take_thread_locals_of(pthread_t thread) {
+    std::vector<thread_local_entry> mine;
+    for (auto it = thread_locals.rbegin(); it != thread_locals.rend(); ++it) {
+      if (pthread_equal(it->thread, thread)) mine.push_back(*it);
+    }
+    thread_locals.erase(std::remove_if(thread_locals.begin(), thread_locals.end(),
+                                       [&](const thread_local_entry& e) { return pthread_equal(e.thread, thread); }),
+                        thread_locals.end());
+    return mine;
+  }
+
+  /* Runs this thread's destructors; the caller counts itself in live_threads meanwhile. */
+  std::size_t run_thread_locals_of_this_thread() {
+    std::size_t run = 0;
+    for (;;) {  // a destructor may touch another thread_local, registering a new entry
+      std::vector<thread_local_entry> mine;
+      {
+        std::lock_guard<std::mutex> guard(lock);
+        mine = take_thread_locals_of(pthread_self());
+      }
+      if (mine.empty()) return run;
+      for (const thread_local_entry& entry : mine) entry.destructor(entry.object);
+      run += mine.size();
+    }
+  }
+};
+
+/* A host thread that touched module thread_locals runs their destructors when it exits. */
+struct thread_exit_hook {
+  std::vector<std::weak_ptr<module_runtime>> modules;
+  ~thread_exit_hook() {
+    for (const auto& weak : modules) {
+      std::shared_ptr<module_runtime> runtime = weak.lock();
+      if (!runtime) continue;
+      {
+        std::lock_guard<std::mutex> guard(runtime->lock);
+        ++runtime->live_threads;  // unload() must wait for the destructors to return
+      }
+      runtime->run_thread_locals_of_this_thread();
+      std::lock_guard<std::mutex> guard(runtime->lock);
+      --runtime->live_threads;
+    }
+  }
+};
+
+thread_exit_hook& this_thread_exit_hook() {
+  static thread_local thread_exit_hook hook;
+  return hook;
+}
+
+struct thread_launch {
+  std::shared_ptr<module_runtime> runtime;
+  void* (*start)(void*);
+  void* argument;
+};
+
+void* module_thread_main(void* raw_launch) {
+  std::unique_ptr<thread_launch> launch(static_cast<thread_launch*>(raw_launch));
+  // Runs on return, pthread_exit() and cancellation alike: all of them unwind this frame.
+  struct finish {
+    module_runtime& runtime;
+    ~finish() {
+      runtime.run_thread_locals_of_this_thread();
+      std::lock_guard<std::mutex> guard(runtime.lock);
+      --runtime.live_threads;
+    }
+  } at_end{*launch->runtime};
+  return launch->start(launch->argument);
+}
+
+int create_module_thread(void* context, pthread_t* thread, const pthread_attr_t* attributes, void* (*start)(void*),
+                         void* argument) {
+  auto* runtime = static_cast<module_runtime*>(context);
+  auto* launch = new (std::nothrow) thread_launch{runtime->shared_from_this(), start, argument};
+  if (launch == nullptr) return EAGAIN;
+  {
+    std::lock_guard<std::mutex> guard(runtime->lock);
+    ++runtime->live_threads;
+    ++runtime->threads_started;
+  }
+  const int created = pthread_create(thread, attributes, &module_thread_main, launch);
+  if (created != 0) {
+    std::lock_guard<std::mutex> guard(runtime->lock);
+    --runtime->live_threads;
+    --runtime->threads_started;
+    delete launch;
+  }
+  return created;
+}
+
+int register_module_thread_local(void* context, void (*destructor)(void*), void* object) {
+  auto* runtime = static_cast<module_runtime*>(context);
+  {
+    std::lock_guard<std::mutex> guard(runtime->lock);
+    runtime->thread_locals.push_back(thread_local_entry{pthread_self(), destructor, object});
+  }
+  // Every thread runs what is left at its exit; module threads have run theirs by then.
+  auto& watched = this_thread_exit_hook().modules;
+  const bool known = std::any_of(watched.begin(), watched.end(), [&](const std::weak_ptr<module_runtime>& w) {
+    return w.lock().get() == runtime;
+  });
+  if (!known) watched.push_back(runtime->weak_from_this());
+  return 0;
+}
+
+host_link make_host_link(module_core& core) {
+  host_link link{};
+  link.report_failure = &record_call_failure;
+#if RELIB_DETAIL_UNLOADING
+  core.runtime = std::make_shared<module_runtime>();
+  link.create_thread = &create_module_thread;
+  link.register_thread_local = &register_module_thread_local;
+  link.context = core.runtime.get();
+#else
+  (void)core;
+#endif
+  return link;
+}
+
 result<std::unique_ptr<module_core>, load_error> load_core(load_request request) {
   auto core = std::make_unique<module_core>();
   core->path = request.path;
@@ -1214,11 +1362,9 @@ result<std::unique_ptr<module_core>, load_error> load_core(load_request request)
     if (address == nullptr) missing += " " + symbol;
     return address;
   };
-  if (const void* reporter = find("relib_", "failure_reporter")) {
-    **static_cast<failure_reporter* const*>(reporter) = &record_call_failure;
-  }
-  if (const void* reporter = find("relib_", "failure_reporter")) {
-    **static_cast<failure_reporter* const*>(reporter) = &record_call_failure;
+  if (const void* link = find("relib_", "host_link")) {
+    core->link = make_host_link(*core);
+    **static_cast<const host_link** const*>(link) = &core->link;
   }
   for (const module_records::entry& needed : records.entries) {
     if (needed.kind != "import") continue;
@@ -1308,6 +1454,36 @@ result<unload_report, unload_error> unload_core(module_core& core) {
     }
   }
 
+  std::size_t threads_started = 0, destructors_run = 0;
+  if (core.runtime) {
+    module_runtime& runtime = *core.runtime;
+    std::unique_lock<std::mutex> guard(runtime.lock);
+    if (runtime.live_threads > 0) {
+      return fail(unload_errc::threads_still_running,
+                  std::to_string(runtime.live_threads) +
+                      " thread(s) started by module code are still running, and unloading would unmap the code "
+                      "they run. Stop and join them in before_unload (RELIB_MODULE_BEFORE_UNLOAD) and unload "
+                      "again; the module stays loaded and usable");
+    }
+    std::vector<pthread_t> holders;
+    for (const thread_local_entry& entry : runtime.thread_locals) {
+      const bool mine = pthread_equal(entry.thread, pthread_self()) != 0;
+      const bool counted = std::any_of(holders.begin(), holders.end(),
+                                       [&](pthread_t t) { return pthread_equal(t, entry.thread) != 0; });
+      if (!mine && !counted) holders.push_back(entry.thread);
+    }
+    if (!holders.empty()) {
+      return fail(unload_errc::thread_locals_pending,
+                  std::to_string(holders.size()) +
+                      " other live thread(s) hold thread_local objects of the module, whose destructors must run "
+                      "on those threads: let them exit (their destructors then run) or unload from that thread; "
+                      "the module stays loaded and usable");
+    }
+    threads_started = runtime.threads_started;
+    guard.unlock();
+    destructors_run = runtime.run_thread_locals_of_this_thread();
+  }
+
   for (const export_binding& binding : core.exports) binding.unbind(binding.object);
   const platform::loaded_object object = platform::describe(core.handle);
   dlclose(core.handle);
@@ -1323,6 +1499,8 @@ result<unload_report, unload_error> unload_core(module_core& core) {
   }
   unload_report report;
   report.module = core.path;
+  report.threads_started = threads_started;
+  report.thread_local_destructors_run = destructors_run;
   report.duration = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - started);
   return report;
 }

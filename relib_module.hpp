@@ -65,6 +65,7 @@
 #include <cstdint>
 #include <cstring>
 #include <cxxabi.h>
+#include <pthread.h>
 #include <exception>
 #include <new>
 #include <string_view>
@@ -266,11 +267,21 @@ using identity_t = T;
 
 /* ==== Shared: the C ABI between host and module ========================================= */
 
-/* Receives the description of an exception caught at the boundary: the host's function, which
-   copies the text, so nothing the module allocated outlives the call. The host sets the module's
-   copy of this pointer right after dlopen(); a null type and text mean "not loaded". */
+/* What the host offers the module, set right after dlopen() through the visible pointer
+   relib_host_link (so it is null while static constructors run):
+   - report_failure receives the description of an exception caught at the boundary and copies
+     the text, so nothing the module allocated outlives the call;
+   - create_thread and register_thread_local let the host count the module's threads and run its
+     thread_local destructors, so neither keeps the library mapped (null with RELIB_NO_UNLOADING). */
 using failure_reporter = void (*)(const char* mangled_type, const char* what);
-__attribute__((visibility("hidden"))) inline failure_reporter module_failure_reporter = nullptr;
+struct host_link {
+  failure_reporter report_failure;
+  int (*create_thread)(void* context, pthread_t* thread, const pthread_attr_t* attributes, void* (*start)(void*),
+                       void* argument);
+  int (*register_thread_local)(void* context, void (*destructor)(void*), void* object);
+  void* context;
+};
+__attribute__((visibility("hidden"))) inline const host_link* module_host = nullptr;
 
 inline void report_current_exception() noexcept {
   const char* type = "";
@@ -286,7 +297,7 @@ inline void report_current_exception() noexcept {
     if (current != nullptr) type = current->name();
 #endif
   }
-  if (module_failure_reporter != nullptr) module_failure_reporter(type, what);
+  if (module_host != nullptr) module_host->report_failure(type, what);
 }
 
 /* Trivially copyable results of up to 8 bytes come back in registers, the value in one and the
@@ -473,9 +484,42 @@ RELIB_DETAIL_META static constexpr auto relib_meta_module = relib::detail::make_
     "module\trelib\tversion=" RELIB_DETAIL_RECORDED_VERSION "\tcompiler=" RELIB_DETAIL_COMPILER
     "\tstdlib=" RELIB_DETAIL_STDLIB "\tunloading=" RELIB_DETAIL_STR(RELIB_DETAIL_UNLOADING)));
 
-/* Where the host puts its failure reporter. */
-extern "C" RELIB_DETAIL_VISIBLE relib::detail::failure_reporter* const relib_failure_reporter =
-    &relib::detail::module_failure_reporter;
+/* Where the host puts its link. */
+extern "C" RELIB_DETAIL_VISIBLE const relib::detail::host_link** const relib_host_link = &relib::detail::module_host;
+
+#if RELIB_DETAIL_UNLOADING
+/* ---- Threads and thread_local destructors ------------------------------------------------
+   relib_add_module() links the C++ runtime statically and keeps these two definitions local to
+   the module, so std::thread and thread_local objects in module code come here. Threads are
+   started by the host, which counts them (unload refuses while any runs) and runs their
+   thread_local destructors as they end, in host code, after the module's code has returned.
+   thread_local destructors go to the host too: glibc would otherwise keep the library mapped
+   until each thread exits. Before the host link is set (static constructors), both fall back to
+   glibc. See docs/unloading.md. */
+#include <dlfcn.h>
+
+extern "C" int pthread_create(pthread_t* thread, const pthread_attr_t* attributes, void* (*start)(void*),
+                              void* argument) noexcept {
+  const relib::detail::host_link* host = relib::detail::module_host;
+  if (host != nullptr && host->create_thread != nullptr) {
+    return host->create_thread(host->context, thread, attributes, start, argument);
+  }
+  using create_function = int (*)(pthread_t*, const pthread_attr_t*, void* (*)(void*), void*);
+  static const auto glibc_create = reinterpret_cast<create_function>(dlsym(RTLD_NEXT, "pthread_create"));
+  return glibc_create(thread, attributes, start, argument);
+}
+
+extern "C" int __cxa_thread_atexit_impl(void (*destructor)(void*), void* object, void* dso_handle) noexcept {
+  const relib::detail::host_link* host = relib::detail::module_host;
+  if (host != nullptr && host->register_thread_local != nullptr) {
+    return host->register_thread_local(host->context, destructor, object);
+  }
+  using register_function = int (*)(void (*)(void*), void*, void*);
+  static const auto glibc_register =
+      reinterpret_cast<register_function>(dlsym(RTLD_NEXT, "__cxa_thread_atexit_impl"));
+  return glibc_register(destructor, object, dso_handle);
+}
+#endif
 
 namespace relib {
 namespace detail {
