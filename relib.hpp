@@ -226,6 +226,14 @@ struct unload_report {
   std::chrono::nanoseconds duration{};          // from the unload() call to the verified absence
   std::size_t threads_started = 0;              // by module code while it was loaded (all ended)
   std::size_t thread_local_destructors_run = 0;  // at unload, for the unloading thread's thread_locals
+  // Memory the module allocated and never freed, freed at once by destroying its heap.
+  std::size_t reclaimed_blocks = 0;
+  std::size_t reclaimed_bytes = 0;
+  // Memory that could not be reclaimed (mimalloc heaps are bound to their thread): the blocks in
+  // heaps of other live threads, and those left by threads that exited while the module was loaded.
+  std::size_t unreclaimed_blocks = 0;
+  std::size_t unreclaimed_bytes = 0;
+  std::string unreclaimed_reason;  // empty when everything was reclaimed
 };
 
 template <class R>
@@ -1197,11 +1205,88 @@ struct thread_local_entry {
   void* object;
 };
 
+/* The host reaches mimalloc through the library the modules load (libmimalloc.so.2), pinned
+   with RTLD_NODELETE once the first module is loaded, so the host's own allocator is left as it
+   is (glibc, or mimalloc if the host chose it). */
+struct mimalloc_api {
+  void (*heap_destroy)(void* heap) = nullptr;
+  bool (*heap_visit_blocks)(const void* heap, bool all_blocks,
+                            bool (*visitor)(const void*, const void* area, void*, std::size_t, void*),
+                            void* argument) = nullptr;
+};
+
+const mimalloc_api& pinned_mimalloc() {
+  static const mimalloc_api api = [] {
+    mimalloc_api found;
+    for (const char* name : {"libmimalloc.so.2", "libmimalloc.so"}) {
+      void* library = dlopen(name, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+      if (library == nullptr) continue;
+      found.heap_destroy = reinterpret_cast<decltype(found.heap_destroy)>(dlsym(library, "mi_heap_destroy"));
+      found.heap_visit_blocks =
+          reinterpret_cast<decltype(found.heap_visit_blocks)>(dlsym(library, "mi_heap_visit_blocks"));
+      break;
+    }
+    return found;
+  }();
+  return api;
+}
+
+struct memory_count {
+  std::size_t blocks = 0;
+  std::size_t bytes = 0;
+  void add(const memory_count& other) {
+    blocks += other.blocks;
+    bytes += other.bytes;
+  }
+};
+
+/* Live blocks of a heap, summed per area (mimalloc's mi_heap_area_t: used blocks and their size),
+   without visiting each block. Must run on the heap's thread. */
+memory_count count_heap(void* heap) {
+  struct area_view {  // the leading fields of mi_heap_area_t
+    void* blocks;
+    std::size_t reserved, committed, used, block_size;
+  };
+  memory_count count;
+  const mimalloc_api& api = pinned_mimalloc();
+  if (api.heap_visit_blocks == nullptr) return count;
+  api.heap_visit_blocks(
+      heap, false,
+      [](const void*, const void* area, void*, std::size_t, void* argument) {
+        const auto* view = static_cast<const area_view*>(area);
+        auto* total = static_cast<memory_count*>(argument);
+        total->blocks += view->used;
+        total->bytes += view->used * view->block_size;
+        return true;
+      },
+      &count);
+  return count;
+}
+
+struct heap_entry {
+  pthread_t owner;
+  void* heap;
+};
+
 struct module_runtime : std::enable_shared_from_this<module_runtime> {
   std::mutex lock;
   std::size_t live_threads = 0;    // module threads running, or threads running its destructors
   std::size_t threads_started = 0;
   std::vector<thread_local_entry> thread_locals;
+  std::vector<heap_entry> heaps;       // one per thread that allocated in module code, while alive
+  memory_count left_by_exited_threads;  // mimalloc hands an exiting thread's heaps to that thread
+
+  /* The calling thread is ending: its module heap can no longer be destroyed, only counted. */
+  void abandon_heap_of_this_thread() {
+    std::lock_guard<std::mutex> guard(lock);
+    for (auto it = heaps.begin(); it != heaps.end(); ++it) {
+      if (pthread_equal(it->owner, pthread_self()) != 0) {
+        left_by_exited_threads.add(count_heap(it->heap));
+        heaps.erase(it);
+        return;
+      }
+    }
+  }
 
   /* Removes and returns this thread's entries, newest first (the order C++ destroys them). */
   std::vector<thread_local_entry> take_thread_locals_of(pthread_t thread) {
@@ -1243,11 +1328,14 @@ struct thread_exit_hook {
         ++runtime->live_threads;  // unload() must wait for the destructors to return
       }
       runtime->run_thread_locals_of_this_thread();
+      runtime->abandon_heap_of_this_thread();
       std::lock_guard<std::mutex> guard(runtime->lock);
       --runtime->live_threads;
     }
   }
 };
+
+void watch_this_thread(module_runtime* runtime);
 
 thread_exit_hook& this_thread_exit_hook() {
   static thread_local thread_exit_hook hook;
@@ -1267,6 +1355,7 @@ void* module_thread_main(void* raw_launch) {
     module_runtime& runtime;
     ~finish() {
       runtime.run_thread_locals_of_this_thread();
+      runtime.abandon_heap_of_this_thread();
       std::lock_guard<std::mutex> guard(runtime.lock);
       --runtime.live_threads;
     }
@@ -1300,13 +1389,27 @@ int register_module_thread_local(void* context, void (*destructor)(void*), void*
     std::lock_guard<std::mutex> guard(runtime->lock);
     runtime->thread_locals.push_back(thread_local_entry{pthread_self(), destructor, object});
   }
-  // Every thread runs what is left at its exit; module threads have run theirs by then.
+  watch_this_thread(runtime);
+  return 0;
+}
+
+/* Every thread that touched module thread_locals or allocated in module code settles both at its
+   exit; module threads have done so by then. */
+void watch_this_thread(module_runtime* runtime) {
   auto& watched = this_thread_exit_hook().modules;
   const bool known = std::any_of(watched.begin(), watched.end(), [&](const std::weak_ptr<module_runtime>& w) {
     return w.lock().get() == runtime;
   });
   if (!known) watched.push_back(runtime->weak_from_this());
-  return 0;
+}
+
+void register_module_heap(void* context, void* heap) {
+  auto* runtime = static_cast<module_runtime*>(context);
+  {
+    std::lock_guard<std::mutex> guard(runtime->lock);
+    runtime->heaps.push_back(heap_entry{pthread_self(), heap});
+  }
+  watch_this_thread(runtime);
 }
 
 host_link make_host_link(module_core& core) {
@@ -1316,6 +1419,7 @@ host_link make_host_link(module_core& core) {
   core.runtime = std::make_shared<module_runtime>();
   link.create_thread = &create_module_thread;
   link.register_thread_local = &register_module_thread_local;
+  link.register_heap = &register_module_heap;
   link.context = core.runtime.get();
 #else
   (void)core;
@@ -1366,6 +1470,15 @@ result<std::unique_ptr<module_core>, load_error> load_core(load_request request)
     core->link = make_host_link(*core);
     **static_cast<const host_link** const*>(link) = &core->link;
   }
+#if RELIB_DETAIL_UNLOADING
+  // A module that routes its memory (relib_static_init_heap exists) made a heap on this thread if
+  // its static constructors allocated.
+  if (const void* heap = dlsym(core->handle, "relib_static_init_heap")) {
+    (void)pinned_mimalloc();
+    void* static_heap = **static_cast<void** const*>(heap);
+    if (static_heap != nullptr && core->runtime) register_module_heap(core->runtime.get(), static_heap);
+  }
+#endif
   for (const module_records::entry& needed : records.entries) {
     if (needed.kind != "import") continue;
     for (const import_binding& import : request.imports) {
@@ -1436,6 +1549,42 @@ std::string explain_still_loaded(const module_core& core, const std::string& lin
          "destructor it registered has not run yet (glibc keeps the library until that thread exits)";
 }
 
+/* After the library is gone (its static destructors ran in dlclose, freeing what they owned),
+   destroys the unloading thread's module heap, freeing every block left in it at once, and
+   counts what other threads' heaps still hold. */
+void release_heaps(module_runtime& runtime, unload_report& report) {
+  std::lock_guard<std::mutex> guard(runtime.lock);
+  memory_count reclaimed, held;
+  std::size_t holders = 0;
+  for (const heap_entry& entry : runtime.heaps) {
+    const memory_count count = count_heap(entry.heap);
+    if (pthread_equal(entry.owner, pthread_self()) != 0 && pinned_mimalloc().heap_destroy != nullptr) {
+      pinned_mimalloc().heap_destroy(entry.heap);
+      reclaimed.add(count);
+    } else {
+      held.add(count);
+      ++holders;
+    }
+  }
+  runtime.heaps.clear();
+  report.reclaimed_blocks = reclaimed.blocks;
+  report.reclaimed_bytes = reclaimed.bytes;
+  report.unreclaimed_blocks = held.blocks + runtime.left_by_exited_threads.blocks;
+  report.unreclaimed_bytes = held.bytes + runtime.left_by_exited_threads.bytes;
+  if (held.blocks > 0) {
+    report.unreclaimed_reason = std::to_string(held.blocks) + " blocks in the module heaps of " +
+                                std::to_string(holders) +
+                                " other live thread(s), which only those threads may destroy (unload from the "
+                                "thread that calls the module to reclaim them)";
+  }
+  if (runtime.left_by_exited_threads.blocks > 0) {
+    if (!report.unreclaimed_reason.empty()) report.unreclaimed_reason += "; ";
+    report.unreclaimed_reason += std::to_string(runtime.left_by_exited_threads.blocks) +
+                                 " blocks left by threads that exited while the module was loaded (mimalloc moves "
+                                 "an exiting thread's heaps into that thread's own heap)";
+  }
+}
+
 result<unload_report, unload_error> unload_core(module_core& core) {
   const auto started = std::chrono::steady_clock::now();
   registry& modules = global_registry();
@@ -1501,6 +1650,7 @@ result<unload_report, unload_error> unload_core(module_core& core) {
   report.module = core.path;
   report.threads_started = threads_started;
   report.thread_local_destructors_run = destructors_run;
+  if (core.runtime) release_heaps(*core.runtime, report);
   report.duration = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - started);
   return report;
 }

@@ -279,6 +279,7 @@ struct host_link {
   int (*create_thread)(void* context, pthread_t* thread, const pthread_attr_t* attributes, void* (*start)(void*),
                        void* argument);
   int (*register_thread_local)(void* context, void (*destructor)(void*), void* object);
+  void (*register_heap)(void* context, void* heap);  // a mimalloc heap the module made for this thread
   void* context;
 };
 __attribute__((visibility("hidden"))) inline const host_link* module_host = nullptr;
@@ -519,6 +520,139 @@ extern "C" int __cxa_thread_atexit_impl(void (*destructor)(void*), void* object,
       reinterpret_cast<register_function>(dlsym(RTLD_NEXT, "__cxa_thread_atexit_impl"));
   return glibc_register(destructor, object, dso_handle);
 }
+
+#if !defined(RELIB_CUSTOM_ALLOCATOR)
+/* ---- Memory: the module's allocations go to its own mimalloc heaps -------------------------
+   These definitions are local to the module (relib_add_module's version script), so they serve
+   exactly the code in the module's image, its static copy of libstdc++ included, and never libc
+   or the dynamic loader. mimalloc heaps are bound to a thread, so each thread that allocates in
+   module code gets a heap of its own, which the host learns about and destroys at unload (all
+   blocks at once) when it safely can; see docs/unloading.md. Memory from elsewhere (libc's
+   strdup, the host) is returned to glibc. Define RELIB_CUSTOM_ALLOCATOR to keep your own. */
+#include <mimalloc.h>
+
+#include <cerrno>
+#include <new>
+
+extern "C" void __libc_free(void*) noexcept;
+extern "C" void* __libc_realloc(void*, std::size_t) noexcept;
+
+namespace relib {
+namespace detail {
+
+thread_local mi_heap_t* module_thread_heap = nullptr;
+mi_heap_t* module_static_init_heap = nullptr;  // made while static constructors ran, before the host link
+
+__attribute__((noinline)) mi_heap_t* new_module_heap() {
+  mi_heap_t* heap = mi_heap_new();
+  module_thread_heap = heap;
+  const host_link* host = module_host;
+  if (host != nullptr && host->register_heap != nullptr) {
+    host->register_heap(host->context, heap);
+  } else {
+    module_static_init_heap = heap;  // dlopen() runs on the loading thread: the host adopts it
+  }
+  return heap;
+}
+
+inline mi_heap_t* module_heap() {
+  mi_heap_t* heap = module_thread_heap;
+  return RELIB_DETAIL_LIKELY(heap != nullptr) ? heap : new_module_heap();
+}
+
+inline void module_free(void* block) noexcept {
+  if (RELIB_DETAIL_LIKELY(mi_is_in_heap_region(block))) {
+    mi_free(block);
+  } else {
+    __libc_free(block);
+  }
+}
+
+inline void* module_new(std::size_t size, std::size_t alignment) {
+  for (;;) {
+    void* block = alignment <= alignof(std::max_align_t) ? mi_heap_malloc(module_heap(), size)
+                                                         : mi_heap_malloc_aligned(module_heap(), size, alignment);
+    if (RELIB_DETAIL_LIKELY(block != nullptr)) return block;
+    std::new_handler handler = std::get_new_handler();
+    if (handler == nullptr) throw std::bad_alloc();
+    handler();
+  }
+}
+
+inline void* module_new_nothrow(std::size_t size, std::size_t alignment) noexcept {
+  try {
+    return module_new(size, alignment);
+  } catch (...) {
+    return nullptr;
+  }
+}
+
+}  // namespace detail
+}  // namespace relib
+
+extern "C" RELIB_DETAIL_VISIBLE mi_heap_t** const relib_static_init_heap = &relib::detail::module_static_init_heap;
+
+extern "C" {
+void* malloc(std::size_t size) noexcept { return mi_heap_malloc(relib::detail::module_heap(), size); }
+void* calloc(std::size_t count, std::size_t size) noexcept {
+  return mi_heap_calloc(relib::detail::module_heap(), count, size);
+}
+void* realloc(void* block, std::size_t size) noexcept {
+  if (block != nullptr && !mi_is_in_heap_region(block)) return __libc_realloc(block, size);  // stays libc's
+  return mi_heap_realloc(relib::detail::module_heap(), block, size);
+}
+void free(void* block) noexcept { relib::detail::module_free(block); }
+void* aligned_alloc(std::size_t alignment, std::size_t size) noexcept {
+  return mi_heap_malloc_aligned(relib::detail::module_heap(), size, alignment);
+}
+void* memalign(std::size_t alignment, std::size_t size) noexcept {
+  return mi_heap_malloc_aligned(relib::detail::module_heap(), size, alignment);
+}
+int posix_memalign(void** out, std::size_t alignment, std::size_t size) noexcept {
+  if (alignment % sizeof(void*) != 0 || (alignment & (alignment - 1)) != 0) return EINVAL;
+  void* block = mi_heap_malloc_aligned(relib::detail::module_heap(), size, alignment);
+  if (block == nullptr) return ENOMEM;
+  *out = block;
+  return 0;
+}
+std::size_t malloc_usable_size(void* block) noexcept {
+  if (block == nullptr) return 0;
+  if (mi_is_in_heap_region(block)) return mi_usable_size(block);
+  using usable_function = std::size_t (*)(void*);
+  static const auto glibc_usable = reinterpret_cast<usable_function>(dlsym(RTLD_DEFAULT, "malloc_usable_size"));
+  return glibc_usable(block);
+}
+}
+
+void* operator new(std::size_t size) { return relib::detail::module_new(size, 0); }
+void* operator new[](std::size_t size) { return relib::detail::module_new(size, 0); }
+void* operator new(std::size_t size, const std::nothrow_t&) noexcept { return relib::detail::module_new_nothrow(size, 0); }
+void* operator new[](std::size_t size, const std::nothrow_t&) noexcept { return relib::detail::module_new_nothrow(size, 0); }
+void* operator new(std::size_t size, std::align_val_t alignment) {
+  return relib::detail::module_new(size, static_cast<std::size_t>(alignment));
+}
+void* operator new[](std::size_t size, std::align_val_t alignment) {
+  return relib::detail::module_new(size, static_cast<std::size_t>(alignment));
+}
+void* operator new(std::size_t size, std::align_val_t alignment, const std::nothrow_t&) noexcept {
+  return relib::detail::module_new_nothrow(size, static_cast<std::size_t>(alignment));
+}
+void* operator new[](std::size_t size, std::align_val_t alignment, const std::nothrow_t&) noexcept {
+  return relib::detail::module_new_nothrow(size, static_cast<std::size_t>(alignment));
+}
+void operator delete(void* block) noexcept { relib::detail::module_free(block); }
+void operator delete[](void* block) noexcept { relib::detail::module_free(block); }
+void operator delete(void* block, std::size_t) noexcept { relib::detail::module_free(block); }
+void operator delete[](void* block, std::size_t) noexcept { relib::detail::module_free(block); }
+void operator delete(void* block, const std::nothrow_t&) noexcept { relib::detail::module_free(block); }
+void operator delete[](void* block, const std::nothrow_t&) noexcept { relib::detail::module_free(block); }
+void operator delete(void* block, std::align_val_t) noexcept { relib::detail::module_free(block); }
+void operator delete[](void* block, std::align_val_t) noexcept { relib::detail::module_free(block); }
+void operator delete(void* block, std::size_t, std::align_val_t) noexcept { relib::detail::module_free(block); }
+void operator delete[](void* block, std::size_t, std::align_val_t) noexcept { relib::detail::module_free(block); }
+void operator delete(void* block, std::align_val_t, const std::nothrow_t&) noexcept { relib::detail::module_free(block); }
+void operator delete[](void* block, std::align_val_t, const std::nothrow_t&) noexcept { relib::detail::module_free(block); }
+#endif /* RELIB_CUSTOM_ALLOCATOR */
 #endif
 
 namespace relib {

@@ -1,0 +1,74 @@
+// Memory: what a module allocates comes from its own heaps and is reclaimed at unload, while
+// libc's state (stdout, the environment, time zones) stays the host's.
+#include "support.hpp"
+
+#include "leak_api.hpp"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <ctime>
+#include <fstream>
+
+RELIB_HOST_EXPORTS(leak_exports, LEAK_EXPORTS);
+
+namespace {
+
+std::size_t resident_bytes() {
+  std::ifstream statm("/proc/self/statm");
+  std::size_t pages_total = 0, pages_resident = 0;
+  statm >> pages_total >> pages_resident;
+  return pages_resident * static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+}
+
+relib::unload_report leak_and_unload(std::size_t kilobytes) {
+  auto module = test::load_or_fail<leak_exports>(TEST_LEAK_PATH);
+  REQUIRE(module.exports().leak_everything(kilobytes).has_value());
+  auto report = module.unload();
+  INFO((report ? std::string() : report.error().message));
+  REQUIRE(report.has_value());
+  return *report;
+}
+
+}  // namespace
+
+TEST_CASE("what a module leaked is reclaimed at unload and reported") {
+  const relib::unload_report report = leak_and_unload(100);
+  INFO(report.unreclaimed_reason);
+  CHECK(report.reclaimed_bytes >= 100 * 1024);
+  CHECK(report.reclaimed_blocks >= 8);
+  CHECK(report.threads_started == 1);
+  CHECK(report.thread_local_destructors_run == 1);
+  CHECK_FALSE(test::is_mapped(TEST_LEAK_PATH));
+}
+
+TEST_CASE("10000 cycles of a module leaking 100 KB each keep resident memory flat") {
+  for (int warm_up = 0; warm_up < 200; ++warm_up) leak_and_unload(100);
+  const std::size_t before = resident_bytes();
+  for (int cycle = 0; cycle < 10000; ++cycle) {
+    leak_and_unload(100);
+    REQUIRE_FALSE(test::is_mapped(TEST_LEAK_PATH));
+  }
+  const std::size_t after = resident_bytes();
+  INFO("resident before " << before / 1024 << " KB, after " << after / 1024 << " KB");
+  CHECK(after < before + 8 * 1024 * 1024);
+}
+
+TEST_CASE("module code freeing memory that libc allocated does not crash") {
+  auto module = test::load_or_fail<leak_exports>(TEST_LEAK_PATH);
+  CHECK(module.exports().free_libc_memory().value());
+  test::unload_or_fail(module);
+}
+
+TEST_CASE("libc state touched by module code stays usable by the host after 1000 unloads") {
+  for (int round = 0; round < 1000; ++round) {
+    auto module = test::load_or_fail<leak_exports>(TEST_LEAK_PATH);
+    REQUIRE(module.exports().use_libc_state(round).value() > 100);
+    test::unload_or_fail(module);
+    // The host keeps using what the module touched: stdout's buffer, the environment, time zones.
+    REQUIRE(std::printf("[host] round %d\n", round) > 0);
+    REQUIRE(std::string(std::getenv("RELIB_TEST_ROUND")) == std::to_string(round));
+    const std::time_t now = std::time(nullptr);
+    REQUIRE(std::localtime(&now) != nullptr);
+  }
+}
