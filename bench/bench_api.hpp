@@ -4,6 +4,9 @@
 #define BENCH_EXPORTS(X)                              \
   X(add, int(int a, int b))                           \
   X(call_import, int(int times))                      \
-  X(call_pointer, int(int (*function)(int, int), int times))
+  X(call_pointer, int(int (*function)(int, int), int times))      \
+  X(malloc_free, int(int times))                                 \
+  X(allocate_blocks, void(int count))                            \
+  X(free_blocks, void())
 
 #define BENCH_IMPORTS(X) X(host_add, int(int a, int b))

@@ -5,6 +5,9 @@
 
 #include "bench_api.hpp"
 
+#include <cstdlib>
+#include <vector>
+
 RELIB_MODULE_EXPORTS(BENCH_EXPORTS);
 RELIB_MODULE_IMPORTS(host, BENCH_IMPORTS);
 
@@ -27,4 +30,29 @@ int call_pointer(int (*function)(int, int), int times) {
   int sum = 0;
   for (int i = 0; i < times; ++i) sum += raw_function(i, 1);
   return sum;
+}
+
+// malloc and free as module code calls them: routed to the module's mimalloc heap.
+int malloc_free(int times) {
+  int sum = 0;
+  for (int i = 0; i < times; ++i) {
+    void* block = std::malloc(32);
+    asm volatile("" : : "r"(block) : "memory");  // what benchmark::DoNotOptimize does in the baselines
+    sum += block != nullptr;
+    std::free(block);
+  }
+  return sum;
+}
+
+// Blocks kept in a module vector: freed one by one, or left for unload to reclaim.
+static std::vector<void*> blocks;
+
+void allocate_blocks(int count) {
+  blocks.reserve(static_cast<std::size_t>(count));
+  for (int i = 0; i < count; ++i) blocks.push_back(std::malloc(16));
+}
+
+void free_blocks() {
+  for (void* block : blocks) std::free(block);
+  blocks.clear();
 }

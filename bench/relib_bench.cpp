@@ -7,6 +7,7 @@
 
 #include <benchmark/benchmark.h>
 #include <dlfcn.h>
+#include <mimalloc.h>
 
 #include <cstdio>
 #include <map>
@@ -81,6 +82,66 @@ void BM_ImportCall(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * import_batch);
 }
 
+constexpr int malloc_batch = 1000;  // malloc/free pairs per iteration, in each of the three
+
+extern "C" void* __libc_malloc(std::size_t);
+extern "C" void __libc_free(void*);
+
+void BM_ModuleMalloc(benchmark::State& state) {
+  const bench_exports& exports = bench_module().exports();
+  for (auto _ : state) benchmark::DoNotOptimize(exports.malloc_free(malloc_batch).value());
+  state.SetItemsProcessed(state.iterations() * malloc_batch);
+}
+
+void BM_MimallocMalloc(benchmark::State& state) {
+  for (auto _ : state) {
+    for (int i = 0; i < malloc_batch; ++i) {
+      void* block = mi_malloc(32);
+      benchmark::DoNotOptimize(block);
+      mi_free(block);
+    }
+  }
+  state.SetItemsProcessed(state.iterations() * malloc_batch);
+}
+
+void BM_GlibcMalloc(benchmark::State& state) {
+  for (auto _ : state) {
+    for (int i = 0; i < malloc_batch; ++i) {
+      void* block = __libc_malloc(32);
+      benchmark::DoNotOptimize(block);
+      __libc_free(block);
+    }
+  }
+  state.SetItemsProcessed(state.iterations() * malloc_batch);
+}
+
+// A module holding state.range(0) leaked blocks: unload reclaims them at once...
+void BM_UnloadWithLeakedBlocks(benchmark::State& state) {
+  for (auto _ : state) {
+    state.PauseTiming();
+    auto loaded = relib::load_module<bench_exports>(BENCH_MODULE_PATH, bench_imports{});
+    if (!loaded) return state.SkipWithError("load failed");
+    loaded->exports().allocate_blocks(static_cast<int>(state.range(0))).value();
+    state.ResumeTiming();
+    if (!loaded->unload()) state.SkipWithError("unload failed");
+  }
+}
+
+// ...against freeing them one by one (then unloading, untimed).
+void BM_FreeBlocksOneByOne(benchmark::State& state) {
+  for (auto _ : state) {
+    state.PauseTiming();
+    auto loaded = relib::load_module<bench_exports>(BENCH_MODULE_PATH, bench_imports{});
+    if (!loaded) return state.SkipWithError("load failed");
+    loaded->exports().allocate_blocks(static_cast<int>(state.range(0))).value();
+    state.ResumeTiming();
+    loaded->exports().free_blocks().value();
+    state.PauseTiming();
+    if (!loaded->unload()) state.SkipWithError("unload failed");
+    state.ResumeTiming();
+  }
+}
+
 void BM_RawDlopenCycle(benchmark::State& state) {
   for (auto _ : state) {
     void* handle = dlopen(BENCH_MODULE_PATH, RTLD_NOW | RTLD_LOCAL);
@@ -104,11 +165,16 @@ void BM_ModuleLoadUnloadCycle(benchmark::State& state) {
 constexpr int repetitions = 7;
 BENCHMARK(BM_RawDlopenCycle)->Repetitions(repetitions);
 BENCHMARK(BM_ModuleLoadUnloadCycle)->Repetitions(repetitions);
+BENCHMARK(BM_UnloadWithLeakedBlocks)->Arg(1000000)->Repetitions(3)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_FreeBlocksOneByOne)->Arg(1000000)->Repetitions(3)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_DirectCall)->Repetitions(repetitions);
 BENCHMARK(BM_RawPointerCall)->Repetitions(repetitions);
 BENCHMARK(BM_ExportCall)->Repetitions(repetitions);
 BENCHMARK(BM_RawPointerCallFromModule)->Repetitions(repetitions);
 BENCHMARK(BM_ImportCall)->Repetitions(repetitions);
+BENCHMARK(BM_ModuleMalloc)->Repetitions(repetitions);
+BENCHMARK(BM_MimallocMalloc)->Repetitions(repetitions);
+BENCHMARK(BM_GlibcMalloc)->Repetitions(repetitions);
 
 namespace {
 
@@ -128,6 +194,7 @@ class best_of_collector : public benchmark::ConsoleReporter {
       double value = run.GetAdjustedRealTime() / benchmark::GetTimeUnitMultiplier(run.time_unit) * 1e9;
       const std::string name = run.run_name.function_name;
       if (name == "BM_ImportCall" || name == "BM_RawPointerCallFromModule") value /= import_batch;
+      if (name == "BM_ModuleMalloc" || name == "BM_MimallocMalloc" || name == "BM_GlibcMalloc") value /= malloc_batch;
       const auto known = ns.find(name);
       if (known == ns.end() || value < known->second) ns[name] = value;
     }
@@ -153,12 +220,16 @@ int main(int argc, char** argv) {
   benchmark::RunSpecifiedBenchmarks(&reporter);
   benchmark::Shutdown();
 
-  std::printf("\nFastest of %d repetitions (per call; import rows per call inside a loop of %d)\n", repetitions,
-              import_batch);
+  std::printf("\nFastest of the repetitions (per call; import rows per call inside a loop of %d, malloc rows per\n"
+              "malloc/free pair inside a loop of %d; the unload rows per module of 1,000,000 blocks)\n",
+              import_batch, malloc_batch);
   std::printf("%-26s %15s   %-28s %15s   %7s\n", "measured", "", "baseline", "", "ratio");
   print_ratio(reporter, "BM_ExportCall", "BM_RawPointerCall", 1.2);
   print_ratio(reporter, "BM_ExportCall", "BM_DirectCall", 0);
   print_ratio(reporter, "BM_ImportCall", "BM_RawPointerCallFromModule", 1.2);
   print_ratio(reporter, "BM_ModuleLoadUnloadCycle", "BM_RawDlopenCycle", 1.3);
+  print_ratio(reporter, "BM_ModuleMalloc", "BM_MimallocMalloc", 1.3);
+  print_ratio(reporter, "BM_ModuleMalloc", "BM_GlibcMalloc", 1.0);
+  print_ratio(reporter, "BM_UnloadWithLeakedBlocks", "BM_FreeBlocksOneByOne", 0.1);
   return 0;
 }

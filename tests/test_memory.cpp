@@ -72,3 +72,12 @@ TEST_CASE("libc state touched by module code stays usable by the host after 1000
     REQUIRE(std::localtime(&now) != nullptr);
   }
 }
+
+TEST_CASE("a module built with RELIB_CUSTOM_ALLOCATOR keeps its own allocator and still unloads") {
+  auto module = test::load_or_fail(TEST_CUSTOM_ALLOCATOR_PATH);
+  CHECK(module.call_main<int>().value() == 7);
+  auto report = module.unload();
+  REQUIRE(report.has_value());
+  CHECK(report->reclaimed_blocks == 0);  // nothing went to a relib heap
+  CHECK_FALSE(test::is_mapped(TEST_CUSTOM_ALLOCATOR_PATH));
+}

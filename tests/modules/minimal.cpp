@@ -6,3 +6,30 @@
 #if defined(TEST_WITH_MAIN)
 RELIB_MODULE_MAIN(int) { return 7; }
 #endif
+
+#if defined(TEST_CUSTOM_ALLOCATOR)
+// RELIB_CUSTOM_ALLOCATOR: the module keeps the process allocator (here glibc's, through these
+// definitions of its own) and still loads, runs and unloads.
+#include <cstdlib>
+#include <new>
+#include <string>
+
+extern "C" void* __libc_malloc(std::size_t) noexcept;
+extern "C" void __libc_free(void*) noexcept;
+
+namespace {
+int custom_allocations = 0;
+}
+void* operator new(std::size_t size) {
+  ++custom_allocations;
+  if (void* block = __libc_malloc(size)) return block;
+  throw std::bad_alloc();
+}
+void operator delete(void* block) noexcept { __libc_free(block); }
+void operator delete(void* block, std::size_t) noexcept { __libc_free(block); }
+
+RELIB_MODULE_MAIN(int) {
+  std::string text(1000, 'x');  // allocates through the operator new above
+  return custom_allocations > 0 && text.size() == 1000 ? 7 : 0;
+}
+#endif
