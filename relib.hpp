@@ -1397,6 +1397,10 @@ int register_module_thread_local(void* context, void (*destructor)(void*), void*
    exit; module threads have done so by then. */
 void watch_this_thread(module_runtime* runtime) {
   auto& watched = this_thread_exit_hook().modules;
+  // Forget unloaded modules, so a thread that loads many keeps a short list.
+  watched.erase(std::remove_if(watched.begin(), watched.end(),
+                               [](const std::weak_ptr<module_runtime>& w) { return w.expired(); }),
+                watched.end());
   const bool known = std::any_of(watched.begin(), watched.end(), [&](const std::weak_ptr<module_runtime>& w) {
     return w.lock().get() == runtime;
   });
