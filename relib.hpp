@@ -35,9 +35,13 @@
            links imports. Omit Exports/Imports for a module without them (no_exports, no_imports).
        module<Exports>::exports()       the typed exports; each call returns call_result<R>
        module<Exports>::call_main<R>()  calls RELIB_MODULE_MAIN; R is checked against the module
-       module<Exports>::unload()        before_unload, dlclose, then verifies the library is gone
-                                        (not with RELIB_NO_UNLOADING). The destructor unloads too,
-                                        printing any error, since a destructor cannot return it.
+       module<Exports>::unload()        before_unload; refuses while module threads run or other
+                                        threads hold module thread_locals; runs this thread's
+                                        module thread_local destructors; dlclose; verifies the
+                                        library is gone; destroys the module's heap on this thread
+                                        and returns an unload_report (time, threads, memory
+                                        reclaimed and not). Not with RELIB_NO_UNLOADING. The
+                                        destructor unloads too, printing any error.
        module<Exports>::is_loaded(), path()
        result<T, E>                     value or error: has_value(), operator bool, value(), *, ->,
                                         error(); value() on an error throws bad_result_access

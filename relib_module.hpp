@@ -49,6 +49,16 @@
 
        RELIB_NO_UNLOADING   modules are never unloaded: unload() and its costs are compiled out.
                             Host and module must agree; a mismatch is a load error.
+       RELIB_CUSTOM_ALLOCATOR  (module only) keep your own allocator: no mimalloc heaps, so no
+                            reclamation of leaks at unload; everything else works.
+
+   UNLOADING (see docs/unloading.md)
+   With unloading on, the implementation file also defines, local to the module: malloc, free and
+   the rest of the C allocation functions and every operator new/delete (the module's memory comes
+   from per-thread mimalloc heaps that the host destroys at unload), pthread_create (the host
+   counts the module's threads) and __cxa_thread_atexit_impl (the host runs thread_local
+   destructors). relib_add_module() makes them local with a version script and a static C++
+   runtime; a module built otherwise works but gets none of this.
 
    WHAT CROSSES THE BOUNDARY
    Host and module are checked to be built by the same compiler family and C++ standard-library ABI,
