@@ -5,7 +5,7 @@
   X(add, int(int a, int b))                           \
   X(call_import, int(int times))                      \
   X(call_pointer, int(int (*function)(int, int), int times))      \
-  X(malloc_free, int(int times))                                 \
+  X(malloc_free, int(int allocator, int times))                  \
   X(allocate_blocks, void(int count))                            \
   X(free_blocks, void())
 

@@ -5,6 +5,8 @@
 
 #include "bench_api.hpp"
 
+#include <mimalloc.h>
+
 #include <cstdlib>
 #include <vector>
 
@@ -32,16 +34,30 @@ int call_pointer(int (*function)(int, int), int times) {
   return sum;
 }
 
-// malloc and free as module code calls them: routed to the module's mimalloc heap.
-int malloc_free(int times) {
+// malloc/free pairs in module code, all three in the same loop so that only the allocator
+// differs: 0 is malloc and free as module code calls them (routed to the module's mimalloc heap
+// by relib), 1 is mimalloc called directly, 2 is glibc called directly.
+extern "C" void* __libc_malloc(std::size_t) noexcept;
+extern "C" void __libc_free(void*) noexcept;
+
+template <void* (*Allocate)(std::size_t), void (*Free)(void*)>
+int allocate_and_free(int times) {
   int sum = 0;
   for (int i = 0; i < times; ++i) {
-    void* block = std::malloc(32);
-    asm volatile("" : : "r"(block) : "memory");  // what benchmark::DoNotOptimize does in the baselines
+    void* block = Allocate(32);
+    asm volatile("" : : "r"(block) : "memory");  // keeps the pair from being optimized away
     sum += block != nullptr;
-    std::free(block);
+    Free(block);
   }
   return sum;
+}
+
+int malloc_free(int allocator, int times) {
+  switch (allocator) {
+    case 0: return allocate_and_free<std::malloc, std::free>(times);
+    case 1: return allocate_and_free<mi_malloc, mi_free>(times);
+    default: return allocate_and_free<__libc_malloc, __libc_free>(times);
+  }
 }
 
 // Blocks kept in a module vector: freed one by one, or left for unload to reclaim.

@@ -7,7 +7,6 @@
 
 #include <benchmark/benchmark.h>
 #include <dlfcn.h>
-#include <mimalloc.h>
 
 #include <cstdio>
 #include <map>
@@ -84,34 +83,21 @@ void BM_ImportCall(benchmark::State& state) {
 
 constexpr int malloc_batch = 1000;  // malloc/free pairs per iteration, in each of the three
 
-extern "C" void* __libc_malloc(std::size_t);
-extern "C" void __libc_free(void*);
-
 void BM_ModuleMalloc(benchmark::State& state) {
   const bench_exports& exports = bench_module().exports();
-  for (auto _ : state) benchmark::DoNotOptimize(exports.malloc_free(malloc_batch).value());
+  for (auto _ : state) benchmark::DoNotOptimize(exports.malloc_free(0, malloc_batch).value());
   state.SetItemsProcessed(state.iterations() * malloc_batch);
 }
 
 void BM_MimallocMalloc(benchmark::State& state) {
-  for (auto _ : state) {
-    for (int i = 0; i < malloc_batch; ++i) {
-      void* block = mi_malloc(32);
-      benchmark::DoNotOptimize(block);
-      mi_free(block);
-    }
-  }
+  const bench_exports& exports = bench_module().exports();
+  for (auto _ : state) benchmark::DoNotOptimize(exports.malloc_free(1, malloc_batch).value());
   state.SetItemsProcessed(state.iterations() * malloc_batch);
 }
 
 void BM_GlibcMalloc(benchmark::State& state) {
-  for (auto _ : state) {
-    for (int i = 0; i < malloc_batch; ++i) {
-      void* block = __libc_malloc(32);
-      benchmark::DoNotOptimize(block);
-      __libc_free(block);
-    }
-  }
+  const bench_exports& exports = bench_module().exports();
+  for (auto _ : state) benchmark::DoNotOptimize(exports.malloc_free(2, malloc_batch).value());
   state.SetItemsProcessed(state.iterations() * malloc_batch);
 }
 
