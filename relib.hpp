@@ -620,6 +620,7 @@ result<module<Exports>, load_error> load_module(const std::string& path, Imports
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <atomic>
 #include <mutex>
 
 namespace relib {
@@ -1219,6 +1220,17 @@ struct mimalloc_api {
                             void* argument) = nullptr;
 };
 
+/* Blocks that module code allocated may reach the host (a std::string returned by value) and be
+   freed there. The host's free, realloc and malloc_usable_size (defined at the end of this file)
+   hand such blocks to mimalloc once the first module has pinned it. */
+struct module_block_functions {
+  bool (*owns)(const void*);
+  void (*free)(void*);
+  void* (*realloc)(void*, std::size_t);
+  std::size_t (*usable_size)(const void*);
+};
+std::atomic<const module_block_functions*> module_blocks{nullptr};
+
 const mimalloc_api& pinned_mimalloc() {
   static const mimalloc_api api = [] {
     mimalloc_api found;
@@ -1228,6 +1240,12 @@ const mimalloc_api& pinned_mimalloc() {
       found.heap_destroy = reinterpret_cast<decltype(found.heap_destroy)>(dlsym(library, "mi_heap_destroy"));
       found.heap_visit_blocks =
           reinterpret_cast<decltype(found.heap_visit_blocks)>(dlsym(library, "mi_heap_visit_blocks"));
+      static module_block_functions blocks{};
+      blocks.owns = reinterpret_cast<decltype(blocks.owns)>(dlsym(library, "mi_is_in_heap_region"));
+      blocks.free = reinterpret_cast<decltype(blocks.free)>(dlsym(library, "mi_free"));
+      blocks.realloc = reinterpret_cast<decltype(blocks.realloc)>(dlsym(library, "mi_realloc"));
+      blocks.usable_size = reinterpret_cast<decltype(blocks.usable_size)>(dlsym(library, "mi_usable_size"));
+      if (blocks.owns && blocks.free && blocks.realloc && blocks.usable_size) module_blocks.store(&blocks);
       break;
     }
     return found;
@@ -1763,4 +1781,63 @@ void import_threw(const char* name, const char* signature) noexcept {
 
 }  // namespace detail
 }  // namespace relib
+
+#if RELIB_DETAIL_UNLOADING && !defined(RELIB_NO_FREE_INTERPOSITION)
+/* ---- The host's free: module blocks to mimalloc, the rest to the process allocator ---------
+   Defined in the host executable, these take precedence over the allocator's own (glibc, or
+   mimalloc or jemalloc linked by the host), which RTLD_NEXT finds for everything else. Define
+   RELIB_NO_FREE_INTERPOSITION if the host defines these itself; memory returned by modules must
+   then be released by module code. */
+extern "C" void __libc_free(void*) noexcept;
+extern "C" void* __libc_realloc(void*, std::size_t) noexcept;
+
+namespace relib {
+namespace detail {
+/* The allocator function after the host's own in lookup order, found once. dlsym may itself call
+   free: during the lookup, such calls get glibc's function. */
+template <class Function, class Fallback>
+Function next_allocator_function(std::atomic<Function>& slot, const char* name, Fallback fallback) {
+  Function found = slot.load(std::memory_order_acquire);
+  if (found != nullptr) return found;
+  static thread_local bool resolving = false;
+  if (resolving) return fallback;
+  resolving = true;
+  found = reinterpret_cast<Function>(dlsym(RTLD_NEXT, name));
+  resolving = false;
+  if (found == nullptr) found = fallback;
+  slot.store(found, std::memory_order_release);
+  return found;
+}
+
+std::atomic<void (*)(void*)> next_free{nullptr};
+std::atomic<void* (*)(void*, std::size_t)> next_realloc{nullptr};
+std::atomic<std::size_t (*)(void*)> next_usable_size{nullptr};
+
+std::size_t no_usable_size(void*) { return 0; }
+
+const module_block_functions* module_block_owner(const void* block) {
+  const module_block_functions* blocks = module_blocks.load(std::memory_order_acquire);
+  return blocks != nullptr && block != nullptr && blocks->owns(block) ? blocks : nullptr;
+}
+}  // namespace detail
+}  // namespace relib
+
+extern "C" void free(void* block) noexcept {
+  using namespace relib::detail;
+  if (const auto* blocks = module_block_owner(block)) return blocks->free(block);
+  next_allocator_function(next_free, "free", &__libc_free)(block);
+}
+
+extern "C" void* realloc(void* block, std::size_t size) noexcept {
+  using namespace relib::detail;
+  if (const auto* blocks = module_block_owner(block)) return blocks->realloc(block, size);
+  return next_allocator_function(next_realloc, "realloc", &__libc_realloc)(block, size);
+}
+
+extern "C" std::size_t malloc_usable_size(void* block) noexcept {
+  using namespace relib::detail;
+  if (const auto* blocks = module_block_owner(block)) return blocks->usable_size(block);
+  return next_allocator_function(next_usable_size, "malloc_usable_size", &no_usable_size)(block);
+}
+#endif
 #endif

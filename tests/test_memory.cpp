@@ -81,3 +81,18 @@ TEST_CASE("a module built with RELIB_CUSTOM_ALLOCATOR keeps its own allocator an
   CHECK(report->reclaimed_blocks == 0);  // nothing went to a relib heap
   CHECK_FALSE(test::is_mapped(TEST_CUSTOM_ALLOCATOR_PATH));
 }
+
+TEST_CASE("memory the module allocated and the host frees does not crash") {
+  auto module = test::load_or_fail<leak_exports>(TEST_LEAK_PATH);
+  char* text = module.exports().copy_text("from the module").value();
+  CHECK(std::string(text) == "from the module");
+  char* grown = static_cast<char*>(std::realloc(text, 4096));  // the host's realloc of a module block
+  REQUIRE(grown != nullptr);
+  CHECK(std::string(grown) == "from the module");
+  std::free(grown);
+  {
+    std::string big = module.exports().make_string(10000).value();  // destroyed by host code
+    CHECK(big.size() == 10000);
+  }
+  test::unload_or_fail(module);
+}

@@ -67,6 +67,14 @@ int use_libc_state(int round) {
   return local != nullptr ? local->tm_year : -1;
 }
 
+// Memory handed to the host, which frees it.
+char* copy_text(const char* text) {
+  char* copy = static_cast<char*>(std::malloc(std::strlen(text) + 1));
+  std::strcpy(copy, text);
+  return copy;
+}
+std::string make_string(std::size_t length) { return std::string(length, 'x'); }
+
 RELIB_MODULE_BEFORE_UNLOAD() {
   for (std::thread& worker : workers) worker.join();
   workers.clear();
