@@ -238,6 +238,8 @@ struct unload_report {
   std::size_t unreclaimed_blocks = 0;
   std::size_t unreclaimed_bytes = 0;
   std::string unreclaimed_reason;  // empty when everything was reclaimed
+  std::size_t pthread_keys_deleted = 0;   // created by module code and left behind
+  std::size_t mapped_bytes_unmapped = 0;  // mmap()ed by module code and left behind
 };
 
 template <class R>
@@ -612,6 +614,7 @@ result<module<Exports>, load_error> load_module(const std::string& path, Imports
 #include <elf.h>
 #include <fcntl.h>
 #include <link.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -1296,6 +1299,11 @@ struct module_runtime : std::enable_shared_from_this<module_runtime> {
   std::size_t threads_started = 0;
   std::vector<thread_local_entry> thread_locals;
   std::vector<heap_entry> heaps;       // one per thread that allocated in module code, while alive
+  std::vector<pthread_key_t> keys;      // created by module code and not deleted
+  struct mapping {
+    std::uintptr_t begin, end;
+  };
+  std::vector<mapping> mappings;        // mapped by module code and not unmapped
   memory_count left_by_exited_threads;  // mimalloc hands an exiting thread's heaps to that thread
 
   /* The calling thread is ending: its module heap can no longer be destroyed, only counted. */
@@ -1438,6 +1446,49 @@ void register_module_heap(void* context, void* heap) {
   watch_this_thread(runtime);
 }
 
+int create_module_key(void* context, pthread_key_t* key, void (*destructor)(void*)) {
+  auto* runtime = static_cast<module_runtime*>(context);
+  const int created = pthread_key_create(key, destructor);
+  if (created == 0) {
+    std::lock_guard<std::mutex> guard(runtime->lock);
+    runtime->keys.push_back(*key);
+  }
+  return created;
+}
+
+int delete_module_key(void* context, pthread_key_t key) {
+  auto* runtime = static_cast<module_runtime*>(context);
+  {
+    std::lock_guard<std::mutex> guard(runtime->lock);
+    runtime->keys.erase(std::remove(runtime->keys.begin(), runtime->keys.end(), key), runtime->keys.end());
+  }
+  return pthread_key_delete(key);
+}
+
+void module_mapped(void* context, void* address, std::size_t length) {
+  auto* runtime = static_cast<module_runtime*>(context);
+  const auto begin = reinterpret_cast<std::uintptr_t>(address);
+  std::lock_guard<std::mutex> guard(runtime->lock);
+  runtime->mappings.push_back({begin, begin + length});
+}
+
+/* Removes [address, address + length) from the recorded mappings, splitting those it cuts. */
+void module_unmapped(void* context, void* address, std::size_t length) {
+  auto* runtime = static_cast<module_runtime*>(context);
+  const auto begin = reinterpret_cast<std::uintptr_t>(address), end = begin + length;
+  std::lock_guard<std::mutex> guard(runtime->lock);
+  std::vector<module_runtime::mapping> kept;
+  for (const module_runtime::mapping& m : runtime->mappings) {
+    if (m.end <= begin || m.begin >= end) {
+      kept.push_back(m);
+      continue;
+    }
+    if (m.begin < begin) kept.push_back({m.begin, begin});
+    if (m.end > end) kept.push_back({end, m.end});
+  }
+  runtime->mappings = std::move(kept);
+}
+
 host_link make_host_link(module_core& core) {
   host_link link{};
   link.report_failure = &record_call_failure;
@@ -1446,6 +1497,10 @@ host_link make_host_link(module_core& core) {
   link.create_thread = &create_module_thread;
   link.register_thread_local = &register_module_thread_local;
   link.register_heap = &register_module_heap;
+  link.create_key = &create_module_key;
+  link.delete_key = &delete_module_key;
+  link.mapped = &module_mapped;
+  link.unmapped = &module_unmapped;
   link.context = core.runtime.get();
 #else
   (void)core;
@@ -1659,6 +1714,14 @@ result<unload_report, unload_error> unload_core(module_core& core) {
     destructors_run = runtime.run_thread_locals_of_this_thread();
   }
 
+  std::size_t keys_deleted = 0;
+  if (core.runtime) {
+    // Before dlclose: a key left behind would call a destructor in unmapped code at thread exit.
+    std::lock_guard<std::mutex> guard(core.runtime->lock);
+    for (pthread_key_t key : core.runtime->keys) keys_deleted += pthread_key_delete(key) == 0;
+    core.runtime->keys.clear();
+  }
+
   for (const export_binding& binding : core.exports) binding.unbind(binding.object);
   const platform::loaded_object object = platform::describe(core.handle);
   dlclose(core.handle);
@@ -1676,7 +1739,15 @@ result<unload_report, unload_error> unload_core(module_core& core) {
   report.module = core.path;
   report.threads_started = threads_started;
   report.thread_local_destructors_run = destructors_run;
-  if (core.runtime) release_heaps(*core.runtime, report);
+  report.pthread_keys_deleted = keys_deleted;
+  if (core.runtime) {
+    release_heaps(*core.runtime, report);
+    std::lock_guard<std::mutex> guard(core.runtime->lock);
+    for (const module_runtime::mapping& m : core.runtime->mappings) {
+      if (::munmap(reinterpret_cast<void*>(m.begin), m.end - m.begin) == 0) report.mapped_bytes_unmapped += m.end - m.begin;
+    }
+    core.runtime->mappings.clear();
+  }
   report.duration = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - started);
   return report;
 }

@@ -290,6 +290,11 @@ struct host_link {
                        void* argument);
   int (*register_thread_local)(void* context, void (*destructor)(void*), void* object);
   void (*register_heap)(void* context, void* heap);  // a mimalloc heap the module made for this thread
+  // pthread keys and memory mappings made by module code, released at unload.
+  int (*create_key)(void* context, pthread_key_t* key, void (*destructor)(void*));
+  int (*delete_key)(void* context, pthread_key_t key);
+  void (*mapped)(void* context, void* address, std::size_t length);
+  void (*unmapped)(void* context, void* address, std::size_t length);
   void* context;
 };
 __attribute__((visibility("hidden"))) inline const host_link* module_host = nullptr;
@@ -529,6 +534,45 @@ extern "C" int __cxa_thread_atexit_impl(void (*destructor)(void*), void* object,
   static const auto glibc_register =
       reinterpret_cast<register_function>(dlsym(RTLD_NEXT, "__cxa_thread_atexit_impl"));
   return glibc_register(destructor, object, dso_handle);
+}
+
+/* pthread keys: one left behind keeps a destructor pointing into the unmapped module, which
+   glibc would call when a thread with a value for it exits. */
+extern "C" int pthread_key_create(pthread_key_t* key, void (*destructor)(void*)) noexcept {
+  const relib::detail::host_link* host = relib::detail::module_host;
+  if (host != nullptr && host->create_key != nullptr) return host->create_key(host->context, key, destructor);
+  using create_function = int (*)(pthread_key_t*, void (*)(void*));
+  static const auto glibc_create = reinterpret_cast<create_function>(dlsym(RTLD_NEXT, "pthread_key_create"));
+  return glibc_create(key, destructor);
+}
+
+extern "C" int pthread_key_delete(pthread_key_t key) noexcept {
+  const relib::detail::host_link* host = relib::detail::module_host;
+  if (host != nullptr && host->delete_key != nullptr) return host->delete_key(host->context, key);
+  using delete_function = int (*)(pthread_key_t);
+  static const auto glibc_delete = reinterpret_cast<delete_function>(dlsym(RTLD_NEXT, "pthread_key_delete"));
+  return glibc_delete(key);
+}
+
+/* Memory mappings made by module code and never unmapped are unmapped at unload. */
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+extern "C" void* mmap(void* address, std::size_t length, int protection, int flags, int fd, off_t offset) noexcept {
+  void* mapped = reinterpret_cast<void*>(::syscall(SYS_mmap, address, length, protection, flags, fd, offset));
+  const relib::detail::host_link* host = relib::detail::module_host;
+  if (mapped != MAP_FAILED && host != nullptr && host->mapped != nullptr) host->mapped(host->context, mapped, length);
+  return mapped;
+}
+extern "C" void* mmap64(void* address, std::size_t length, int protection, int flags, int fd, off_t offset) noexcept
+    __attribute__((alias("mmap")));
+
+extern "C" int munmap(void* address, std::size_t length) noexcept {
+  const int result = static_cast<int>(::syscall(SYS_munmap, address, length));
+  const relib::detail::host_link* host = relib::detail::module_host;
+  if (result == 0 && host != nullptr && host->unmapped != nullptr) host->unmapped(host->context, address, length);
+  return result;
 }
 
 #if !defined(RELIB_CUSTOM_ALLOCATOR)
