@@ -245,6 +245,15 @@ struct unload_report {
 template <class R>
 using call_result = result<R, call_error>;
 
+/* Module memory that an unload could not reclaim yet because another live thread owns the heap;
+   each such thread destroys it when it exits or next calls load_module() or unload(). */
+struct pending_memory {
+  std::size_t heaps = 0;
+  std::size_t blocks = 0;
+  std::size_t bytes = 0;
+};
+pending_memory memory_awaiting_reclamation();
+
 const char* to_string(load_errc code) noexcept;
 const char* to_string(unload_errc code) noexcept;
 const char* to_string(call_errc code) noexcept;
@@ -1293,6 +1302,30 @@ struct heap_entry {
   void* heap;
 };
 
+/* Heaps of unloaded modules still owned by live threads: only the owner may destroy them, which
+   it does at its exit or its next load or unload. */
+struct orphaned_heap {
+  heap_entry entry;
+  memory_count count;
+};
+std::mutex orphans_lock;
+std::vector<orphaned_heap> orphans;
+std::atomic<std::size_t> orphan_count{0};
+
+void destroy_orphaned_heaps_of_this_thread() {
+  if (orphan_count.load(std::memory_order_relaxed) == 0) return;
+  std::lock_guard<std::mutex> guard(orphans_lock);
+  for (auto it = orphans.begin(); it != orphans.end();) {
+    if (pthread_equal(it->entry.owner, pthread_self()) != 0) {
+      pinned_mimalloc().heap_destroy(it->entry.heap);
+      it = orphans.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  orphan_count.store(orphans.size(), std::memory_order_relaxed);
+}
+
 struct module_runtime : std::enable_shared_from_this<module_runtime> {
   std::mutex lock;
   std::size_t live_threads = 0;    // module threads running, or threads running its destructors
@@ -1350,6 +1383,7 @@ struct module_runtime : std::enable_shared_from_this<module_runtime> {
 struct thread_exit_hook {
   std::vector<std::weak_ptr<module_runtime>> modules;
   ~thread_exit_hook() {
+    destroy_orphaned_heaps_of_this_thread();
     for (const auto& weak : modules) {
       std::shared_ptr<module_runtime> runtime = weak.lock();
       if (!runtime) continue;
@@ -1509,6 +1543,9 @@ host_link make_host_link(module_core& core) {
 }
 
 result<std::unique_ptr<module_core>, load_error> load_core(load_request request) {
+#if RELIB_DETAIL_UNLOADING
+  destroy_orphaned_heaps_of_this_thread();
+#endif
   auto core = std::make_unique<module_core>();
   core->path = request.path;
   const std::string& path = core->path;
@@ -1645,6 +1682,9 @@ void release_heaps(module_runtime& runtime, unload_report& report) {
     } else {
       held.add(count);
       ++holders;
+      std::lock_guard<std::mutex> orphans_guard(orphans_lock);
+      orphans.push_back(orphaned_heap{entry, count});
+      orphan_count.store(orphans.size(), std::memory_order_relaxed);
     }
   }
   runtime.heaps.clear();
@@ -1655,8 +1695,8 @@ void release_heaps(module_runtime& runtime, unload_report& report) {
   if (held.blocks > 0) {
     report.unreclaimed_reason = std::to_string(held.blocks) + " blocks in the module heaps of " +
                                 std::to_string(holders) +
-                                " other live thread(s), which only those threads may destroy (unload from the "
-                                "thread that calls the module to reclaim them)";
+                                " other live thread(s), which only those threads may destroy: each does when it "
+                                "exits or next calls load_module() or unload() (see memory_awaiting_reclamation())";
   }
   if (runtime.left_by_exited_threads.blocks > 0) {
     if (!report.unreclaimed_reason.empty()) report.unreclaimed_reason += "; ";
@@ -1668,6 +1708,7 @@ void release_heaps(module_runtime& runtime, unload_report& report) {
 
 result<unload_report, unload_error> unload_core(module_core& core) {
   const auto started = std::chrono::steady_clock::now();
+  destroy_orphaned_heaps_of_this_thread();
   registry& modules = global_registry();
   std::lock_guard<std::mutex> guard(modules.lock);
   auto fail = [&](unload_errc code, const std::string& text) {
@@ -1851,6 +1892,22 @@ void import_threw(const char* name, const char* signature) noexcept {
 }
 
 }  // namespace detail
+}  // namespace relib
+
+namespace relib {
+pending_memory memory_awaiting_reclamation() {
+  pending_memory pending;
+#if RELIB_DETAIL_UNLOADING
+  std::lock_guard<std::mutex> guard(detail::orphans_lock);
+  for (const detail::orphaned_heap& orphan : detail::orphans) {
+    ++pending.heaps;
+    pending.blocks += orphan.count.blocks;
+    pending.bytes += orphan.count.bytes;
+  }
+#endif
+  return pending;
+}
+
 }  // namespace relib
 
 #if RELIB_DETAIL_UNLOADING && !defined(RELIB_NO_FREE_INTERPOSITION)
