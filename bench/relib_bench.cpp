@@ -10,6 +10,7 @@
 
 #include <cstdio>
 #include <map>
+#include <optional>
 #include <string>
 
 RELIB_HOST_EXPORTS(bench_exports, BENCH_EXPORTS);
@@ -101,29 +102,32 @@ void BM_GlibcMalloc(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * malloc_batch);
 }
 
+// Loads the bench module (untimed) with state.range(0) blocks allocated by module code.
+std::optional<relib::module<bench_exports>> load_with_blocks(benchmark::State& state) {
+  state.PauseTiming();
+  auto loaded = relib::load_module<bench_exports>(BENCH_MODULE_PATH, bench_imports{});
+  if (!loaded) return state.SkipWithError("load failed"), std::nullopt;
+  loaded->exports().allocate_blocks(static_cast<int>(state.range(0))).value();
+  state.ResumeTiming();
+  return std::move(*loaded);
+}
+
 // A module holding state.range(0) leaked blocks: unload reclaims them at once...
 void BM_UnloadWithLeakedBlocks(benchmark::State& state) {
   for (auto _ : state) {
-    state.PauseTiming();
-    auto loaded = relib::load_module<bench_exports>(BENCH_MODULE_PATH, bench_imports{});
-    if (!loaded) return state.SkipWithError("load failed");
-    loaded->exports().allocate_blocks(static_cast<int>(state.range(0))).value();
-    state.ResumeTiming();
-    if (!loaded->unload()) state.SkipWithError("unload failed");
+    auto module = load_with_blocks(state);
+    if (!module || !module->unload()) return state.SkipWithError("unload failed");
   }
 }
 
 // ...against freeing them one by one (then unloading, untimed).
 void BM_FreeBlocksOneByOne(benchmark::State& state) {
   for (auto _ : state) {
+    auto module = load_with_blocks(state);
+    if (!module) return;
+    module->exports().free_blocks().value();
     state.PauseTiming();
-    auto loaded = relib::load_module<bench_exports>(BENCH_MODULE_PATH, bench_imports{});
-    if (!loaded) return state.SkipWithError("load failed");
-    loaded->exports().allocate_blocks(static_cast<int>(state.range(0))).value();
-    state.ResumeTiming();
-    loaded->exports().free_blocks().value();
-    state.PauseTiming();
-    if (!loaded->unload()) state.SkipWithError("unload failed");
+    if (!module->unload()) state.SkipWithError("unload failed");
     state.ResumeTiming();
   }
 }

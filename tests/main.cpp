@@ -74,4 +74,25 @@ std::string temp_dir::copy_file(const std::string& from, const std::string& name
   return file;
 }
 
+parked_thread::parked_thread(std::function<void()> work) {
+  thread_ = std::thread([this, work = std::move(work)] {
+    work();
+    std::unique_lock<std::mutex> guard(lock_);
+    worked_ = true;
+    changed_.notify_all();
+    changed_.wait(guard, [this] { return may_exit_; });
+  });
+  std::unique_lock<std::mutex> guard(lock_);
+  changed_.wait(guard, [this] { return worked_; });
+}
+
+void parked_thread::release() {
+  {
+    std::lock_guard<std::mutex> guard(lock_);
+    may_exit_ = true;
+  }
+  changed_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
 }  // namespace test

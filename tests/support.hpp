@@ -8,7 +8,11 @@
 
 #include <catch2/catch.hpp>
 
+#include <condition_variable>
+#include <functional>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 RELIB_HOST_EXPORTS(game_exports, GAME_EXPORTS);
@@ -40,6 +44,24 @@ class temp_dir {
 
  private:
   std::string path_;
+};
+
+// A host thread that runs `work`, then stays alive until release() (or destruction), so tests can
+// unload while it lives and watch what happens when it exits.
+class parked_thread {
+ public:
+  explicit parked_thread(std::function<void()> work);
+  ~parked_thread() { release(); }
+  parked_thread(const parked_thread&) = delete;
+  parked_thread& operator=(const parked_thread&) = delete;
+  void release();  // lets the thread exit and joins it
+
+ private:
+  std::mutex lock_;
+  std::condition_variable changed_;
+  bool worked_ = false;
+  bool may_exit_ = false;
+  std::thread thread_;
 };
 
 // Loads or fails the test with the loader's message.

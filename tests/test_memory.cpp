@@ -8,10 +8,7 @@
 
 #include <cstdlib>
 #include <ctime>
-#include <condition_variable>
 #include <fstream>
-#include <mutex>
-#include <thread>
 
 RELIB_HOST_EXPORTS(leak_exports, LEAK_EXPORTS);
 
@@ -103,20 +100,8 @@ TEST_CASE("memory the module allocated and the host frees does not crash") {
 TEST_CASE("memory a live host thread allocated in module code is reported, then reclaimed when it exits") {
   auto module = test::load_or_fail<leak_exports>(TEST_LEAK_PATH);
   module.exports().leak_everything(0).value();  // the module's worker thread, joined in before_unload
-  std::mutex lock;
-  std::condition_variable changed;
-  bool leaked = false, may_exit = false;
-  std::thread other([&] {
-    module.exports().copy_text("kept by this thread's module heap").value();  // leaked in this thread's heap
-    std::unique_lock<std::mutex> guard(lock);
-    leaked = true;
-    changed.notify_all();
-    changed.wait(guard, [&] { return may_exit; });
-  });
-  {
-    std::unique_lock<std::mutex> guard(lock);
-    changed.wait(guard, [&] { return leaked; });
-  }
+  test::parked_thread other(
+      [&] { module.exports().copy_text("kept by this thread's module heap").value(); });  // leaked in its heap
   auto report = module.unload();
   REQUIRE(report.has_value());
   CHECK(report->unreclaimed_blocks >= 1);
@@ -124,11 +109,6 @@ TEST_CASE("memory a live host thread allocated in module code is reported, then 
   CHECK(relib::memory_awaiting_reclamation().heaps == 1);
   CHECK(relib::memory_awaiting_reclamation().blocks >= 1);
 
-  {
-    std::lock_guard<std::mutex> guard(lock);
-    may_exit = true;
-  }
-  changed.notify_all();
-  other.join();  // its exit destroyed the heap
+  other.release();  // its exit destroyed the heap
   CHECK(relib::memory_awaiting_reclamation().heaps == 0);
 }

@@ -105,29 +105,11 @@ TEST_CASE("thread_locals of the unloading thread are destroyed at unload and do 
 
 TEST_CASE("thread_locals held by another live host thread are thread_locals_pending until it exits") {
   auto module = load_threads_module();
-  std::mutex lock;
-  std::condition_variable changed;
-  bool touched = false, may_exit = false;
-  std::thread other([&] {
-    module.exports().touch_thread_local("other").value();
-    std::unique_lock<std::mutex> guard(lock);
-    touched = true;
-    changed.notify_all();
-    changed.wait(guard, [&] { return may_exit; });
-  });
-  {
-    std::unique_lock<std::mutex> guard(lock);
-    changed.wait(guard, [&] { return touched; });
-  }
+  test::parked_thread other([&] { module.exports().touch_thread_local("other").value(); });
   expect_unload_error(module, relib::unload_errc::thread_locals_pending);
   CHECK(module.exports().threads_running().value() == 0);  // still usable
 
-  {
-    std::lock_guard<std::mutex> guard(lock);
-    may_exit = true;
-  }
-  changed.notify_all();
-  other.join();  // its exit ran the destructor
+  other.release();  // its exit ran the destructor
   CHECK(destroyed_so_far() == std::vector<std::string>{"other"});
   test::unload_or_fail(module);
   CHECK_FALSE(test::is_mapped(TEST_THREADS_PATH));

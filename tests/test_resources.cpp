@@ -45,30 +45,12 @@ void resources_imports::notify(const char* what) {
 TEST_CASE("a pthread key the module left is deleted at unload, so no thread calls into unmapped code") {
   notes.clear();
   auto module = test::load_or_fail<resources_exports>(TEST_RESOURCES_PATH, resources_imports{});
-  std::mutex lock;
-  std::condition_variable changed;
-  bool keyed = false, may_exit = false;
-  std::thread other([&] {
-    module.exports().create_key_with_value().value();  // the key has a value on this thread
-    std::unique_lock<std::mutex> guard(lock);
-    keyed = true;
-    changed.notify_all();
-    changed.wait(guard, [&] { return may_exit; });
-  });
-  {
-    std::unique_lock<std::mutex> guard(lock);
-    changed.wait(guard, [&] { return keyed; });
-  }
+  test::parked_thread other([&] { module.exports().create_key_with_value().value(); });  // a value on that thread
   auto report = module.unload();
   REQUIRE(report.has_value());
   CHECK(report->pthread_keys_deleted == 1);
   CHECK_FALSE(test::is_mapped(TEST_RESOURCES_PATH));
-  {
-    std::lock_guard<std::mutex> guard(lock);
-    may_exit = true;
-  }
-  changed.notify_all();
-  other.join();  // would crash if the key's destructor, in the unmapped module, were called
+  other.release();  // would crash if the key's destructor, in the unmapped module, were called
   CHECK(notes_so_far().empty());
 }
 
