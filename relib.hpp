@@ -254,6 +254,9 @@ struct pending_memory {
 };
 pending_memory memory_awaiting_reclamation();
 
+/* The report as a few lines a host can print. */
+std::string to_string(const unload_report& report);
+
 const char* to_string(load_errc code) noexcept;
 const char* to_string(unload_errc code) noexcept;
 const char* to_string(call_errc code) noexcept;
@@ -1895,6 +1898,24 @@ void import_threw(const char* name, const char* signature) noexcept {
 }  // namespace relib
 
 namespace relib {
+std::string to_string(const unload_report& report) {
+  std::string text = "relib: unloaded '" + report.module + "' in " +
+                     std::to_string(report.duration.count() / 1000) + " us\n";
+  text += "  memory reclaimed: " + std::to_string(report.reclaimed_blocks) + " blocks, " +
+          std::to_string(report.reclaimed_bytes) + " bytes\n";
+  if (report.unreclaimed_blocks > 0) {
+    text += "  memory not reclaimed: " + std::to_string(report.unreclaimed_blocks) + " blocks, " +
+            std::to_string(report.unreclaimed_bytes) + " bytes: " + report.unreclaimed_reason + "\n";
+  }
+  text += "  threads started by the module: " + std::to_string(report.threads_started) +
+          ", thread_local destructors run: " + std::to_string(report.thread_local_destructors_run) + "\n";
+  if (report.pthread_keys_deleted > 0 || report.mapped_bytes_unmapped > 0) {
+    text += "  left behind and released: " + std::to_string(report.pthread_keys_deleted) + " pthread keys, " +
+            std::to_string(report.mapped_bytes_unmapped) + " mapped bytes\n";
+  }
+  return text;
+}
+
 pending_memory memory_awaiting_reclamation() {
   pending_memory pending;
 #if RELIB_DETAIL_UNLOADING

@@ -40,6 +40,10 @@ TEST_CASE("what a module leaked is reclaimed at unload and reported") {
   CHECK(report.threads_started == 1);
   CHECK(report.thread_local_destructors_run == 1);
   CHECK_FALSE(test::is_mapped(TEST_LEAK_PATH));
+
+  const std::string printed = relib::to_string(report);
+  CHECK(test::contains(printed, "memory reclaimed: " + std::to_string(report.reclaimed_blocks) + " blocks"));
+  CHECK(test::contains(printed, "threads started by the module: 1"));
 }
 
 TEST_CASE("10000 cycles of a module leaking 100 KB each keep resident memory flat") {
