@@ -1335,7 +1335,12 @@ struct module_runtime : std::enable_shared_from_this<module_runtime> {
   std::size_t threads_started = 0;
   std::vector<thread_local_entry> thread_locals;
   std::vector<heap_entry> heaps;       // one per thread that allocated in module code, while alive
-  std::vector<pthread_key_t> keys;      // created by module code and not deleted
+  struct key {
+    pthread_key_t id;
+    bool has_destructor;
+  };
+  std::vector<key> keys;                // created by module code and not deleted
+  std::optional<pthread_key_t> heap_key;  // where the module finds each thread's heap
   struct mapping {
     std::uintptr_t begin, end;
   };
@@ -1488,7 +1493,7 @@ int create_module_key(void* context, pthread_key_t* key, void (*destructor)(void
   const int created = pthread_key_create(key, destructor);
   if (created == 0) {
     std::lock_guard<std::mutex> guard(runtime->lock);
-    runtime->keys.push_back(*key);
+    runtime->keys.push_back({*key, destructor != nullptr});
   }
   return created;
 }
@@ -1497,7 +1502,9 @@ int delete_module_key(void* context, pthread_key_t key) {
   auto* runtime = static_cast<module_runtime*>(context);
   {
     std::lock_guard<std::mutex> guard(runtime->lock);
-    runtime->keys.erase(std::remove(runtime->keys.begin(), runtime->keys.end(), key), runtime->keys.end());
+    runtime->keys.erase(std::remove_if(runtime->keys.begin(), runtime->keys.end(),
+                                       [&](const module_runtime::key& k) { return pthread_equal(k.id, key) != 0; }),
+                        runtime->keys.end());
   }
   return pthread_key_delete(key);
 }
@@ -1526,6 +1533,19 @@ void module_unmapped(void* context, void* address, std::size_t length) {
   runtime->mappings = std::move(kept);
 }
 
+std::size_t delete_module_keys(module_runtime* runtime, bool with_destructor) {
+  if (runtime == nullptr) return 0;
+  std::lock_guard<std::mutex> guard(runtime->lock);
+  std::size_t deleted = 0;
+  for (const module_runtime::key& key : runtime->keys) {
+    if (key.has_destructor == with_destructor) deleted += pthread_key_delete(key.id) == 0;
+  }
+  runtime->keys.erase(std::remove_if(runtime->keys.begin(), runtime->keys.end(),
+                                     [&](const module_runtime::key& k) { return k.has_destructor == with_destructor; }),
+                      runtime->keys.end());
+  return deleted;
+}
+
 host_link make_host_link(module_core& core) {
   host_link link{};
   link.report_failure = &record_call_failure;
@@ -1538,6 +1558,11 @@ host_link make_host_link(module_core& core) {
   link.delete_key = &delete_module_key;
   link.mapped = &module_mapped;
   link.unmapped = &module_unmapped;
+  if (pthread_key_create(&link.heap_key, nullptr) == 0) {
+    core.runtime->heap_key = link.heap_key;
+  } else {
+    link.register_heap = nullptr;  // no key: the module keeps to one heap, adopted at load
+  }
   link.context = core.runtime.get();
 #else
   (void)core;
@@ -1758,13 +1783,10 @@ result<unload_report, unload_error> unload_core(module_core& core) {
     destructors_run = runtime.run_thread_locals_of_this_thread();
   }
 
-  std::size_t keys_deleted = 0;
-  if (core.runtime) {
-    // Before dlclose: a key left behind would call a destructor in unmapped code at thread exit.
-    std::lock_guard<std::mutex> guard(core.runtime->lock);
-    for (pthread_key_t key : core.runtime->keys) keys_deleted += pthread_key_delete(key) == 0;
-    core.runtime->keys.clear();
-  }
+  // Keys with a destructor go before dlclose: left behind, they would call into unmapped code at
+  // thread exit. Keys without one go after, like relib's heap key, since static destructors
+  // running inside dlclose may still use them.
+  std::size_t keys_deleted = delete_module_keys(core.runtime.get(), true);
 
   for (const export_binding& binding : core.exports) binding.unbind(binding.object);
   const platform::loaded_object object = platform::describe(core.handle);
@@ -1783,7 +1805,8 @@ result<unload_report, unload_error> unload_core(module_core& core) {
   report.module = core.path;
   report.threads_started = threads_started;
   report.thread_local_destructors_run = destructors_run;
-  report.pthread_keys_deleted = keys_deleted;
+  report.pthread_keys_deleted = keys_deleted + delete_module_keys(core.runtime.get(), false);
+  if (core.runtime && core.runtime->heap_key) pthread_key_delete(*core.runtime->heap_key);
   if (core.runtime) {
     release_heaps(*core.runtime, report);
     std::lock_guard<std::mutex> guard(core.runtime->lock);

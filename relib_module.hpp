@@ -295,6 +295,7 @@ struct host_link {
   int (*delete_key)(void* context, pthread_key_t key);
   void (*mapped)(void* context, void* address, std::size_t length);
   void (*unmapped)(void* context, void* address, std::size_t length);
+  pthread_key_t heap_key;  // each thread's module heap; created and deleted by the host
   void* context;
 };
 __attribute__((visibility("hidden"))) inline const host_link* module_host = nullptr;
@@ -594,24 +595,41 @@ extern "C" void* __libc_realloc(void*, std::size_t) noexcept;
 namespace relib {
 namespace detail {
 
-thread_local mi_heap_t* module_thread_heap = nullptr;
-mi_heap_t* module_static_init_heap = nullptr;  // made while static constructors ran, before the host link
+/* Each thread's module heap is found through a pthread key (host_link::heap_key) rather than a
+   thread_local: after many loads, glibc runs out of static TLS space for new libraries and their
+   thread_locals take a slower path, while pthread_getspecific costs the same every time. Until
+   the host link is set, while static constructors run on the loading thread, allocations use a
+   heap of their own that the host adopts. */
+mi_heap_t* module_static_init_heap = nullptr;
+pthread_t module_static_init_thread;
 
 __attribute__((noinline)) mi_heap_t* new_module_heap() {
-  mi_heap_t* heap = mi_heap_new();
-  module_thread_heap = heap;
   const host_link* host = module_host;
-  if (host != nullptr && host->register_heap != nullptr) {
-    host->register_heap(host->context, heap);
-  } else {
-    module_static_init_heap = heap;  // dlopen() runs on the loading thread: the host adopts it
+  if (host == nullptr || host->register_heap == nullptr) {  // static constructors, on the loading thread
+    if (module_static_init_heap == nullptr) {
+      module_static_init_heap = mi_heap_new();
+      module_static_init_thread = pthread_self();
+    }
+    return module_static_init_heap;
   }
+  mi_heap_t* heap = nullptr;
+  if (module_static_init_heap != nullptr && pthread_equal(module_static_init_thread, pthread_self())) {
+    heap = module_static_init_heap;  // already registered by the host at load
+  } else {
+    heap = mi_heap_new();
+    host->register_heap(host->context, heap);
+  }
+  pthread_setspecific(host->heap_key, heap);
   return heap;
 }
 
 inline mi_heap_t* module_heap() {
-  mi_heap_t* heap = module_thread_heap;
-  return RELIB_DETAIL_LIKELY(heap != nullptr) ? heap : new_module_heap();
+  const host_link* host = module_host;
+  if (RELIB_DETAIL_LIKELY(host != nullptr)) {
+    auto* heap = static_cast<mi_heap_t*>(pthread_getspecific(host->heap_key));
+    if (RELIB_DETAIL_LIKELY(heap != nullptr)) return heap;
+  }
+  return new_module_heap();
 }
 
 inline void module_free(void* block) noexcept {
