@@ -43,6 +43,9 @@
                                         reclaimed and not). Not with RELIB_NO_UNLOADING. The
                                         destructor unloads too, printing any error.
        module<Exports>::is_loaded(), path()
+       to_string(unload_report)         the report as lines to print
+       memory_awaiting_reclamation()    module heaps of unloaded modules that other live threads
+                                        still own; each thread destroys its own at exit
        result<T, E>                     value or error: has_value(), operator bool, value(), *, ->,
                                         error(); value() on an error throws bad_result_access
        load_error, unload_error, call_error: a code (load_errc, unload_errc, call_errc) and a
@@ -53,9 +56,14 @@
    loading the same file get one module and one load_errc::already_loaded. Do not unload a module
    while another thread is inside one of its exports.
 
-   CONFIGURATION (define before including relib.hpp, and the same in the module)
-       RELIB_NO_UNLOADING   modules stay loaded until the process exits; unload() is compiled
-                            out, as are its checks; a module built otherwise is refused at load.
+   CONFIGURATION (define before including relib.hpp)
+       RELIB_NO_UNLOADING   (and the same in the module) modules stay loaded until the process
+                            exits; unload() is compiled out, as are its checks; a module built
+                            otherwise is refused at load.
+       RELIB_NO_FREE_INTERPOSITION  the implementation does not define free, realloc and
+                            malloc_usable_size, which otherwise recognize blocks that module code
+                            allocated and the host frees (a std::string returned by value); with
+                            it, such blocks must be freed by module code.
 
    LICENSE: MIT, see relib_module.hpp.
 */
@@ -1211,7 +1219,7 @@ result<void, load_error> inspect_file(const load_request& request, module_core& 
   return {};
 }
 
-/* ---- Threads and thread_local destructors of modules --------------------------------------
+/* ---- Module runtime: threads and thread_local destructors ----------------------------------
    A module built with relib_add_module() sends pthread_create and __cxa_thread_atexit_impl here
    (see relib_module.hpp). Threads run module code between two pieces of host code: the start
    counts them, the end runs the thread's module thread_local destructors and uncounts them, so
@@ -1225,7 +1233,8 @@ struct thread_local_entry {
   void* object;
 };
 
-/* The host reaches mimalloc through the library the modules load (libmimalloc.so.2), pinned
+/* ---- Module memory: a mimalloc heap per (module, thread) -------------------------------------
+   The host reaches mimalloc through the library the modules load (libmimalloc.so.2), pinned
    with RTLD_NODELETE once the first module is loaded, so the host's own allocator is left as it
    is (glibc, or mimalloc if the host chose it). */
 struct mimalloc_api {
