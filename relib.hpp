@@ -325,6 +325,7 @@ struct module_core {
   const void* before_unload_symbol = nullptr;
   std::shared_ptr<struct module_runtime> runtime;  // threads and thread_locals; outlives the core
   host_link link{};                                  // what the module calls back into
+  const host_link** link_slot = nullptr;             // the module's pointer to `link`
 };
 
 result<std::unique_ptr<module_core>, load_error> load_core(load_request request);
@@ -1623,7 +1624,8 @@ result<std::unique_ptr<module_core>, load_error> load_core(load_request request)
   };
   if (const void* link = find("relib_", "host_link")) {
     core->link = make_host_link(*core);
-    **static_cast<const host_link** const*>(link) = &core->link;
+    core->link_slot = *static_cast<const host_link** const*>(link);
+    *core->link_slot = &core->link;
   }
 #if RELIB_DETAIL_UNLOADING
   // A module that routes its memory (relib_static_init_heap exists) made a heap on this thread if
@@ -1807,6 +1809,9 @@ result<unload_report, unload_error> unload_core(module_core& core) {
   modules.remove(core.device, core.inode);
 
   if (platform::still_loaded(object)) {
+    // The library stays, and its code may still run (static destructors at exit): it must not
+    // reach this core, which goes away with the module object.
+    if (core.link_slot != nullptr) *core.link_slot = nullptr;
     return fail(unload_errc::still_loaded, "dlclose() succeeded but the library is still mapped: " +
                                                explain_still_loaded(core, object.name));
   }
@@ -1830,6 +1835,7 @@ result<unload_report, unload_error> unload_core(module_core& core) {
 
 void abandon_core(module_core& core) noexcept {
   core.loaded = false;  // the handle is never closed: RTLD_NODELETE keeps the library for good
+  if (core.link_slot != nullptr) *core.link_slot = nullptr;  // the core goes with the module object
 }
 
 /* ---- Errors from calls -------------------------------------------------------------------- */
