@@ -75,6 +75,18 @@ char* copy_text(const char* text) {
 }
 std::string make_string(std::size_t length) { return std::string(length, 'x'); }
 
+// libc's getline grows a buffer the module allocated: libc calls the process's realloc on it.
+std::size_t getline_length(std::size_t length) {
+  std::string text(length, 'g');
+  FILE* stream = fmemopen(text.data(), text.size(), "r");
+  std::size_t capacity = 8;
+  char* line = static_cast<char*>(std::malloc(capacity));
+  const ssize_t read = getline(&line, &capacity, stream);
+  std::fclose(stream);
+  std::free(line);
+  return read < 0 ? 0 : static_cast<std::size_t>(read);
+}
+
 RELIB_MODULE_BEFORE_UNLOAD() {
   for (std::thread& worker : workers) worker.join();
   workers.clear();

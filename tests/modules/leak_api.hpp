@@ -8,4 +8,5 @@
   X(free_libc_memory, bool())                             \
   X(use_libc_state, int(int round))                       \
   X(copy_text, char*(const char* text))                   \
-  X(make_string, std::string(std::size_t length))
+  X(make_string, std::string(std::size_t length))         \
+  X(getline_length, std::size_t(std::size_t length))
