@@ -6,6 +6,7 @@
   X(call_import, int(int times))                      \
   X(call_pointer, int(int (*function)(int, int), int times))      \
   X(malloc_free, int(int allocator, int times))                  \
+  X(malloc_free_batches, int(int allocator, int batches))        \
   X(allocate_blocks, void(int count))                            \
   X(free_blocks, void())
 

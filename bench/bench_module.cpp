@@ -52,6 +52,32 @@ int allocate_and_free(int times) {
   return sum;
 }
 
+// A pattern closer to real code: 64 blocks of mixed sizes (16 to 1 KB) allocated, then freed.
+template <void* (*Allocate)(std::size_t), void (*Free)(void*)>
+int allocate_and_free_batches(int batches) {
+  void* blocks[64];
+  int sum = 0;
+  for (int batch = 0; batch < batches; ++batch) {
+    for (int i = 0; i < 64; ++i) {
+      blocks[i] = Allocate(16u << (i % 7));
+      asm volatile("" : : "r"(blocks[i]) : "memory");
+    }
+    for (int i = 0; i < 64; ++i) {
+      sum += blocks[i] != nullptr;
+      Free(blocks[i]);
+    }
+  }
+  return sum;
+}
+
+int malloc_free_batches(int allocator, int batches) {
+  switch (allocator) {
+    case 0: return allocate_and_free_batches<std::malloc, std::free>(batches);
+    case 1: return allocate_and_free_batches<mi_malloc, mi_free>(batches);
+    default: return allocate_and_free_batches<__libc_malloc, __libc_free>(batches);
+  }
+}
+
 int malloc_free(int allocator, int times) {
   switch (allocator) {
     case 0: return allocate_and_free<std::malloc, std::free>(times);

@@ -102,6 +102,18 @@ void BM_GlibcMalloc(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * malloc_batch);
 }
 
+// The same three allocators on batches of 64 mixed-size blocks (per malloc/free pair).
+constexpr int batch_blocks = 64, batches_per_iteration = 16;
+
+void mixed_batches(benchmark::State& state, int allocator) {
+  const bench_exports& exports = bench_module().exports();
+  for (auto _ : state) benchmark::DoNotOptimize(exports.malloc_free_batches(allocator, batches_per_iteration).value());
+  state.SetItemsProcessed(state.iterations() * batch_blocks * batches_per_iteration);
+}
+void BM_ModuleMallocMixed(benchmark::State& state) { mixed_batches(state, 0); }
+void BM_MimallocMallocMixed(benchmark::State& state) { mixed_batches(state, 1); }
+void BM_GlibcMallocMixed(benchmark::State& state) { mixed_batches(state, 2); }
+
 // Loads the bench module (untimed) with state.range(0) blocks allocated by module code.
 std::optional<relib::module<bench_exports>> load_with_blocks(benchmark::State& state) {
   state.PauseTiming();
@@ -170,6 +182,9 @@ BENCHMARK(BM_ImportCall)->Repetitions(repetitions);
 BENCHMARK(BM_ModuleMalloc)->Repetitions(repetitions);
 BENCHMARK(BM_MimallocMalloc)->Repetitions(repetitions);
 BENCHMARK(BM_GlibcMalloc)->Repetitions(repetitions);
+BENCHMARK(BM_ModuleMallocMixed)->Repetitions(repetitions);
+BENCHMARK(BM_MimallocMallocMixed)->Repetitions(repetitions);
+BENCHMARK(BM_GlibcMallocMixed)->Repetitions(repetitions);
 
 namespace {
 
@@ -190,6 +205,7 @@ class best_of_collector : public benchmark::ConsoleReporter {
       const std::string name = run.run_name.function_name;
       if (name == "BM_ImportCall" || name == "BM_RawPointerCallFromModule") value /= import_batch;
       if (name == "BM_ModuleMalloc" || name == "BM_MimallocMalloc" || name == "BM_GlibcMalloc") value /= malloc_batch;
+      if (name.size() > 5 && name.compare(name.size() - 5, 5, "Mixed") == 0) value /= batch_blocks * batches_per_iteration;
       const auto known = ns.find(name);
       if (known == ns.end() || value < known->second) ns[name] = value;
     }
@@ -225,6 +241,8 @@ int main(int argc, char** argv) {
   print_ratio(reporter, "BM_ModuleLoadUnloadCycle", "BM_RawDlopenCycle", 1.3);
   print_ratio(reporter, "BM_ModuleMalloc", "BM_MimallocMalloc", 1.3);
   print_ratio(reporter, "BM_ModuleMalloc", "BM_GlibcMalloc", 1.0);
+  print_ratio(reporter, "BM_ModuleMallocMixed", "BM_MimallocMallocMixed", 1.3);
+  print_ratio(reporter, "BM_ModuleMallocMixed", "BM_GlibcMallocMixed", 1.0);
   print_ratio(reporter, "BM_UnloadWithLeakedBlocks", "BM_FreeBlocksOneByOne", 0.1);
   return 0;
 }
