@@ -1313,6 +1313,7 @@ memory_count count_heap(void* heap) {
 struct heap_entry {
   pthread_t owner;
   void* heap;
+  std::atomic<std::uintptr_t>* slot = nullptr;  // the module's lookup slot for the owner, if any
 };
 
 /* Heaps of unloaded modules still owned by live threads: only the owner may destroy them, which
@@ -1362,6 +1363,7 @@ struct module_runtime : std::enable_shared_from_this<module_runtime> {
     std::lock_guard<std::mutex> guard(lock);
     for (auto it = heaps.begin(); it != heaps.end(); ++it) {
       if (pthread_equal(it->owner, pthread_self()) != 0) {
+        if (it->slot != nullptr) it->slot->store(0, std::memory_order_release);  // the module is still loaded
         left_by_exited_threads.add(count_heap(it->heap));
         heaps.erase(it);
         return;
@@ -1498,6 +1500,14 @@ void register_module_heap(void* context, void* heap) {
   watch_this_thread(runtime);
 }
 
+void register_module_heap_slot(void* context, std::atomic<std::uintptr_t>* slot) {
+  auto* runtime = static_cast<module_runtime*>(context);
+  std::lock_guard<std::mutex> guard(runtime->lock);
+  for (heap_entry& entry : runtime->heaps) {
+    if (pthread_equal(entry.owner, pthread_self()) != 0) entry.slot = slot;
+  }
+}
+
 int create_module_key(void* context, pthread_key_t* key, void (*destructor)(void*)) {
   auto* runtime = static_cast<module_runtime*>(context);
   const int created = pthread_key_create(key, destructor);
@@ -1564,6 +1574,7 @@ host_link make_host_link(module_core& core) {
   link.create_thread = &create_module_thread;
   link.register_thread_local = &register_module_thread_local;
   link.register_heap = &register_module_heap;
+  link.register_heap_slot = &register_module_heap_slot;
   link.create_key = &create_module_key;
   link.delete_key = &delete_module_key;
   link.mapped = &module_mapped;

@@ -73,6 +73,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <atomic>
 #include <cstring>
 #include <cxxabi.h>
 #include <pthread.h>
@@ -290,6 +291,9 @@ struct host_link {
                        void* argument);
   int (*register_thread_local)(void* context, void (*destructor)(void*), void* object);
   void (*register_heap)(void* context, void* heap);  // a mimalloc heap the module made for this thread
+  // The module's fast-lookup slot for this thread's heap, which the host clears when the thread
+  // exits (before another thread can get the same thread pointer).
+  void (*register_heap_slot)(void* context, std::atomic<std::uintptr_t>* slot);
   // pthread keys and memory mappings made by module code, released at unload.
   int (*create_key)(void* context, pthread_key_t* key, void (*destructor)(void*));
   int (*delete_key)(void* context, pthread_key_t key);
@@ -623,13 +627,40 @@ __attribute__((noinline)) mi_heap_t* new_module_heap() {
   return heap;
 }
 
-inline mi_heap_t* module_heap() {
+/* In front of the key, a small table from thread pointer to heap answers without a call. A slot
+   belongs to one live thread; the host empties it as that thread exits. */
+struct heap_slot {
+  std::atomic<std::uintptr_t> thread{0};  // the owner's thread pointer; 0 free, 1 being claimed
+  mi_heap_t* heap = nullptr;
+};
+heap_slot module_heap_slots[64];
+
+inline std::uintptr_t this_thread_pointer() { return reinterpret_cast<std::uintptr_t>(__builtin_thread_pointer()); }
+inline heap_slot& heap_slot_of(std::uintptr_t thread) {
+  return module_heap_slots[(thread * 0x9E3779B97F4A7C15ull) >> 58];  // top 6 bits: 64 slots
+}
+
+__attribute__((noinline)) mi_heap_t* module_heap_slow(std::uintptr_t thread) {
   const host_link* host = module_host;
-  if (RELIB_DETAIL_LIKELY(host != nullptr)) {
-    auto* heap = static_cast<mi_heap_t*>(pthread_getspecific(host->heap_key));
-    if (RELIB_DETAIL_LIKELY(heap != nullptr)) return heap;
+  mi_heap_t* heap = host != nullptr ? static_cast<mi_heap_t*>(pthread_getspecific(host->heap_key)) : nullptr;
+  if (heap == nullptr) heap = new_module_heap();
+  if (host != nullptr && host->register_heap_slot != nullptr && host->register_heap != nullptr) {
+    heap_slot& slot = heap_slot_of(thread);
+    std::uintptr_t free_slot = 0;
+    if (slot.thread.compare_exchange_strong(free_slot, 1, std::memory_order_acquire)) {
+      slot.heap = heap;
+      slot.thread.store(thread, std::memory_order_release);
+      host->register_heap_slot(host->context, &slot.thread);
+    }
   }
-  return new_module_heap();
+  return heap;
+}
+
+inline mi_heap_t* module_heap() {
+  const std::uintptr_t thread = this_thread_pointer();
+  heap_slot& slot = heap_slot_of(thread);
+  if (RELIB_DETAIL_LIKELY(slot.thread.load(std::memory_order_acquire) == thread)) return slot.heap;
+  return module_heap_slow(thread);
 }
 
 inline void module_free(void* block) noexcept {
