@@ -26,11 +26,6 @@ function(relib_add_module name)
   if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
     target_compile_options(${name} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:-fno-gnu-unique>)
   endif()
-  # TLS descriptors make the module's thread_local accesses (its per-thread heap) a few
-  # instructions instead of a __tls_get_addr call.
-  if(CMAKE_SYSTEM_PROCESSOR MATCHES "x86_64|AMD64")
-    target_compile_options(${name} PRIVATE -mtls-dialect=gnu2)
-  endif()
   target_link_options(${name} PRIVATE -static-libstdc++ -static-libgcc
     "LINKER:--version-script=${version_script}")
 endfunction()
