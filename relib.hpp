@@ -1383,6 +1383,15 @@ struct module_runtime : std::enable_shared_from_this<module_runtime> {
     return mine;
   }
 
+  /* The calling thread is ending and was counted in live_threads: runs its thread_local
+     destructors, gives up its heap, then uncounts it. */
+  void finish_thread() {
+    run_thread_locals_of_this_thread();
+    abandon_heap_of_this_thread();
+    std::lock_guard<std::mutex> guard(lock);
+    --live_threads;
+  }
+
   /* Runs this thread's destructors; the caller counts itself in live_threads meanwhile. */
   std::size_t run_thread_locals_of_this_thread() {
     std::size_t run = 0;
@@ -1411,10 +1420,7 @@ struct thread_exit_hook {
         std::lock_guard<std::mutex> guard(runtime->lock);
         ++runtime->live_threads;  // unload() must wait for the destructors to return
       }
-      runtime->run_thread_locals_of_this_thread();
-      runtime->abandon_heap_of_this_thread();
-      std::lock_guard<std::mutex> guard(runtime->lock);
-      --runtime->live_threads;
+      runtime->finish_thread();
     }
   }
 };
@@ -1437,12 +1443,7 @@ void* module_thread_main(void* raw_launch) {
   // Runs on return, pthread_exit() and cancellation alike: all of them unwind this frame.
   struct finish {
     module_runtime& runtime;
-    ~finish() {
-      runtime.run_thread_locals_of_this_thread();
-      runtime.abandon_heap_of_this_thread();
-      std::lock_guard<std::mutex> guard(runtime.lock);
-      --runtime.live_threads;
-    }
+    ~finish() { runtime.finish_thread(); }
   } at_end{*launch->runtime};
   return launch->start(launch->argument);
 }
