@@ -1802,6 +1802,9 @@ result<unload_report, unload_error> unload_core(module_core& core) {
                       "the module stays loaded and usable");
     }
     threads_started = runtime.threads_started;
+    // From here the module's memory may be unmapped: a host thread exiting meanwhile must not
+    // clear its lookup slot in it.
+    for (heap_entry& entry : runtime.heaps) entry.slot = nullptr;
     guard.unlock();
     destructors_run = runtime.run_thread_locals_of_this_thread();
   }
