@@ -73,8 +73,10 @@
 #define RELIB_DETAIL_HOST_SIDE
 #include "relib_module.hpp"
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -195,6 +197,8 @@ enum class load_errc {
   signature_mismatch,   // an export, import or main differs between host and module
   already_loaded,       // the same file (by device and inode) is already loaded
   dlopen_failed,        // the dynamic loader refused it (unresolved symbol, missing dependency...)
+  state_mismatch,       // its RELIB_MODULE_STATE cannot take over the kept state (type or version changed)
+  state_migration_failed,  // its RELIB_MODULE_MIGRATE_STATE (or the state's constructor) threw
 };
 
 enum class unload_errc {
@@ -253,6 +257,36 @@ struct unload_report {
 template <class R>
 using call_result = result<R, call_error>;
 
+#if RELIB_DETAIL_UNLOADING
+enum class reload_errc {
+  watch_failed,     // the module's directory cannot be watched (missing, or inotify refused)
+  copy_failed,      // the module file could not be copied (deleted, unreadable, disk full)
+  load_failed,      // the new version was refused: see `load`; the running version is untouched
+  unload_failed,    // the running version refused to unload: see `unload`; it keeps running
+  main_failed,      // the new version's main threw: see `call`; the previous version was brought back
+  rollback_failed,  // a failure after the old version was unloaded, and bringing it back failed too:
+                    // nothing is loaded until the next good build
+};
+
+struct reload_error {
+  reload_errc code;
+  std::string module;   // the watched path
+  std::string message;  // what failed, which version runs now, and how to fix it
+  std::optional<load_error> load;      // load_failed, rollback_failed: why the new version was refused
+  std::optional<unload_error> unload;  // unload_failed
+  std::optional<call_error> call;      // main_failed
+};
+
+struct live_options {
+  // How long the file must stay untouched after a writer closed it (or renamed it into place)
+  // before it counts as a new build. A file still open for writing never counts.
+  std::chrono::milliseconds settle_time{50};
+  // Where the private directory for the loaded copies is made; empty: next to the module file,
+  // then $TMPDIR, then /tmp.
+  std::string shadow_parent;
+};
+#endif
+
 /* Module memory that an unload could not reclaim yet because another live thread owns the heap;
    each such thread destroys it when it exits or next calls load_module() or unload(). */
 struct pending_memory {
@@ -268,6 +302,9 @@ std::string to_string(const unload_report& report);
 const char* to_string(load_errc code) noexcept;
 const char* to_string(unload_errc code) noexcept;
 const char* to_string(call_errc code) noexcept;
+#if RELIB_DETAIL_UNLOADING
+const char* to_string(reload_errc code) noexcept;
+#endif
 
 /* For modules without exports or imports. */
 struct no_exports {
@@ -306,10 +343,13 @@ struct import_binding {
   void (*link)(const void* symbol);
 };
 
+struct kept_state;  // a state block owned by the host (see the implementation)
+
 struct load_request {
   std::string path;
   std::vector<export_binding> exports;
   std::vector<import_binding> imports;
+  std::shared_ptr<kept_state> state;  // a live module's block; null: the module gets its own
 };
 
 struct module_core {
@@ -323,13 +363,22 @@ struct module_core {
   std::string main_signature;  // "int()" and layout, as recorded by the module
   std::string main_layout;
   const void* before_unload_symbol = nullptr;
+  // RELIB_MODULE_STATE: the declared type and where its block lives (empty type: no state).
+  std::string state_type;
+  std::uint32_t state_version = 0;
+  std::size_t state_size = 0, state_alignment = 0;
+  const void* state_attach_symbol = nullptr;
+  const void* migrate_state_symbol = nullptr;
+  std::shared_ptr<kept_state> state;
+  bool owns_state = false;
   std::shared_ptr<struct module_runtime> runtime;  // threads and thread_locals; outlives the core
   host_link link{};                                  // what the module calls back into
   const host_link** link_slot = nullptr;             // the module's pointer to `link`
 };
 
 result<std::unique_ptr<module_core>, load_error> load_core(load_request request);
-result<unload_report, unload_error> unload_core(module_core& core);
+enum class before_unload_step { run, skip };  // skip: main and the state never reached the module
+result<unload_report, unload_error> unload_core(module_core& core, before_unload_step step = before_unload_step::run);
 void abandon_core(module_core& core) noexcept;  // RELIB_NO_UNLOADING: keep it loaded for good
 
 void record_call_failure(const char* mangled_type, const char* what);
@@ -588,6 +637,105 @@ result<module<Exports>, load_error> load_module(const std::string& path, Imports
   return module<Exports>(std::move(*core), std::move(exports));
 }
 
+#if RELIB_DETAIL_UNLOADING
+namespace detail {
+class live_core;
+struct live_core_deleter {
+  void operator()(live_core* core) const noexcept;
+};
+using live_core_pointer = std::unique_ptr<live_core, live_core_deleter>;
+result<live_core_pointer, reload_error> open_live_core(load_request prototype, const live_options& options);
+const std::atomic<bool>& live_changed_flag(const live_core& core) noexcept;
+result<bool, reload_error> live_reload(live_core& core, bool only_if_changed);
+bool live_wait_for_change(const live_core& core, std::chrono::milliseconds timeout);
+std::uint64_t live_generation(const live_core& core) noexcept;
+bool live_is_loaded(const live_core& core) noexcept;
+const std::string& live_path(const live_core& core) noexcept;
+void* live_state(live_core& core, std::string_view type, std::size_t size, std::size_t alignment) noexcept;
+void live_set_callbacks(live_core& core, std::function<void()> before, std::function<void(const reload_error*)> after);
+result<unload_report, unload_error> live_unload(live_core& core);
+}  // namespace detail
+
+/* A module that follows its file: when a new build is written, update() swaps it in. See
+   docs/live-reload.md. Use it from one thread: update(), reload() and unload() on the thread
+   that calls the exports. */
+template <class Exports = no_exports>
+class live_module {
+ public:
+  live_module(live_module&&) noexcept = default;
+  live_module& operator=(live_module&&) noexcept = default;
+  ~live_module() = default;  // unloads the running version, stops watching, removes the copies
+
+  /* The typed exports, one object for the module's whole life: each call goes to the version
+     running now (call_errc::not_loaded if none is). */
+  const Exports& exports() const noexcept { return *exports_; }
+
+  /* The per-frame check: one atomic load while nothing changed. When a new build is complete,
+     unloads the running version and loads the new one; true when a new version now runs. On an
+     error the previous version keeps running (see reload_error) and the next build is tried. */
+  result<bool, reload_error> update() {
+    if (RELIB_DETAIL_LIKELY(!changed_->load(std::memory_order_acquire))) return false;
+    return detail::live_reload(*core_, true);
+  }
+  /* Reloads now, changed or not. */
+  result<bool, reload_error> reload() { return detail::live_reload(*core_, false); }
+
+  /* A new build is complete and waits for update(). */
+  bool changed() const noexcept { return changed_->load(std::memory_order_acquire); }
+  /* Blocks until changed() or the timeout; for hosts without a frame loop. */
+  bool wait_for_change(std::chrono::milliseconds timeout) const { return detail::live_wait_for_change(*core_, timeout); }
+
+  /* How many versions were loaded so far (1 after the first load). */
+  std::uint64_t generation() const noexcept { return detail::live_generation(*core_); }
+  bool is_loaded() const noexcept { return detail::live_is_loaded(*core_); }
+  const std::string& path() const noexcept { return detail::live_path(*core_); }
+
+  /* The state block (RELIB_MODULE_STATE) as T, or nullptr when the module declared no state or
+     another type (compared by name and size). It survives reloads; see docs/live-reload.md. */
+  template <class T>
+  T* state() noexcept {
+    static_assert(std::is_trivially_copyable_v<T>, "relib: module state types are trivially copyable");
+    return static_cast<T*>(detail::live_state(*core_, detail::type_name<T>::view, sizeof(T), alignof(T)));
+  }
+
+  /* before runs ahead of every reload attempt, while the old version still runs: drop pointers
+     into it. after runs when the attempt ended, with nullptr or the error: refresh them. */
+  void on_reload(std::function<void()> before, std::function<void(const reload_error*)> after) {
+    detail::live_set_callbacks(*core_, std::move(before), std::move(after));
+  }
+
+  /* Unloads the running version and stops watching; the exports then return not_loaded. */
+  result<unload_report, unload_error> unload() { return detail::live_unload(*core_); }
+
+ private:
+  template <class E, class I>
+  friend result<live_module<E>, reload_error> load_live_module(const std::string& path, I imports,
+                                                                live_options options);
+  live_module(detail::live_core_pointer core, std::unique_ptr<Exports> exports)
+      : exports_(std::move(exports)), core_(std::move(core)), changed_(&detail::live_changed_flag(*core_)) {}
+
+  std::unique_ptr<Exports> exports_;  // declared first: destroyed after the core has unloaded
+  detail::live_core_pointer core_;
+  const std::atomic<bool>* changed_;
+};
+
+/* Loads the module (like load_module, and calls its main if it has one, which must return void)
+   and starts watching its file. */
+template <class Exports = no_exports, class Imports = no_imports>
+result<live_module<Exports>, reload_error> load_live_module(const std::string& path, Imports imports = {},
+                                                             live_options options = {}) {
+  (void)imports;
+  auto exports = std::make_unique<Exports>();
+  detail::load_request prototype;
+  prototype.path = path;
+  exports->relib_visit(detail::export_collector{prototype});
+  Imports::relib_visit(detail::import_collector{prototype});
+  auto core = detail::open_live_core(std::move(prototype), options);
+  if (!core) return core.error();
+  return live_module<Exports>(std::move(*core), std::move(exports));
+}
+#endif
+
 }  // namespace relib
 
 /* ==== Public: interface macros for the host ============================================= */
@@ -635,6 +783,9 @@ result<module<Exports>, load_error> load_module(const std::string& path, Imports
 #include <elf.h>
 #include <fcntl.h>
 #include <link.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -645,7 +796,9 @@ result<module<Exports>, load_error> load_module(const std::string& path, Imports
 #include <cstdlib>
 #include <cstring>
 #include <atomic>
+#include <condition_variable>
 #include <mutex>
+#include <thread>
 
 namespace relib {
 
@@ -667,6 +820,8 @@ const char* to_string(load_errc code) noexcept {
     case load_errc::signature_mismatch: return "signature_mismatch";
     case load_errc::already_loaded: return "already_loaded";
     case load_errc::dlopen_failed: return "dlopen_failed";
+    case load_errc::state_mismatch: return "state_mismatch";
+    case load_errc::state_migration_failed: return "state_migration_failed";
   }
   return "unknown";
 }
@@ -691,6 +846,20 @@ const char* to_string(call_errc code) noexcept {
   }
   return "unknown";
 }
+
+#if RELIB_DETAIL_UNLOADING
+const char* to_string(reload_errc code) noexcept {
+  switch (code) {
+    case reload_errc::watch_failed: return "watch_failed";
+    case reload_errc::copy_failed: return "copy_failed";
+    case reload_errc::load_failed: return "load_failed";
+    case reload_errc::unload_failed: return "unload_failed";
+    case reload_errc::main_failed: return "main_failed";
+    case reload_errc::rollback_failed: return "rollback_failed";
+  }
+  return "unknown";
+}
+#endif
 
 void report_destructor_unload_failure(const unload_error& error) noexcept {
   std::fprintf(stderr, "%s (while destroying the module object; call unload() to handle this error)\n",
@@ -1034,6 +1203,65 @@ module_records parse_records(std::string_view meta) {
   return records;
 }
 
+/* ---- State blocks ------------------------------------------------------------------------
+   The host allocates the block, so it outlives every version of the module. While a reload
+   migrates, the previous block waits in `previous` until the new version is kept (commit) or
+   the reload is undone (rollback). */
+
+struct state_declaration {
+  std::string_view type;
+  std::uint32_t version = 0;
+  std::size_t size = 0, alignment = 0;
+};
+
+/* "state\tstate\t<type>\t<version>:<size>,<alignment>"; nullopt when absent or malformed. */
+std::optional<state_declaration> parse_state(const module_records& records) {
+  const module_records::entry* entry = records.find("state", "state");
+  if (entry == nullptr) return std::nullopt;
+  unsigned long long version = 0, size = 0, alignment = 0;
+  const std::string numbers(entry->layout);
+  if (std::sscanf(numbers.c_str(), "%llu:%llu,%llu", &version, &size, &alignment) != 3 || size == 0 ||
+      alignment == 0 || (alignment & (alignment - 1)) != 0 || version > UINT32_MAX) {
+    return std::nullopt;
+  }
+  return state_declaration{entry->signature, static_cast<std::uint32_t>(version), static_cast<std::size_t>(size),
+                           static_cast<std::size_t>(alignment)};
+}
+
+struct kept_block {
+  std::uint32_t version = 0;
+  std::string type;  // empty: no block
+  std::size_t size = 0, alignment = 0;
+  void* data = nullptr;
+};
+
+void free_block(kept_block& block) noexcept {
+  if (block.data != nullptr) ::operator delete(block.data, std::align_val_t(block.alignment));
+  block = kept_block{};
+}
+
+struct kept_state {
+  kept_block current, previous;
+
+  kept_state() = default;
+  kept_state(const kept_state&) = delete;
+  kept_state& operator=(const kept_state&) = delete;
+  ~kept_state() {
+    free_block(current);
+    free_block(previous);
+  }
+  void replace(kept_block fresh) {
+    free_block(previous);
+    previous = std::exchange(current, std::move(fresh));
+  }
+  void commit() noexcept { free_block(previous); }
+  void rollback() noexcept {
+    if (previous.data == nullptr) return;
+    free_block(current);
+    current = std::exchange(previous, kept_block{});
+  }
+};
+
 /* ---- Registry of loaded modules ----------------------------------------------------------
    One lock serializes loads and unloads, so "is this file loaded?" and the dlopen() that
    follows are a single step for every thread. */
@@ -1162,6 +1390,43 @@ result<void, load_error> check_records(const std::string& path, const module_rec
   return make_load_error(check.first_code, path, text + ". Rebuild host and module from the same interface header.");
 }
 
+std::string describe_state(std::string_view type, std::size_t size, std::uint32_t version) {
+  return "'" + std::string(type) + "' (" + std::to_string(size) + " bytes, version " + std::to_string(version) + ")";
+}
+
+/* Whether the module's state can take over the block a live module kept from earlier versions. */
+result<void, load_error> check_state(const std::string& path, const module_records& records, const kept_state* kept,
+                                     module_core& core) {
+  if (records.find("state", "state") == nullptr) return {};
+  const std::optional<state_declaration> declared = parse_state(records);
+  if (!declared) {
+    return make_load_error(load_errc::not_a_relib_module, path,
+                           "its state record is malformed; build it with this version of relib_module.hpp");
+  }
+  core.state_type = declared->type;
+  core.state_version = declared->version;
+  core.state_size = declared->size;
+  core.state_alignment = declared->alignment;
+  if (kept == nullptr || kept->current.data == nullptr) return {};
+  const kept_block& block = kept->current;
+  const std::string module_state = describe_state(declared->type, declared->size, declared->version);
+  const std::string kept_state_text = describe_state(block.type, block.size, block.version);
+  if (declared->version == block.version) {
+    if (declared->type == block.type && declared->size == block.size && declared->alignment == block.alignment) return {};
+    return make_load_error(load_errc::state_mismatch, path,
+                           "its state is " + module_state + " but the kept state is " + kept_state_text +
+                               ": the state type changed and its version did not. Raise the version in "
+                               "RELIB_MODULE_STATE and convert the old state in RELIB_MODULE_MIGRATE_STATE");
+  }
+  if (records.find("migrate_state", "migrate_state") == nullptr) {
+    return make_load_error(load_errc::state_mismatch, path,
+                           "its state is " + module_state + " but the kept state is " + kept_state_text +
+                               ", and the module has no RELIB_MODULE_MIGRATE_STATE to convert it. Add one, or "
+                               "keep version " + std::to_string(block.version));
+  }
+  return {};
+}
+
 /* Reads and checks the file; fills core's identity and everything read from the records. */
 result<void, load_error> inspect_file(const load_request& request, module_core& core, elf_contents& contents,
                                       module_records& records) {
@@ -1212,6 +1477,8 @@ result<void, load_error> inspect_file(const load_request& request, module_core& 
   }
   auto checked = check_records(path, records, request);
   if (!checked) return checked;
+  auto state_checked = check_state(path, records, request.state.get(), core);
+  if (!state_checked) return state_checked;
 
   if (const module_records::entry* main = records.find("main", "main")) {
     core.main_signature = main->signature;
@@ -1592,7 +1859,7 @@ host_link make_host_link(module_core& core) {
   return link;
 }
 
-result<std::unique_ptr<module_core>, load_error> load_core(load_request request) {
+result<std::unique_ptr<module_core>, load_error> open_core(load_request request) {
 #if RELIB_DETAIL_UNLOADING
   destroy_orphaned_heaps_of_this_thread();
 #endif
@@ -1662,6 +1929,14 @@ result<std::unique_ptr<module_core>, load_error> load_core(load_request request)
   if (records.find("before_unload", "before_unload") != nullptr) {
     core->before_unload_symbol = find("relib_", "before_unload");
   }
+  if (!core->state_type.empty()) {
+    core->state_attach_symbol = find("relib_", "state_attach");
+    if (records.find("migrate_state", "migrate_state") != nullptr) {
+      core->migrate_state_symbol = find("relib_", "migrate_state");
+    }
+    core->owns_state = request.state == nullptr;
+    core->state = core->owns_state ? std::make_shared<kept_state>() : request.state;
+  }
   if (!missing.empty()) {
     for (const export_binding& binding : request.exports) binding.unbind(binding.object);
     dlclose(core->handle);
@@ -1673,6 +1948,61 @@ result<std::unique_ptr<module_core>, load_error> load_core(load_request request)
   core->loaded = true;
   modules.modules.push_back(registry_entry{core->device, core->inode, path});
   return core;
+}
+
+std::string describe_call_failure(const call_error& error) {
+  if (error.exception_type.empty()) return error.message;
+  return error.exception_type + (error.what.empty() ? "" : ": " + error.what);
+}
+
+/* Gives the module its state block: the kept one when the version is the same, else a fresh one,
+   converted from the kept one by the module's migrate hook. */
+result<void, load_error> attach_state(module_core& core) {
+  kept_state& kept = *core.state;
+  using attach_pointer = export_thunk<void(void*, int)>::pointer;
+  const attach_pointer attach = *static_cast<const attach_pointer*>(core.state_attach_symbol);
+  if (kept.current.data != nullptr && kept.current.version == core.state_version) {
+    auto attached = invoke_export<void, void*, int>(attach, call_site{&core, "state"}, kept.current.data,
+                                                    state_existing);
+    if (attached) return {};
+    return make_load_error(load_errc::state_migration_failed, core.path,
+                           "attaching the kept state failed: " + describe_call_failure(attached.error()));
+  }
+  kept_block fresh{core.state_version, core.state_type, core.state_size, core.state_alignment,
+                    ::operator new(core.state_size, std::align_val_t(core.state_alignment))};
+  std::memset(fresh.data, 0, fresh.size);
+  auto made = invoke_export<void, void*, int>(attach, call_site{&core, "state"}, fresh.data, state_fresh);
+  std::string failure = made ? "" : "the state's constructor threw " + describe_call_failure(made.error());
+  if (made && kept.current.data != nullptr) {
+    const kept_block& old = kept.current;
+    const old_state view{old.version, old.type.c_str(), old.data, old.size};
+    using migrate_pointer = export_thunk<void(const old_state*)>::pointer;
+    const migrate_pointer migrate = *static_cast<const migrate_pointer*>(core.migrate_state_symbol);
+    auto migrated = invoke_export<void, const old_state*>(migrate, call_site{&core, "migrate_state"}, &view);
+    if (!migrated) {
+      failure = "its RELIB_MODULE_MIGRATE_STATE threw " + describe_call_failure(migrated.error()) +
+                " while converting the state from version " + std::to_string(old.version) + " to " +
+                std::to_string(core.state_version);
+    }
+  }
+  if (!failure.empty()) {
+    free_block(fresh);
+    return make_load_error(load_errc::state_migration_failed, core.path,
+                           failure + "; the kept state is unchanged. Fix it and rebuild");
+  }
+  kept.replace(std::move(fresh));
+  if (core.owns_state) kept.commit();
+  return {};
+}
+
+result<std::unique_ptr<module_core>, load_error> load_core(load_request request) {
+  auto opened = open_core(std::move(request));
+  if (!opened || (*opened)->state_type.empty()) return opened;
+  // Module code runs here (the state's constructor, the migrate hook): outside the registry lock.
+  auto attached = attach_state(**opened);
+  if (attached) return opened;
+  (void)unload_core(**opened, before_unload_step::skip);
+  return attached.error();
 }
 
 /* ---- Unloading ---------------------------------------------------------------------------
@@ -1757,7 +2087,7 @@ void release_heaps(module_runtime& runtime, unload_report& report) {
   }
 }
 
-result<unload_report, unload_error> unload_core(module_core& core) {
+result<unload_report, unload_error> unload_core(module_core& core, before_unload_step step) {
   const auto started = std::chrono::steady_clock::now();
   destroy_orphaned_heaps_of_this_thread();
   registry& modules = global_registry();
@@ -1767,7 +2097,7 @@ result<unload_report, unload_error> unload_core(module_core& core) {
   };
   if (!core.loaded) return fail(unload_errc::not_loaded, "it is not loaded (already unloaded)");
 
-  if (core.before_unload_symbol != nullptr) {
+  if (step == before_unload_step::run && core.before_unload_symbol != nullptr) {
     auto thunk = *static_cast<const export_thunk<void()>::pointer*>(core.before_unload_symbol);
     auto called = invoke_export<void>(thunk, call_site{&core, "before_unload"});
     if (!called) {
@@ -1983,6 +2313,536 @@ pending_memory memory_awaiting_reclamation() {
 }
 
 }  // namespace relib
+
+#if RELIB_DETAIL_UNLOADING
+/* ---- Live reload ----------------------------------------------------------------------------
+   A thread watches the module's directory with inotify and raises one flag when a new build is
+   complete; the host's per-frame update() reads only that flag. The reload itself runs on the
+   host's thread: copy the file into a private directory, check the copy, unload the running
+   version, load the copy. Everything that can be checked without running module code is checked
+   before the running version is unloaded; a failure after that brings the previous version back
+   from its own copy. See docs/live-reload.md. */
+
+namespace relib {
+namespace detail {
+
+/* Raised by the watcher, read by the frame thread. */
+struct change_signal {
+  std::atomic<bool> changed{false};
+  std::mutex lock;
+  std::condition_variable ready;
+
+  void raise() {
+    {
+      std::lock_guard<std::mutex> guard(lock);
+      changed.store(true, std::memory_order_release);
+    }
+    ready.notify_all();
+  }
+};
+
+namespace platform {
+
+/* Watches one name in a directory: builds replace a file by rename as often as they rewrite it in
+   place, and a watch on the file itself would follow the old inode away. A file counts as new
+   once a writer closed it (or renamed it into place) and it then stayed untouched for the settle
+   time; a write in progress cancels a pending change. A reload that finds the file still open
+   for writing (the close event comes a moment before the kernel drops the writer's access) asks
+   for another look a little later. */
+class file_watch {
+ public:
+  file_watch(std::string directory, std::string name, std::chrono::milliseconds settle, change_signal& signal)
+      : directory_(std::move(directory)), name_(std::move(name)), settle_(settle), signal_(signal) {}
+  file_watch(const file_watch&) = delete;
+  file_watch& operator=(const file_watch&) = delete;
+  ~file_watch() {
+    if (thread_.joinable()) {
+      const std::uint64_t one = 1;
+      while (::write(wake_fd_, &one, sizeof one) < 0 && errno == EINTR) {
+      }
+      thread_.join();
+    }
+    if (inotify_fd_ >= 0) ::close(inotify_fd_);
+    if (wake_fd_ >= 0) ::close(wake_fd_);
+    if (retry_fd_ >= 0) ::close(retry_fd_);
+  }
+
+  void retry_later() {
+    const std::uint64_t one = 1;
+    while (::write(retry_fd_, &one, sizeof one) < 0 && errno == EINTR) {
+    }
+  }
+
+  /* Empty on success, else why the directory cannot be watched. */
+  std::string start() {
+    inotify_fd_ = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    retry_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (inotify_fd_ < 0 || wake_fd_ < 0 || retry_fd_ < 0) return std::string("inotify_init1/eventfd failed: ") + std::strerror(errno);
+    if (!add_watch()) return "cannot watch directory '" + directory_ + "': " + std::strerror(errno);
+    thread_ = std::thread([this] { run(); });
+    return "";
+  }
+
+ private:
+  static constexpr std::uint32_t watched_events = IN_CREATE | IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVED_TO |
+                                                  IN_MOVED_FROM | IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF |
+                                                  IN_ONLYDIR;
+  using clock = std::chrono::steady_clock;
+
+  bool add_watch() {
+    watch_ = ::inotify_add_watch(inotify_fd_, directory_.c_str(), watched_events);
+    return watch_ >= 0;
+  }
+
+  int poll_timeout(bool settling, clock::time_point due) const {
+    int timeout = watch_ < 0 ? 200 : -1;  // the directory went away: look for it again now and then
+    if (settling) {
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(due - clock::now()).count();
+      const int settle_left = left <= 0 ? 0 : static_cast<int>(left);
+      timeout = timeout < 0 ? settle_left : std::min(timeout, settle_left);
+    }
+    return timeout;
+  }
+
+  void run() {
+    bool settling = false;  // closed or renamed into place: waiting for the settle time to pass
+    clock::time_point due{};
+    alignas(inotify_event) char buffer[8192];
+    for (;;) {
+      pollfd fds[3] = {{inotify_fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}, {retry_fd_, POLLIN, 0}};
+      if (::poll(fds, 3, poll_timeout(settling, due)) < 0 && errno != EINTR) return;
+      if (fds[1].revents != 0) return;
+      if (fds[2].revents != 0) {
+        std::uint64_t count = 0;
+        (void)!::read(retry_fd_, &count, sizeof count);
+        settling = true;
+        due = clock::now() + std::max(settle_, std::chrono::milliseconds(10));
+      }
+      if (watch_ < 0 && add_watch()) {  // the directory is back, maybe with a new build in it
+        settling = true;
+        due = clock::now() + settle_;
+      }
+      const ssize_t length = (fds[0].revents & POLLIN) ? ::read(inotify_fd_, buffer, sizeof buffer) : 0;
+      for (ssize_t offset = 0; offset + static_cast<ssize_t>(sizeof(inotify_event)) <= length;) {
+        inotify_event event;
+        std::memcpy(&event, buffer + offset, sizeof event);
+        const char* name = buffer + offset + sizeof event;
+        offset += static_cast<ssize_t>(sizeof event + event.len);
+        if (event.mask & IN_Q_OVERFLOW) {  // events were lost: look at the file again
+          settling = true;
+          due = clock::now() + settle_;
+          continue;
+        }
+        if ((event.mask & (IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF)) && event.wd == watch_) {
+          if (event.mask & IN_MOVE_SELF) ::inotify_rm_watch(inotify_fd_, watch_);
+          watch_ = -1;
+          continue;
+        }
+        if (event.len == 0 || name_ != name) continue;
+        due = clock::now() + settle_;
+        if (event.mask & (IN_CLOSE_WRITE | IN_MOVED_TO)) {
+          settling = true;
+        } else if (event.mask & (IN_CREATE | IN_MODIFY | IN_DELETE | IN_MOVED_FROM)) {
+          settling = false;  // being written, or gone: wait for the next close or rename
+          signal_.changed.store(false, std::memory_order_release);
+        }  // IN_ATTRIB (chmod, touch) only moves the end of the settle time
+      }
+      if (settling && clock::now() >= due) {
+        settling = false;
+        signal_.raise();
+      }
+    }
+  }
+
+  std::string directory_, name_;
+  std::chrono::milliseconds settle_;
+  change_signal& signal_;
+  int inotify_fd_ = -1, wake_fd_ = -1, retry_fd_ = -1, watch_ = -1;
+  std::thread thread_;
+};
+
+/* The copies that are loaded live in a private directory (mkdtemp: a fresh name, mode 0700), so
+   a build rewriting the module file in place never touches pages the process has mapped, and
+   nobody else can swap a copy between its check and its dlopen(). */
+class shadow_directory {
+ public:
+  enum class copy_status { copied, busy, failed };
+
+  shadow_directory() = default;
+  shadow_directory(const shadow_directory&) = delete;
+  shadow_directory& operator=(const shadow_directory&) = delete;
+  ~shadow_directory() {
+    for (const std::string& name : names_) ::unlinkat(fd_, name.c_str(), 0);
+    if (fd_ >= 0) ::close(fd_);
+    if (!path_.empty()) ::rmdir(path_.c_str());
+  }
+
+  /* Empty on success, else why no directory could be made in any of the parents. */
+  std::string create(const std::vector<std::string>& parents, const std::string& base_name) {
+    base_ = base_name;
+    std::string failures;
+    for (const std::string& parent : parents) {
+      if (parent.empty()) continue;
+      std::string pattern = parent + "/.relib-" + base_name + "-XXXXXX";
+      if (::mkdtemp(pattern.data()) == nullptr) {
+        failures += (failures.empty() ? "" : ", ") + parent + " (" + std::strerror(errno) + ")";
+        continue;
+      }
+      fd_ = ::open(pattern.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (fd_ >= 0) {
+        path_ = pattern;
+        return "";
+      }
+      ::rmdir(pattern.c_str());
+    }
+    return "cannot make a private directory for its copies in " + failures;
+  }
+
+  /* busy: a writer still has the file open (or changed it while it was copied). */
+  copy_status copy(const std::string& source, std::string& copy_path, std::string& error) {
+    file_descriptor in(::open(source.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+    struct stat before {};
+    if (in.get() < 0 || ::fstat(in.get(), &before) != 0) {
+      error = std::string("cannot open it: ") + std::strerror(errno);
+      return copy_status::failed;
+    }
+    if (!S_ISREG(before.st_mode)) {
+      error = "it is not a regular file";
+      return copy_status::failed;
+    }
+    // A read lease is refused while anyone has the file open for writing, and while it is held a
+    // writer opening the file waits until the lease is released. Where leases are refused for
+    // another reason (file of another owner, file system without them), the size and time
+    // comparison below is what remains.
+    const bool leased = ::fcntl(in.get(), F_SETLEASE, F_RDLCK) == 0;
+    if (!leased && (errno == EAGAIN || errno == EWOULDBLOCK)) return copy_status::busy;
+    const std::string name = std::to_string(++copies_made_) + "-" + base_;
+    file_descriptor out(::openat(fd_, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0700));
+    bool copied = out.get() >= 0;
+    if (copied) names_.push_back(name);
+    copied = copied && copy_bytes(in.get(), out.get(), before.st_size);
+    const int copy_errno = errno;
+    struct stat after {};
+    const bool unchanged = ::fstat(in.get(), &after) == 0 && after.st_size == before.st_size &&
+                           after.st_mtim.tv_sec == before.st_mtim.tv_sec &&
+                           after.st_mtim.tv_nsec == before.st_mtim.tv_nsec;
+    if (leased) ::fcntl(in.get(), F_SETLEASE, F_UNLCK);
+    copy_path = path_ + "/" + name;
+    if (copied && unchanged) return copy_status::copied;
+    remove(copy_path);
+    if (copied) return copy_status::busy;
+    error = "cannot copy it into '" + path_ + "': " + std::strerror(copy_errno);
+    return copy_status::failed;
+  }
+
+  void remove(const std::string& copy_path) {
+    const std::string name = copy_path.substr(copy_path.rfind('/') + 1);
+    const auto found = std::find(names_.begin(), names_.end(), name);
+    if (found == names_.end()) return;
+    ::unlinkat(fd_, name.c_str(), 0);
+    names_.erase(found);
+  }
+
+ private:
+  static bool copy_bytes(int in, int out, off_t size) {
+    off_t done = 0;
+    while (done < size) {  // in the kernel, and shared extents where the file system can
+      const ssize_t n = ::copy_file_range(in, nullptr, out, nullptr, static_cast<std::size_t>(size - done), 0);
+      if (n > 0) {
+        done += n;
+      } else if (n == 0) {
+        errno = EIO;  // the file shrank under us
+        return false;
+      } else if (errno != EINTR) {
+        if (errno != EXDEV && errno != ENOSYS && errno != EINVAL && errno != EOPNOTSUPP) return false;
+        break;
+      }
+    }
+    char buffer[1 << 16];
+    while (done < size) {
+      const ssize_t got = ::read(in, buffer, sizeof buffer);
+      if (got < 0 && errno == EINTR) continue;
+      if (got <= 0) {
+        if (got == 0) errno = EIO;
+        return false;
+      }
+      for (ssize_t written = 0; written < got;) {
+        const ssize_t n = ::write(out, buffer + written, static_cast<std::size_t>(got - written));
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return false;
+        written += n;
+      }
+      done += got;
+    }
+    return true;
+  }
+
+  std::string path_, base_;
+  int fd_ = -1;
+  std::uint64_t copies_made_ = 0;
+  std::vector<std::string> names_;  // copies still on disk
+};
+
+}  // namespace platform
+
+class live_core {
+ public:
+  load_request prototype;  // exports bound to the live_module's one Exports object, and imports
+  live_options options;
+  change_signal signal;
+  platform::shadow_directory shadows;
+  std::unique_ptr<platform::file_watch> watch;  // after signal: stopped before it goes
+  std::unique_ptr<module_core> current;
+  std::string current_copy;  // the copy `current` was loaded from, kept to bring it back
+  std::shared_ptr<kept_state> state = std::make_shared<kept_state>();
+  std::uint64_t generation = 0;
+  std::function<void()> before_reload;
+  std::function<void(const reload_error*)> after_reload;
+
+  const std::string& path() const { return prototype.path; }
+
+  ~live_core() {
+    watch.reset();
+    if (current && current->loaded) {
+      auto unloaded = unload_core(*current);
+      if (!unloaded) report_destructor_unload_failure(unloaded.error());
+    }
+  }
+};
+
+void live_core_deleter::operator()(live_core* core) const noexcept { delete core; }
+
+const std::atomic<bool>& live_changed_flag(const live_core& core) noexcept { return core.signal.changed; }
+
+/* Error texts name the watched file, not the copy that was loaded. */
+std::string name_watched_file(std::string text, const std::string& copy, const std::string& watched) {
+  if (copy.empty()) return text;
+  for (std::size_t at = text.find(copy); at != std::string::npos; at = text.find(copy, at + watched.size())) {
+    text.replace(at, copy.size(), watched);
+  }
+  return text;
+}
+
+std::string what_runs_now(const live_core& live) {
+  if (live.current && live.current->loaded) return "version " + std::to_string(live.generation) + " keeps running";
+  return "no version is loaded";
+}
+
+reload_error make_reload_error(const live_core& live, reload_errc code, const std::string& text) {
+  reload_error error{code, live.path(), "", std::nullopt, std::nullopt, std::nullopt};
+  error.message = "relib: cannot reload module '" + live.path() + "': " + text;
+  return error;
+}
+
+/* Checks what can be checked without running module code: the whole of load_module's file
+   checks, the state rules, and that main (called at every load) returns void. */
+result<void, load_error> check_copy(const load_request& request) {
+  module_core scratch;
+  {
+    registry& modules = global_registry();
+    std::lock_guard<std::mutex> guard(modules.lock);
+    elf_contents contents;
+    module_records records;
+    auto inspected = inspect_file(request, scratch, contents, records);
+    if (!inspected) return inspected;
+  }
+  if (!scratch.main_signature.empty() && scratch.main_signature != type_name<void()>::view) {
+    return make_load_error(load_errc::signature_mismatch, request.path,
+                           "its main is " + scratch.main_signature +
+                               ", but a live module calls main at every load and needs RELIB_MODULE_MAIN(void); "
+                               "move the rest into an export");
+  }
+  return {};
+}
+
+struct started_version {
+  std::unique_ptr<module_core> core;
+  std::optional<load_error> load;
+  std::optional<call_error> call;
+};
+
+/* Loads a copy, attaches the state and calls main; on failure nothing of it stays loaded and the
+   state is as it was. */
+started_version start_version(live_core& live, const std::string& copy) {
+  load_request request = live.prototype;
+  request.path = copy;
+  request.state = live.state;
+  auto loaded = load_core(std::move(request));
+  if (!loaded) return {nullptr, loaded.error(), std::nullopt};
+  module_core& core = **loaded;
+  if (core.main_symbol != nullptr) {
+    auto thunk = *static_cast<const export_thunk<void()>::pointer*>(core.main_symbol);
+    auto called = invoke_export<void>(thunk, call_site{&core, "main"});
+    if (!called) {
+      (void)unload_core(core);
+      live.state->rollback();
+      return {nullptr, std::nullopt, called.error()};
+    }
+  }
+  live.state->commit();
+  return {std::move(*loaded), std::nullopt, std::nullopt};
+}
+
+template <class Error>
+Error for_watched_file(Error error, const std::string& copy, const std::string& watched) {
+  error.module = watched;
+  error.message = name_watched_file(std::move(error.message), copy, watched);
+  return error;
+}
+
+result<bool, reload_error> finish_reload(live_core& live, std::optional<reload_error> error) {
+  if (live.after_reload) live.after_reload(error ? &*error : nullptr);
+  if (error) return std::move(*error);
+  return true;
+}
+
+result<bool, reload_error> live_reload(live_core& live, bool only_if_changed) {
+  // Taken before the copy: a write that starts now raises it again when it ends.
+  const bool was_changed = live.signal.changed.exchange(false, std::memory_order_acq_rel);
+  if (only_if_changed && !was_changed) return false;
+  std::string copy, why;
+  switch (live.shadows.copy(live.path(), copy, why)) {
+    case platform::shadow_directory::copy_status::busy:  // still being written: the watcher looks again
+      if (live.watch) live.watch->retry_later();
+      return false;
+    case platform::shadow_directory::copy_status::failed:
+      return make_reload_error(live, reload_errc::copy_failed, why + "; " + what_runs_now(live));
+    case platform::shadow_directory::copy_status::copied: break;
+  }
+  load_request request = live.prototype;
+  request.path = copy;
+  request.state = live.state;
+  auto checked = check_copy(request);
+  if (!checked) {
+    live.shadows.remove(copy);
+    reload_error error = make_reload_error(live, reload_errc::load_failed, "");
+    error.load = for_watched_file(checked.error(), copy, live.path());
+    error.message = error.load->message + "; " + what_runs_now(live);
+    return error;
+  }
+
+  if (live.before_reload) live.before_reload();
+  const std::string old_copy = live.current_copy;
+  if (live.current && live.current->loaded) {
+    auto unloaded = unload_core(*live.current);
+    if (!unloaded) {
+      live.shadows.remove(copy);
+      reload_error error = make_reload_error(live, reload_errc::unload_failed, "");
+      error.unload = for_watched_file(unloaded.error(), old_copy, live.path());
+      error.message = error.unload->message + "; " + what_runs_now(live);
+      return finish_reload(live, std::move(error));
+    }
+  }
+  const std::uint64_t previous_generation = live.generation;
+  started_version next = start_version(live, copy);
+  if (next.core) {
+    live.current = std::move(next.core);
+    live.current_copy = copy;
+    live.shadows.remove(old_copy);
+    ++live.generation;
+    return finish_reload(live, std::nullopt);
+  }
+
+  live.shadows.remove(copy);
+  live.current.reset();
+  reload_error error = make_reload_error(live, next.call ? reload_errc::main_failed : reload_errc::load_failed, "");
+  if (next.call) {
+    error.call = for_watched_file(*next.call, copy, live.path());
+    error.message = error.call->message;
+  } else {
+    error.load = for_watched_file(*next.load, copy, live.path());
+    error.message = error.load->message;
+  }
+  if (old_copy.empty()) return finish_reload(live, std::move(error));
+  // The previous version comes back from its copy: its static data starts over, the state is kept.
+  started_version previous = start_version(live, old_copy);
+  if (previous.core) {
+    live.current = std::move(previous.core);
+    error.message += "; version " + std::to_string(previous_generation) +
+                     " was loaded again (its static data starts over, the state is kept)";
+  } else {
+    live.current_copy.clear();
+    live.shadows.remove(old_copy);
+    error.code = reload_errc::rollback_failed;
+    const std::string why_not = previous.call ? previous.call->message : previous.load->message;
+    error.message += "; bringing version " + std::to_string(previous_generation) +
+                     " back failed too: " + name_watched_file(why_not, old_copy, live.path()) +
+                     ". No version is loaded until the next good build";
+  }
+  return finish_reload(live, std::move(error));
+}
+
+result<live_core_pointer, reload_error> open_live_core(load_request prototype, const live_options& options) {
+  live_core_pointer live(new live_core);
+  live->prototype = std::move(prototype);
+  live->options = options;
+  const std::string& path = live->path();
+  const std::size_t slash = path.rfind('/');
+  const std::string directory = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+  const std::string name = path.substr(slash == std::string::npos ? 0 : slash + 1);
+  if (name.empty()) {
+    return make_reload_error(*live, reload_errc::watch_failed, "the path ends with '/'; give the module file's path");
+  }
+  std::vector<std::string> parents{options.shadow_parent};
+  if (options.shadow_parent.empty()) {
+    const char* temporary = std::getenv("TMPDIR");
+    parents = {directory, temporary != nullptr ? temporary : "", "/tmp"};
+  }
+  std::string why = live->shadows.create(parents, name);
+  if (!why.empty()) return make_reload_error(*live, reload_errc::copy_failed, why);
+  live->watch = std::make_unique<platform::file_watch>(directory, name, options.settle_time, live->signal);
+  why = live->watch->start();
+  if (!why.empty()) return make_reload_error(*live, reload_errc::watch_failed, why + "; check that the directory exists");
+  auto first = live_reload(*live, false);
+  if (!first) return first.error();
+  if (!*first) {
+    return make_reload_error(*live, reload_errc::copy_failed,
+                             "another process has it open for writing (a build still running?); load it once "
+                             "the build is done");
+  }
+  return live;
+}
+
+bool live_wait_for_change(const live_core& core, std::chrono::milliseconds timeout) {
+  change_signal& signal = const_cast<change_signal&>(core.signal);
+  std::unique_lock<std::mutex> guard(signal.lock);
+  return signal.ready.wait_for(guard, timeout, [&] { return signal.changed.load(std::memory_order_acquire); });
+}
+
+std::uint64_t live_generation(const live_core& core) noexcept { return core.generation; }
+bool live_is_loaded(const live_core& core) noexcept { return core.current && core.current->loaded; }
+const std::string& live_path(const live_core& core) noexcept { return core.path(); }
+
+void* live_state(live_core& core, std::string_view type, std::size_t size, std::size_t alignment) noexcept {
+  const kept_block& block = core.state->current;
+  if (block.data == nullptr || block.type != type || block.size != size || block.alignment != alignment) return nullptr;
+  return block.data;
+}
+
+void live_set_callbacks(live_core& core, std::function<void()> before, std::function<void(const reload_error*)> after) {
+  core.before_reload = std::move(before);
+  core.after_reload = std::move(after);
+}
+
+result<unload_report, unload_error> live_unload(live_core& core) {
+  if (!core.current) {
+    return unload_error{unload_errc::not_loaded, core.path(),
+                        "relib: cannot unload module '" + core.path() + "': it is not loaded"};
+  }
+  auto unloaded = unload_core(*core.current);
+  if (!unloaded) return for_watched_file(unloaded.error(), core.current_copy, core.path());
+  core.watch.reset();
+  core.signal.changed.store(false);
+  core.shadows.remove(core.current_copy);
+  core.current_copy.clear();
+  unloaded->module = core.path();
+  return unloaded;
+}
+
+}  // namespace detail
+}  // namespace relib
+#endif
 
 #if RELIB_DETAIL_UNLOADING && !defined(RELIB_NO_FREE_INTERPOSITION)
 /* ---- The host's free: module blocks to mimalloc, the rest to the process allocator ---------

@@ -79,6 +79,7 @@
 #include <pthread.h>
 #include <exception>
 #include <new>
+#include <stdexcept>
 #include <string_view>
 #include <type_traits>
 #include <typeinfo>
@@ -429,6 +430,75 @@ class import_function<R(A...)> {
 };
 
 }  // namespace detail
+
+/* The previous version's state, handed to RELIB_MODULE_MIGRATE_STATE when the version changes. */
+struct old_state {
+  std::uint32_t version;  // as declared by the previous RELIB_MODULE_STATE
+  const char* type;       // the previous state type's name, as the compiler spells it
+  const void* data;
+  std::size_t size;
+
+  /* The old block as the type it had: keep the old definition under another name. Old must be
+     trivially copyable and of the old size, else std::length_error, which refuses the reload. */
+  template <class Old>
+  const Old& as() const {
+    static_assert(std::is_trivially_copyable_v<Old>, "relib::old_state::as<Old>: Old must be trivially copyable");
+    if (size != sizeof(Old)) {
+      throw std::length_error("relib::old_state::as: the old state's size differs from the type asked for");
+    }
+    return *static_cast<const Old*>(data);
+  }
+};
+
+namespace detail {
+
+/* ---- State that survives reloads (see docs/live-reload.md) ---------------------------------
+   The host owns the block; the module declares its type and version with RELIB_MODULE_STATE.
+   Only trivially copyable types qualify: the block outlives the module's heap and code, so it
+   must hold no pointer into either. The record "state" carries the type's name and
+   "version:size,alignment". */
+template <class T>
+struct declared_state {
+  static constexpr bool declared = false;
+};
+
+__attribute__((visibility("hidden"))) inline void* state_block = nullptr;
+[[noreturn]] void report_missing_state() noexcept;
+
+enum state_attach : int { state_fresh = 0, state_existing = 1 };
+
+template <class T, std::uint32_t Version>
+constexpr auto state_record() {
+  return make_note(fixed_string("state\tstate\t") + type_name<T>::value + fixed_string("\t") +
+                   number_string<Version>() + fixed_string(":") + number_string<sizeof(T)>() + fixed_string(",") +
+                   number_string<alignof(T)>());
+}
+
+/* A fresh block gets a value-initialized T (default member initializers apply); an existing one
+   is the previous version's block, kept as it was. */
+template <class T>
+void attach_state(void* block, int mode) {
+  if (mode == state_fresh) ::new (block) T();
+  state_block = block;
+}
+
+template <class F>
+struct migrate_traits;
+template <class T>
+struct migrate_traits<void (*)(T&, const old_state&)> {
+  using state_type = T;
+};
+
+template <auto Migrate>
+void migrate_state(const old_state* old) {
+  using T = typename migrate_traits<decltype(Migrate)>::state_type;
+  static_assert(declared_state<T>::declared,
+                "RELIB_MODULE_MIGRATE_STATE: the first parameter must be a reference to the type declared "
+                "with RELIB_MODULE_STATE");
+  Migrate(*static_cast<T*>(state_block), *old);
+}
+
+}  // namespace detail
 }  // namespace relib
 
 /* ==== Module side: interface macros ===================================================== */
@@ -489,6 +559,46 @@ class import_function<R(A...)> {
   extern "C" RELIB_DETAIL_VISIBLE const relib::detail::export_thunk<void()>::pointer relib_before_unload = \
       relib::detail::export_thunk<void()>::thunk<&relib_module_before_unload_body>();                       \
   static void relib_module_before_unload_body()
+
+/* State that survives reloads: RELIB_MODULE_STATE(type, version) in a header of the module (every
+   file that calls relib::module_state<type>() needs it), and optionally, in the implementation
+   file, RELIB_MODULE_MIGRATE_STATE(type& state, const relib::old_state& old) { ... } with a body
+   that fills the fresh `state` from `old` when the version changed. */
+#define RELIB_DETAIL_MODULE_STATE_DEF(type, version)                                                     \
+  RELIB_DETAIL_META static constexpr auto relib_meta_state = relib::detail::state_record<type, version>(); \
+  extern "C" RELIB_DETAIL_VISIBLE const relib::detail::export_thunk<void(void*, int)>::pointer           \
+      relib_state_attach = relib::detail::export_thunk<void(void*, int)>::thunk<&relib::detail::attach_state<type>>();
+
+#define RELIB_MODULE_STATE(type, version)                                                                     \
+  template <>                                                                                                 \
+  struct relib::detail::declared_state<type> {                                                                \
+    static constexpr bool declared = true;                                                                    \
+  };                                                                                                          \
+  static_assert(std::is_trivially_copyable_v<type>,                                                           \
+                "RELIB_MODULE_STATE: the state must be trivially copyable (no std::string, std::vector or "    \
+                "pointers into the module): it outlives the module's heap and code");                          \
+  RELIB_DETAIL_IF_MODULE_IMPL(RELIB_DETAIL_MODULE_STATE_DEF(type, version))                                 \
+  static_assert(true, "")
+
+#define RELIB_MODULE_MIGRATE_STATE(...)                                                                          \
+  static void relib_module_migrate_body(__VA_ARGS__);                                                            \
+  RELIB_DETAIL_RECORD(relib_meta_migrate_state, "migrate_state\tmigrate_state", void(__VA_ARGS__))               \
+  extern "C" RELIB_DETAIL_VISIBLE const relib::detail::export_thunk<void(const relib::old_state*)>::pointer       \
+      relib_migrate_state = relib::detail::export_thunk<void(const relib::old_state*)>::thunk<                    \
+          &relib::detail::migrate_state<&relib_module_migrate_body>>();                                             \
+  static void relib_module_migrate_body(__VA_ARGS__)
+
+namespace relib {
+/* The state block the host attached at load, as the type declared with RELIB_MODULE_STATE. Valid
+   from main and exports on (not in static constructors, which run before the host attaches it). */
+template <class T>
+T& module_state() noexcept {
+  static_assert(detail::declared_state<T>::declared,
+                "relib::module_state<T>: declare the state with RELIB_MODULE_STATE(T, version) first");
+  if (detail::state_block == nullptr) detail::report_missing_state();
+  return *static_cast<T*>(detail::state_block);
+}
+}  // namespace relib
 
 #endif /* RELIB_MODULE_HPP_INCLUDED */
 
@@ -766,6 +876,12 @@ void report_unlinked_import(const char* name, const char* signature) noexcept {
                "happens when a static constructor calls an import. Move that call into main or an "
                "export. Aborting.\n",
                name, signature);
+  std::abort();
+}
+void report_missing_state() noexcept {
+  std::fprintf(stderr,
+               "relib: relib::module_state() was called before the host attached the state block, which "
+               "happens in a static constructor. Use the state from main or an export. Aborting.\n");
   std::abort();
 }
 }  // namespace detail

@@ -1,0 +1,39 @@
+// Shared by the live-reload and state tests: the host side of the live test module and helpers
+// that put a build in place the way build tools do.
+#pragma once
+
+#include "support.hpp"
+
+#include "live_api.hpp"
+
+#include <chrono>
+#include <string>
+
+RELIB_HOST_EXPORTS(live_exports, LIVE_EXPORTS);
+
+namespace test {
+
+using live = relib::live_module<live_exports>;
+
+// A new file renamed over the old one (what lld, gold and most install steps do).
+void install_by_rename(const std::string& build, const std::string& target);
+// The same file truncated and rewritten (what GNU ld and cp do).
+void install_in_place(const std::string& build, const std::string& target);
+
+// No settle time: the tests wait for the change itself, never for a fixed time.
+inline relib::live_options quick_options() {
+  relib::live_options options;
+  options.settle_time = std::chrono::milliseconds(0);
+  return options;
+}
+
+// A live module on `target`, with `build` installed there first.
+live load_live(const std::string& build, const std::string& target);
+
+// Waits until the watcher reports the new build (a generous bound, reached only if it never
+// comes), then runs the per-frame update().
+relib::result<bool, relib::reload_error> next_update(live& module);
+
+int version_of(const live& module);
+
+}  // namespace test

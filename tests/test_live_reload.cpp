@@ -1,0 +1,437 @@
+// Live reload: the watcher, the private copies, and failed reloads that keep the old version.
+#include "live_support.hpp"
+
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <thread>
+
+namespace test {
+
+void install_by_rename(const std::string& build, const std::string& target) {
+  const std::string temporary = target + ".partial";
+  std::filesystem::copy_file(build, temporary, std::filesystem::copy_options::overwrite_existing);
+  std::filesystem::rename(temporary, target);
+}
+
+void install_in_place(const std::string& build, const std::string& target) {
+  std::ifstream in(build, std::ios::binary);
+  std::ofstream out(target, std::ios::binary | std::ios::trunc);
+  out << in.rdbuf();
+}
+
+live load_live(const std::string& build, const std::string& target) {
+  install_by_rename(build, target);
+  auto loaded = relib::load_live_module<live_exports>(target, relib::no_imports{}, quick_options());
+  if (!loaded) FAIL(loaded.error().message);
+  return std::move(*loaded);
+}
+
+relib::result<bool, relib::reload_error> next_update(live& module) {
+  REQUIRE(module.wait_for_change(std::chrono::seconds(30)));
+  return module.update();
+}
+
+int version_of(const live& module) {
+  auto version = module.exports().version();
+  if (!version) FAIL(version.error().message);
+  return *version;
+}
+
+}  // namespace test
+
+namespace {
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream out;
+  out << in.rdbuf();
+  return out.str();
+}
+
+// The distinct files of the live module's private directory mapped into the process.
+std::set<std::string> mapped_copies(const std::string& base_name) {
+  std::ifstream maps("/proc/self/maps");
+  std::set<std::string> files;
+  std::string line;
+  while (std::getline(maps, line)) {
+    const std::size_t at = line.find("/.relib-" + base_name + "-");
+    if (at != std::string::npos) files.insert(line.substr(line.find('/')));
+  }
+  return files;
+}
+
+std::size_t resident_kb() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoul(line.substr(6));
+  }
+  return 0;
+}
+
+}  // namespace
+
+TEST_CASE("live: loads the module and calls its main", "[live]") {
+  test::temp_dir dir;
+  test::live module = test::load_live(TEST_LIVE_V1_PATH, dir.path() + "/libmod.so");
+  CHECK(module.is_loaded());
+  CHECK(module.generation() == 1);
+  CHECK(module.path() == dir.path() + "/libmod.so");
+  CHECK(test::version_of(module) == 1);
+  REQUIRE(module.state<live_state>() != nullptr);
+  CHECK(module.state<live_state>()->loads == 1);  // main ran once
+  CHECK_FALSE(module.changed());
+  auto nothing = module.update();
+  REQUIRE(nothing);
+  CHECK_FALSE(*nothing);
+}
+
+TEST_CASE("live: a build renamed into place is picked up", "[live]") {
+  test::temp_dir dir;
+  const std::string target = dir.path() + "/libmod.so";
+  test::live module = test::load_live(TEST_LIVE_V1_PATH, target);
+  test::install_by_rename(TEST_LIVE_V2_PATH, target);
+  auto reloaded = test::next_update(module);
+  REQUIRE(reloaded);
+  CHECK(*reloaded);
+  CHECK(test::version_of(module) == 2);
+  CHECK(module.generation() == 2);
+}
+
+TEST_CASE("live: a build rewritten in place is picked up, again and again", "[live]") {
+  test::temp_dir dir;
+  const std::string target = dir.path() + "/libmod.so";
+  test::live module = test::load_live(TEST_LIVE_V1_PATH, target);
+  const char* builds[] = {TEST_LIVE_V2_PATH, TEST_LIVE_V3_PATH, TEST_LIVE_V1_PATH};
+  int expected[] = {2, 3, 1};
+  for (int i = 0; i < 3; ++i) {
+    test::install_in_place(builds[i], target);
+    auto reloaded = test::next_update(module);
+    if (!reloaded) FAIL(reloaded.error().message);
+    CHECK(*reloaded);
+    CHECK(test::version_of(module) == expected[i]);
+  }
+  CHECK(module.generation() == 4);
+}
+
+TEST_CASE("live: the loaded code is a private copy, removed afterwards", "[live]") {
+  test::temp_dir dir;
+  const std::string target = dir.path() + "/libmod.so";
+  std::string private_dir;
+  {
+    test::live module = test::load_live(TEST_LIVE_V1_PATH, target);
+    const std::set<std::string> copies = mapped_copies("libmod.so");
+    REQUIRE(copies.size() == 1);
+    const std::string copy = *copies.begin();
+    private_dir = copy.substr(0, copy.rfind('/'));
+    CHECK(private_dir.rfind(dir.path() + "/.relib-libmod.so-", 0) == 0);  // next to the module by default
+    struct stat info {};
+    REQUIRE(::lstat(private_dir.c_str(), &info) == 0);
+    CHECK(S_ISDIR(info.st_mode));
+    CHECK((info.st_mode & 0777) == 0700);
+    CHECK_FALSE(test::is_mapped(target));  // the watched file itself is never mapped
+
+    test::install_by_rename(TEST_LIVE_V2_PATH, target);
+    REQUIRE(test::next_update(module));
+    CHECK(mapped_copies("libmod.so").size() == 1);
+    CHECK(std::distance(std::filesystem::directory_iterator(private_dir), std::filesystem::directory_iterator()) == 1);
+  }
+  CHECK_FALSE(std::filesystem::exists(private_dir));
+  CHECK(mapped_copies("libmod.so").empty());
+}
+
+TEST_CASE("live: shadow_parent chooses where the private directory goes", "[live]") {
+  test::temp_dir dir, shadows;
+  const std::string target = dir.path() + "/libmod.so";
+  test::install_by_rename(TEST_LIVE_V1_PATH, target);
+  relib::live_options options = test::quick_options();
+  options.shadow_parent = shadows.path();
+  auto module = relib::load_live_module<live_exports>(target, relib::no_imports{}, options);
+  REQUIRE(module);
+  const std::set<std::string> copies = mapped_copies("libmod.so");
+  REQUIRE(copies.size() == 1);
+  CHECK(copies.begin()->rfind(shadows.path() + "/.relib-libmod.so-", 0) == 0);
+}
+
+TEST_CASE("live: a file still being written is never loaded", "[live]") {
+  test::temp_dir dir;
+  const std::string target = dir.path() + "/libmod.so";
+  test::live module = test::load_live(TEST_LIVE_V1_PATH, target);
+  const std::string image = read_file(TEST_LIVE_V2_PATH);
+
+  // One writer, in pieces, through one descriptor: neither the per-frame update() nor a forced
+  // reload() may load or report anything while the file is open for writing.
+  const int fd = ::open(target.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC);
+  REQUIRE(fd >= 0);
+  for (std::size_t offset = 0; offset < image.size(); offset += 16384) {
+    const std::size_t piece = std::min<std::size_t>(16384, image.size() - offset);
+    REQUIRE(::write(fd, image.data() + offset, piece) == static_cast<ssize_t>(piece));
+    auto frame = module.update();
+    REQUIRE(frame);
+    CHECK_FALSE(*frame);
+    auto forced = module.reload();
+    if (!forced) FAIL(forced.error().message);
+    CHECK_FALSE(*forced);
+    CHECK(test::version_of(module) == 1);
+  }
+  ::close(fd);
+  auto reloaded = test::next_update(module);
+  if (!reloaded) FAIL(reloaded.error().message);
+  CHECK(*reloaded);
+  CHECK(test::version_of(module) == 2);
+}
+
+TEST_CASE("live: rapid successive rewrites never load a half-written file", "[live]") {
+  test::temp_dir dir;
+  const std::string target = dir.path() + "/libmod.so";
+  test::live module = test::load_live(TEST_LIVE_V1_PATH, target);
+  const std::string images[] = {read_file(TEST_LIVE_V2_PATH), read_file(TEST_LIVE_V3_PATH)};
+  constexpr int rewrites = 200;
+  std::atomic<bool> writing{true};
+  std::thread writer([&] {
+    for (int i = 0; i < rewrites; ++i) {
+      const std::string& image = images[i % 2];
+      const int fd = ::open(target.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC);
+      for (std::size_t offset = 0; fd >= 0 && offset < image.size(); offset += 8192) {
+        const std::size_t piece = std::min<std::size_t>(8192, image.size() - offset);
+        if (::write(fd, image.data() + offset, piece) != static_cast<ssize_t>(piece)) break;
+      }
+      ::close(fd);
+    }
+    writing = false;
+  });
+  std::size_t reloads = 0;
+  while (writing) {
+    auto frame = module.update();
+    if (!frame) {
+      writing = false;
+      writer.join();
+      FAIL(frame.error().message);
+    }
+    reloads += *frame ? 1 : 0;
+    const int version = test::version_of(module);
+    CHECK((version == 1 || version == 2 || version == 3));
+  }
+  writer.join();
+  const int last = (rewrites - 1) % 2 == 0 ? 2 : 3;
+  while (test::version_of(module) != last) {
+    auto reloaded = test::next_update(module);
+    if (!reloaded) FAIL(reloaded.error().message);
+  }
+  CHECK(test::version_of(module) == last);
+  INFO("reloads during the writes: " << reloads);
+}
+
+TEST_CASE("live: a deleted file, then garbage, then a good build", "[live]") {
+  test::temp_dir dir;
+  const std::string target = dir.path() + "/libmod.so";
+  test::live module = test::load_live(TEST_LIVE_V1_PATH, target);
+  REQUIRE(module.exports().bump());
+
+  REQUIRE(std::filesystem::remove(target));
+  auto frame = module.update();
+  REQUIRE(frame);
+  CHECK_FALSE(*frame);
+  CHECK(test::version_of(module) == 1);
+
+  dir.write_file("libmod.so", "this is not a shared library\n");
+  auto garbage = test::next_update(module);
+  REQUIRE_FALSE(garbage);
+  CHECK(garbage.error().code == relib::reload_errc::load_failed);
+  REQUIRE(garbage.error().load);
+  CHECK(garbage.error().load->code == relib::load_errc::not_elf);
+  CHECK(test::contains(garbage.error().message, target));
+  CHECK(test::contains(garbage.error().message, "version 1 keeps running"));
+  CHECK(test::version_of(module) == 1);
+
+  // Half a build, closed: a truncated ELF file.
+  const std::string image = read_file(TEST_LIVE_V2_PATH);
+  dir.write_file("libmod.so", image.substr(0, image.size() / 2));
+  auto half = test::next_update(module);
+  REQUIRE_FALSE(half);
+  REQUIRE(half.error().load);
+  CHECK(half.error().load->code == relib::load_errc::damaged_file);
+  CHECK(test::version_of(module) == 1);
+
+  test::install_in_place(TEST_LIVE_V2_PATH, target);
+  auto restored = test::next_update(module);
+  if (!restored) FAIL(restored.error().message);
+  CHECK(test::version_of(module) == 2);
+  CHECK(*module.exports().bump() == 2);  // the state came through the failures
+}
+
+TEST_CASE("live: an interface change is refused and named, the old version keeps serving", "[live]") {
+  test::temp_dir dir;
+  const std::string target = dir.path() + "/libmod.so";
+  test::live module = test::load_live(TEST_LIVE_V1_PATH, target);
+  int before_calls = 0;
+  module.on_reload([&] { ++before_calls; }, [](const relib::reload_error*) {});
+  test::install_by_rename(TEST_LIVE_INTERFACE_CHANGED_PATH, target);
+  auto reloaded = test::next_update(module);
+  REQUIRE_FALSE(reloaded);
+  const relib::reload_error& error = reloaded.error();
+  CHECK(error.code == relib::reload_errc::load_failed);
+  REQUIRE(error.load);
+  CHECK(error.load->code == relib::load_errc::signature_mismatch);
+  CHECK(test::contains(error.message, "export 'version' is int() in the host but long int() in the module"));
+  CHECK(test::contains(error.message, "version 1 keeps running"));
+  CHECK(before_calls == 0);  // refused before anything was unloaded
+  CHECK(test::version_of(module) == 1);
+  CHECK(module.generation() == 1);
+}
+
+TEST_CASE("live: a main that does not return void is refused", "[live]") {
+  test::temp_dir dir;
+  const std::string target = dir.path() + "/libmod.so";
+  test::live module = test::load_live(TEST_LIVE_V1_PATH, target);
+  test::install_by_rename(TEST_LIVE_MAIN_INT_PATH, target);
+  auto reloaded = test::next_update(module);
+  REQUIRE_FALSE(reloaded);
+  REQUIRE(reloaded.error().load);
+  CHECK(reloaded.error().load->code == relib::load_errc::signature_mismatch);
+  CHECK(test::contains(reloaded.error().message, "RELIB_MODULE_MAIN(void)"));
+  CHECK(test::version_of(module) == 1);
+}
+
+TEST_CASE("live: an exception in the new main brings the previous version back", "[live]") {
+  test::temp_dir dir;
+  const std::string target = dir.path() + "/libmod.so";
+  test::live module = test::load_live(TEST_LIVE_V1_PATH, target);
+  REQUIRE(module.exports().bump());
+  std::vector<std::string> events;
+  module.on_reload([&] { events.push_back("before"); },
+                   [&](const relib::reload_error* error) { events.push_back(error ? "after: failed" : "after: ok"); });
+  test::install_by_rename(TEST_LIVE_MAIN_THROWS_PATH, target);
+  auto reloaded = test::next_update(module);
+  REQUIRE_FALSE(reloaded);
+  const relib::reload_error& error = reloaded.error();
+  CHECK(error.code == relib::reload_errc::main_failed);
+  REQUIRE(error.call);
+  CHECK(error.call->what == "main of the broken version");
+  CHECK(test::contains(error.message, "version 1 was loaded again"));
+  CHECK(test::contains(error.message, target));
+  CHECK(events == std::vector<std::string>{"before", "after: failed"});
+  CHECK(test::version_of(module) == 1);
+  CHECK(module.generation() == 1);
+  CHECK(*module.exports().bump() == 2);  // the state was kept
+  CHECK(module.state<live_state>()->loads == 2);  // main of version 1 ran again
+  CHECK(mapped_copies("libmod.so").size() == 1);
+
+  test::install_by_rename(TEST_LIVE_V2_PATH, target);
+  auto next = test::next_update(module);
+  REQUIRE(next);
+  CHECK(test::version_of(module) == 2);
+}
+
+TEST_CASE("live: a build the dynamic loader refuses brings the previous version back", "[live]") {
+  test::temp_dir dir;
+  const std::string target = dir.path() + "/libmod.so";
+  test::live module = test::load_live(TEST_LIVE_V1_PATH, target);
+  test::install_by_rename(TEST_LIVE_UNDEFINED_PATH, target);
+  auto reloaded = test::next_update(module);
+  REQUIRE_FALSE(reloaded);
+  REQUIRE(reloaded.error().load);
+  CHECK(reloaded.error().load->code == relib::load_errc::dlopen_failed);
+  CHECK(test::contains(reloaded.error().message, "relib_test_symbol_nobody_defines"));
+  CHECK(test::contains(reloaded.error().message, "was loaded again"));
+  CHECK(test::version_of(module) == 1);
+}
+
+TEST_CASE("live: threads still running in the old version refuse the reload until joined", "[live]") {
+  test::temp_dir dir;
+  const std::string target = dir.path() + "/libmod.so";
+  test::live module = test::load_live(TEST_LIVE_V1_PATH, target);
+  const relib::reload_error* seen = nullptr;
+  bool before_called = false;
+  module.on_reload([&] { before_called = true; }, [&](const relib::reload_error* error) { seen = error; });
+  REQUIRE(module.exports().start_thread());
+  test::install_by_rename(TEST_LIVE_V2_PATH, target);
+  auto refused = test::next_update(module);
+  REQUIRE_FALSE(refused);
+  CHECK(refused.error().code == relib::reload_errc::unload_failed);
+  REQUIRE(refused.error().unload);
+  CHECK(refused.error().unload->code == relib::unload_errc::threads_still_running);
+  CHECK(test::contains(refused.error().message, "version 1 keeps running"));
+  CHECK(before_called);
+  CHECK(seen != nullptr);
+  CHECK(test::version_of(module) == 1);
+
+  REQUIRE(module.exports().stop_thread());
+  auto reloaded = module.reload();  // the file is unchanged since: reload by hand
+  if (!reloaded) FAIL(reloaded.error().message);
+  CHECK(*reloaded);
+  CHECK(test::version_of(module) == 2);
+}
+
+TEST_CASE("live: errors when the module cannot be watched or read", "[live]") {
+  test::temp_dir dir;
+  auto no_directory = relib::load_live_module<live_exports>(dir.path() + "/missing/libmod.so");
+  REQUIRE_FALSE(no_directory);
+  CHECK(no_directory.error().code == relib::reload_errc::watch_failed);
+  CHECK(test::contains(no_directory.error().message, dir.path() + "/missing"));
+
+  auto no_file = relib::load_live_module<live_exports>(dir.path() + "/libmod.so");
+  REQUIRE_FALSE(no_file);
+  CHECK(no_file.error().code == relib::reload_errc::copy_failed);
+  CHECK(test::contains(no_file.error().message, "No such file"));
+
+  auto directory = relib::load_live_module<live_exports>(dir.path() + "/");
+  REQUIRE_FALSE(directory);
+  CHECK(directory.error().code == relib::reload_errc::watch_failed);
+
+  relib::live_options options;
+  options.shadow_parent = dir.path() + "/not-there";
+  test::install_by_rename(TEST_LIVE_V1_PATH, dir.path() + "/libmod.so");
+  auto no_parent = relib::load_live_module<live_exports>(dir.path() + "/libmod.so", relib::no_imports{}, options);
+  REQUIRE_FALSE(no_parent);
+  CHECK(no_parent.error().code == relib::reload_errc::copy_failed);
+  CHECK(test::contains(no_parent.error().message, "private directory"));
+  // Nothing was left behind by the failed attempts.
+  for (const auto& entry : std::filesystem::directory_iterator(dir.path())) {
+    CHECK(entry.path().filename() == "libmod.so");
+  }
+}
+
+TEST_CASE("live: unload() ends it; the exports then report not_loaded", "[live]") {
+  test::temp_dir dir;
+  const std::string target = dir.path() + "/libmod.so";
+  test::live module = test::load_live(TEST_LIVE_V1_PATH, target);
+  auto report = module.unload();
+  if (!report) FAIL(report.error().message);
+  CHECK(report->module == target);
+  CHECK_FALSE(module.is_loaded());
+  auto call = module.exports().version();
+  REQUIRE_FALSE(call);
+  CHECK(call.error().code == relib::call_errc::not_loaded);
+  CHECK(mapped_copies("libmod.so").empty());
+  auto again = module.unload();
+  REQUIRE_FALSE(again);
+  CHECK(again.error().code == relib::unload_errc::not_loaded);
+}
+
+TEST_CASE("live: 1,000 reloads leave memory and mappings flat", "[live][cycles]") {
+  test::temp_dir dir;
+  const std::string target = dir.path() + "/libmod.so";
+  test::live module = test::load_live(TEST_LIVE_V1_PATH, target);
+  for (int i = 0; i < 50; ++i) REQUIRE(module.reload());  // allocator and loader caches warm up
+  const std::size_t before = resident_kb();
+  for (int i = 0; i < 1000; ++i) {
+    auto reloaded = module.reload();
+    if (!reloaded) FAIL(reloaded.error().message);
+    REQUIRE(module.exports().bump());
+  }
+  const std::size_t after = resident_kb();
+  INFO("resident memory before " << before << " KB, after " << after << " KB");
+  CHECK(after < before + 4096);
+  CHECK(module.generation() == 1051);
+  CHECK(mapped_copies("libmod.so").size() == 1);
+  CHECK(*module.exports().bump() == 1001);
+  CHECK(module.state<live_state>()->loads == 1051);
+}
