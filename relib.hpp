@@ -784,6 +784,7 @@ result<live_module<Exports>, reload_error> load_live_module(const std::string& p
 #include <fcntl.h>
 #include <link.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <sys/mman.h>
@@ -2514,9 +2515,13 @@ class shadow_directory {
     // A read lease is refused while anyone has the file open for writing, and while it is held a
     // writer opening the file waits until the lease is released. Where leases are refused for
     // another reason (file of another owner, file system without them), the size and time
-    // comparison below is what remains.
+    // comparison below is what remains. A writer breaking the lease signals its owner, which the
+    // kernel sets to this process: the owner is cleared at once, and for that instant the signal
+    // is SIGWINCH, ignored unless the host handles terminal resizes (SIGIO would end the process).
+    ::fcntl(in.get(), F_SETSIG, SIGWINCH);
     const bool leased = ::fcntl(in.get(), F_SETLEASE, F_RDLCK) == 0;
     if (!leased && (errno == EAGAIN || errno == EWOULDBLOCK)) return copy_status::busy;
+    if (leased) ::fcntl(in.get(), F_SETOWN, 0);
     const std::string name = std::to_string(++copies_made_) + "-" + base_;
     file_descriptor out(::openat(fd_, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0700));
     bool copied = out.get() >= 0;
