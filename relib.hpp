@@ -645,15 +645,16 @@ struct live_core_deleter {
 };
 using live_core_pointer = std::unique_ptr<live_core, live_core_deleter>;
 result<live_core_pointer, reload_error> open_live_core(load_request prototype, const live_options& options);
-const std::atomic<bool>& live_changed_flag(const live_core& core) noexcept;
-result<bool, reload_error> live_reload(live_core& core, bool only_if_changed);
-bool live_wait_for_change(const live_core& core, std::chrono::milliseconds timeout);
-std::uint64_t live_generation(const live_core& core) noexcept;
-bool live_is_loaded(const live_core& core) noexcept;
-const std::string& live_path(const live_core& core) noexcept;
-void* live_state(live_core& core, std::string_view type, std::size_t size, std::size_t alignment) noexcept;
-void live_set_callbacks(live_core& core, std::function<void()> before, std::function<void(const reload_error*)> after);
-result<unload_report, unload_error> live_unload(live_core& core);
+// Each takes the core of a live_module, null when the object was moved from.
+const std::atomic<bool>& live_changed_flag(const live_core* core) noexcept;
+result<bool, reload_error> live_reload(live_core* core, bool only_if_changed);
+bool live_wait_for_change(const live_core* core, std::chrono::milliseconds timeout);
+std::uint64_t live_generation(const live_core* core) noexcept;
+bool live_is_loaded(const live_core* core) noexcept;
+const std::string& live_path(const live_core* core) noexcept;
+void* live_state(live_core* core, std::string_view type, std::size_t size, std::size_t alignment) noexcept;
+void live_set_callbacks(live_core* core, std::function<void()> before, std::function<void(const reload_error*)> after);
+result<unload_report, unload_error> live_unload(live_core* core);
 }  // namespace detail
 
 /* A module that follows its file: when a new build is written, update() swaps it in. See
@@ -662,61 +663,71 @@ result<unload_report, unload_error> live_unload(live_core& core);
 template <class Exports = no_exports>
 class live_module {
  public:
-  live_module(live_module&&) noexcept = default;
-  live_module& operator=(live_module&&) noexcept = default;
+  live_module(live_module&& other) noexcept { *this = std::move(other); }
+  live_module& operator=(live_module&& other) noexcept {
+    if (this != &other) {
+      core_ = std::move(other.core_);  // first: the running version unloads while its exports exist
+      exports_ = std::move(other.exports_);
+      changed_ = std::exchange(other.changed_, &detail::live_changed_flag(nullptr));
+    }
+    return *this;
+  }
   ~live_module() = default;  // unloads the running version, stops watching, removes the copies
 
   /* The typed exports, one object for the module's whole life: each call goes to the version
-     running now (call_errc::not_loaded if none is). */
-  const Exports& exports() const noexcept { return *exports_; }
+     running now (call_errc::not_loaded if none is, or the object was moved from). */
+  const Exports& exports() const noexcept {
+    static const Exports detached;
+    return exports_ ? *exports_ : detached;
+  }
 
   /* The per-frame check: one atomic load while nothing changed. When a new build is complete,
      unloads the running version and loads the new one; true when a new version now runs. On an
      error the previous version keeps running (see reload_error) and the next build is tried. */
   result<bool, reload_error> update() {
     if (RELIB_DETAIL_LIKELY(!changed_->load(std::memory_order_acquire))) return false;
-    return detail::live_reload(*core_, true);
+    return detail::live_reload(core_.get(), true);
   }
   /* Reloads now, changed or not. */
-  result<bool, reload_error> reload() { return detail::live_reload(*core_, false); }
+  result<bool, reload_error> reload() { return detail::live_reload(core_.get(), false); }
 
   /* A new build is complete and waits for update(). */
   bool changed() const noexcept { return changed_->load(std::memory_order_acquire); }
   /* Blocks until changed() or the timeout; for hosts without a frame loop. */
-  bool wait_for_change(std::chrono::milliseconds timeout) const { return detail::live_wait_for_change(*core_, timeout); }
+  bool wait_for_change(std::chrono::milliseconds timeout) const { return detail::live_wait_for_change(core_.get(), timeout); }
 
   /* How many versions were loaded so far (1 after the first load). */
-  std::uint64_t generation() const noexcept { return detail::live_generation(*core_); }
-  bool is_loaded() const noexcept { return detail::live_is_loaded(*core_); }
-  const std::string& path() const noexcept { return detail::live_path(*core_); }
+  std::uint64_t generation() const noexcept { return detail::live_generation(core_.get()); }
+  bool is_loaded() const noexcept { return detail::live_is_loaded(core_.get()); }
+  const std::string& path() const noexcept { return detail::live_path(core_.get()); }
 
   /* The state block (RELIB_MODULE_STATE) as T, or nullptr when the module declared no state or
      another type (compared by name and size). It survives reloads; see docs/live-reload.md. */
   template <class T>
   T* state() noexcept {
     static_assert(std::is_trivially_copyable_v<T>, "relib: module state types are trivially copyable");
-    return static_cast<T*>(detail::live_state(*core_, detail::type_name<T>::view, sizeof(T), alignof(T)));
+    return static_cast<T*>(detail::live_state(core_.get(), detail::type_name<T>::view, sizeof(T), alignof(T)));
   }
 
   /* before runs ahead of every reload attempt, while the old version still runs: drop pointers
      into it. after runs when the attempt ended, with nullptr or the error: refresh them. */
   void on_reload(std::function<void()> before, std::function<void(const reload_error*)> after) {
-    detail::live_set_callbacks(*core_, std::move(before), std::move(after));
+    detail::live_set_callbacks(core_.get(), std::move(before), std::move(after));
   }
 
   /* Unloads the running version and stops watching; the exports then return not_loaded. */
-  result<unload_report, unload_error> unload() { return detail::live_unload(*core_); }
+  result<unload_report, unload_error> unload() { return detail::live_unload(core_.get()); }
 
  private:
   template <class E, class I>
   friend result<live_module<E>, reload_error> load_live_module(const std::string& path, I imports,
                                                                 live_options options);
   live_module(detail::live_core_pointer core, std::unique_ptr<Exports> exports)
-      : exports_(std::move(exports)), core_(std::move(core)), changed_(&detail::live_changed_flag(*core_)) {}
+      : exports_(std::move(exports)), core_(std::move(core)), changed_(&detail::live_changed_flag(core_.get())) {}
 
   std::unique_ptr<Exports> exports_;  // declared first: destroyed after the core has unloaded
   detail::live_core_pointer core_;
-  const std::atomic<bool>* changed_;
+  const std::atomic<bool>* changed_ = &detail::live_changed_flag(nullptr);
 };
 
 /* Loads the module (like load_module, and calls its main if it has one, which must return void)
@@ -2618,7 +2629,10 @@ class live_core {
 
 void live_core_deleter::operator()(live_core* core) const noexcept { delete core; }
 
-const std::atomic<bool>& live_changed_flag(const live_core& core) noexcept { return core.signal.changed; }
+const std::atomic<bool>& live_changed_flag(const live_core* core) noexcept {
+  static const std::atomic<bool> never{false};  // what a moved-from live_module reads
+  return core != nullptr ? core->signal.changed : never;
+}
 
 /* Error texts name the watched file, not the copy that was loaded. */
 std::string name_watched_file(std::string text, const std::string& copy, const std::string& watched) {
@@ -2702,7 +2716,7 @@ result<bool, reload_error> finish_reload(live_core& live, std::optional<reload_e
   return true;
 }
 
-result<bool, reload_error> live_reload(live_core& live, bool only_if_changed) {
+result<bool, reload_error> reload_live(live_core& live, bool only_if_changed) {
   // Taken before the copy: a write that starts now raises it again when it ends.
   const bool was_changed = live.signal.changed.exchange(false, std::memory_order_acq_rel);
   if (only_if_changed && !was_changed) return false;
@@ -2799,7 +2813,7 @@ result<live_core_pointer, reload_error> open_live_core(load_request prototype, c
   live->watch = std::make_unique<platform::file_watch>(directory, name, options.settle_time, live->signal);
   why = live->watch->start();
   if (!why.empty()) return make_reload_error(*live, reload_errc::watch_failed, why + "; check that the directory exists");
-  auto first = live_reload(*live, false);
+  auto first = reload_live(*live, false);
   if (!first) return first.error();
   if (!*first) {
     return make_reload_error(*live, reload_errc::copy_failed,
@@ -2809,28 +2823,48 @@ result<live_core_pointer, reload_error> open_live_core(load_request prototype, c
   return live;
 }
 
-bool live_wait_for_change(const live_core& core, std::chrono::milliseconds timeout) {
-  change_signal& signal = const_cast<change_signal&>(core.signal);
+result<bool, reload_error> live_reload(live_core* core, bool only_if_changed) {
+  if (core != nullptr) return reload_live(*core, only_if_changed);
+  return reload_error{reload_errc::load_failed, "",
+                      "relib: reload() on a live_module that was moved from; use the object it was moved to",
+                      std::nullopt, std::nullopt, std::nullopt};
+}
+
+bool live_wait_for_change(const live_core* core, std::chrono::milliseconds timeout) {
+  if (core == nullptr) return false;
+  change_signal& signal = const_cast<change_signal&>(core->signal);
   std::unique_lock<std::mutex> guard(signal.lock);
   return signal.ready.wait_for(guard, timeout, [&] { return signal.changed.load(std::memory_order_acquire); });
 }
 
-std::uint64_t live_generation(const live_core& core) noexcept { return core.generation; }
-bool live_is_loaded(const live_core& core) noexcept { return core.current && core.current->loaded; }
-const std::string& live_path(const live_core& core) noexcept { return core.path(); }
+std::uint64_t live_generation(const live_core* core) noexcept { return core != nullptr ? core->generation : 0; }
+bool live_is_loaded(const live_core* core) noexcept {
+  return core != nullptr && core->current && core->current->loaded;
+}
+const std::string& live_path(const live_core* core) noexcept {
+  static const std::string none;
+  return core != nullptr ? core->path() : none;
+}
 
-void* live_state(live_core& core, std::string_view type, std::size_t size, std::size_t alignment) noexcept {
-  const kept_block& block = core.state->current;
+void* live_state(live_core* core, std::string_view type, std::size_t size, std::size_t alignment) noexcept {
+  if (core == nullptr) return nullptr;
+  const kept_block& block = core->state->current;
   if (block.data == nullptr || block.type != type || block.size != size || block.alignment != alignment) return nullptr;
   return block.data;
 }
 
-void live_set_callbacks(live_core& core, std::function<void()> before, std::function<void(const reload_error*)> after) {
-  core.before_reload = std::move(before);
-  core.after_reload = std::move(after);
+void live_set_callbacks(live_core* core, std::function<void()> before, std::function<void(const reload_error*)> after) {
+  if (core == nullptr) return;
+  core->before_reload = std::move(before);
+  core->after_reload = std::move(after);
 }
 
-result<unload_report, unload_error> live_unload(live_core& core) {
+result<unload_report, unload_error> live_unload(live_core* live) {
+  if (live == nullptr) {
+    return unload_error{unload_errc::not_loaded, "",
+                        "relib: unload() on a live_module that was moved from; unload the object it was moved to"};
+  }
+  live_core& core = *live;
   if (!core.current) {
     return unload_error{unload_errc::not_loaded, core.path(),
                         "relib: cannot unload module '" + core.path() + "': it is not loaded"};

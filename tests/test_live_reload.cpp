@@ -437,3 +437,27 @@ TEST_CASE("live: 1,000 reloads leave memory and mappings flat", "[live][cycles]"
   CHECK(*module.exports().bump() == 1001);
   CHECK(module.state<live_state>()->loads == 1051);
 }
+
+TEST_CASE("live: a moved-from live_module fails cleanly", "[live]") {
+  test::temp_dir dir;
+  test::live module = test::load_live(TEST_LIVE_V1_PATH, dir.path() + "/libmod.so");
+  test::live moved = std::move(module);
+  CHECK(test::version_of(moved) == 1);
+  CHECK_FALSE(module.is_loaded());
+  CHECK_FALSE(module.changed());
+  CHECK(module.generation() == 0);
+  CHECK(module.path().empty());
+  CHECK(module.state<live_state>() == nullptr);
+  auto frame = module.update();
+  REQUIRE(frame);
+  CHECK_FALSE(*frame);
+  auto forced = module.reload();
+  REQUIRE_FALSE(forced);
+  CHECK(test::contains(forced.error().message, "moved from"));
+  auto call = module.exports().version();
+  REQUIRE_FALSE(call);
+  CHECK(call.error().code == relib::call_errc::not_loaded);
+  auto unloaded = module.unload();
+  REQUIRE_FALSE(unloaded);
+  CHECK(unloaded.error().code == relib::unload_errc::not_loaded);
+}
