@@ -709,8 +709,9 @@ class live_module {
     return static_cast<T*>(detail::live_state(core_.get(), detail::type_name<T>::view, sizeof(T), alignof(T)));
   }
 
-  /* before runs ahead of every reload attempt, while the old version still runs: drop pointers
-     into it. after runs when the attempt ended, with nullptr or the error: refresh them. */
+  /* before runs when a checked build is about to replace the running version, which still runs:
+     drop pointers into it. after runs when that attempt ended, with nullptr or the error:
+     refresh them. A build refused by the checks calls neither. */
   void on_reload(std::function<void()> before, std::function<void(const reload_error*)> after) {
     detail::live_set_callbacks(core_.get(), std::move(before), std::move(after));
   }

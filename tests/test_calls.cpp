@@ -158,6 +158,13 @@ TEST_CASE("an import called from a static constructor ends the process with a cl
   CHECK(test::contains(outcome.stderr_text, "static constructor"));
 }
 
+TEST_CASE("the state used from a static constructor ends the process with a clear message") {
+  const child_outcome outcome = run_in_child([] { (void)relib::load_module(TEST_LIVE_EARLY_STATE_PATH); });
+  CHECK(outcome.signal == SIGABRT);
+  CHECK(test::contains(outcome.stderr_text, "relib::module_state()"));
+  CHECK(test::contains(outcome.stderr_text, "static constructor"));
+}
+
 #if __cplusplus >= 202002L
 TEST_CASE("a module built as C++20 loads in a C++20 host") {
   auto module = test::load_or_fail(TEST_MINIMAL_CXX20_PATH);

@@ -461,3 +461,29 @@ TEST_CASE("live: a moved-from live_module fails cleanly", "[live]") {
   REQUIRE_FALSE(unloaded);
   CHECK(unloaded.error().code == relib::unload_errc::not_loaded);
 }
+
+TEST_CASE("live: the module's directory removed and made again", "[live]") {
+  test::temp_dir dir, shadows;
+  const std::string build_dir = dir.path() + "/build";
+  std::filesystem::create_directory(build_dir);
+  const std::string target = build_dir + "/libmod.so";
+  test::install_by_rename(TEST_LIVE_V1_PATH, target);
+  relib::live_options options = test::quick_options();
+  options.shadow_parent = shadows.path();
+  auto loaded = relib::load_live_module<live_exports>(target, relib::no_imports{}, options);
+  REQUIRE(loaded);
+  test::live module = std::move(*loaded);
+
+  std::filesystem::remove_all(build_dir);  // rm -rf build
+  auto frame = module.update();
+  REQUIRE(frame);
+  CHECK_FALSE(*frame);
+  CHECK(test::version_of(module) == 1);
+
+  std::filesystem::create_directory(build_dir);
+  test::install_in_place(TEST_LIVE_V2_PATH, target);
+  auto reloaded = test::next_update(module);
+  if (!reloaded) FAIL(reloaded.error().message);
+  CHECK(*reloaded);
+  CHECK(test::version_of(module) == 2);
+}

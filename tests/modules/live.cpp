@@ -44,6 +44,11 @@ RELIB_MODULE_MIGRATE_STATE(live_state_v2& state, const relib::old_state& old) {
 extern "C" int relib_test_symbol_nobody_defines();
 #endif
 
+#if defined(TEST_LIVE_EARLY_STATE)
+// Too early: static constructors run inside dlopen(), before the host attaches the state.
+static const int early_counter = relib::module_state<state_type>().counter;
+#endif
+
 // Static data starts over at every load: the state block is what survives.
 static std::string static_text = "static data of version " + std::to_string(TEST_LIVE_VERSION);
 
