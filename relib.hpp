@@ -43,6 +43,19 @@
                                         reclaimed and not). Not with RELIB_NO_UNLOADING. The
                                         destructor unloads too, printing any error.
        module<Exports>::is_loaded(), path()
+       load_live_module<Exports, Imports>(path, Imports{}, live_options{})
+                                        -> result<live_module<Exports>, reload_error>
+           Loads a private copy of the file, calls its main (RELIB_MODULE_MAIN(void)) and watches
+           the file with inotify. docs/live-reload.md tells the whole story.
+       live_module<Exports>::update()   the per-frame check: one atomic load while nothing changed;
+                                        when a new build is complete (closed, settled, nobody
+                                        writing it) unloads the running version and loads the
+                                        new one -> result<bool, reload_error>, true if it did. On
+                                        an error a version keeps running (the previous one, loaded
+                                        again if need be) and the next build is tried.
+       live_module<Exports>::exports()  one object for the module's life, calling the version
+                                        running now; also reload(), changed(), wait_for_change(),
+                                        generation(), state<T>(), on_reload(before, after), unload()
        to_string(unload_report)         the report as lines to print
        memory_awaiting_reclamation()    module heaps of unloaded modules that other live threads
                                         still own; each thread destroys its own at exit
@@ -56,10 +69,14 @@
    loading the same file get one module and one load_errc::already_loaded. Do not unload a module
    while another thread is inside one of its exports.
 
+   HOT RELOAD: a module declares RELIB_MODULE_STATE(type, version) (see relib_module.hpp); the
+   live module owns that block and hands it to every version, and a version change runs the new
+   version's RELIB_MODULE_MIGRATE_STATE or refuses the build (load_errc::state_mismatch).
+
    CONFIGURATION (define before including relib.hpp)
        RELIB_NO_UNLOADING   (and the same in the module) modules stay loaded until the process
-                            exits; unload() is compiled out, as are its checks; a module built
-                            otherwise is refused at load.
+                            exits; unload() is compiled out, as are its checks and live modules;
+                            a module built otherwise is refused at load.
        RELIB_NO_FREE_INTERPOSITION  the implementation does not define free, realloc and
                             malloc_usable_size, which otherwise recognize blocks that module code
                             allocated and the host frees (a std::string returned by value); with

@@ -42,6 +42,20 @@
    from a static constructor, before the host has linked the imports, ends the process with a
    message naming the import.
 
+   STATE THAT SURVIVES RELOADS (hot reload, see docs/live-reload.md)
+
+       struct world { float x, y; int ticks; };       // trivially copyable, in a module header
+       RELIB_MODULE_STATE(world, 2);                  // its type and layout version
+       RELIB_MODULE_MIGRATE_STATE(world& now, const relib::old_state& old) {  // implementation file
+         if (old.version == 1) now.ticks = old.as<world_v1>().ticks;        // optional
+       }
+       void tick(float dt) { relib::module_state<world>().x += dt; }        // from main and exports
+
+   The host allocates the block and keeps it across reloads of a relib::live_module; load_module()
+   gives each module object its own. A new version of the layout must raise the version; the
+   host refuses a build whose state type changed under the same version, or whose version
+   changed without RELIB_MODULE_MIGRATE_STATE.
+
    An exception escaping an export (any type) is caught at the boundary: the host receives an
    empty result carrying the exception's type and what(), and the module stays usable.
 
