@@ -8,6 +8,7 @@
   X(malloc_free, int(int allocator, int times))                  \
   X(malloc_free_batches, int(int allocator, int batches))        \
   X(allocate_blocks, void(int count))                            \
-  X(free_blocks, void())
+  X(free_blocks, void())                                         \
+  X(version, int())
 
 #define BENCH_IMPORTS(X) X(host_add, int(int a, int b))

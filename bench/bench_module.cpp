@@ -1,5 +1,6 @@
-// The module measured by relib_bench. relib_bench_raw_add is a plain exported C function, the
-// dlsym baseline (relib_add_module exports only names starting with relib_).
+// The module measured by relib_bench. relib_bench_raw_add and relib_bench_raw_version are plain
+// exported C functions, the dlsym baselines (relib_add_module exports only names starting with
+// relib_). Built twice, as version 1 and 2 (BENCH_MODULE_VERSION), for the reload benchmarks.
 #define RELIB_IMPLEMENTATION
 #include "relib_module.hpp"
 
@@ -16,6 +17,12 @@ RELIB_MODULE_IMPORTS(host, BENCH_IMPORTS);
 extern "C" RELIB_DETAIL_VISIBLE __attribute__((noinline)) int relib_bench_raw_add(int a, int b) { return a + b; }
 
 int add(int a, int b) { return a + b; }
+
+#ifndef BENCH_MODULE_VERSION
+#define BENCH_MODULE_VERSION 1
+#endif
+int version() { return BENCH_MODULE_VERSION; }
+extern "C" RELIB_DETAIL_VISIBLE int relib_bench_raw_version() { return BENCH_MODULE_VERSION; }
 
 // The loops below compare an import call with a raw function-pointer call, both from module code.
 int call_import(int times) {

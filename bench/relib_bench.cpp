@@ -1,5 +1,5 @@
-// relib_bench: the cost of relib's calls and of a load/unload cycle, each next to its baseline
-// measured in the same run, so the table at the end reads as ratios.
+// relib_bench: the cost of relib's calls, of a load/unload cycle and of a live reload, each next
+// to its baseline measured in the same run, so the table at the end reads as ratios.
 #define RELIB_IMPLEMENTATION
 #include "relib.hpp"
 
@@ -7,11 +7,23 @@
 
 #include <benchmark/benchmark.h>
 #include <dlfcn.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
 #include <cstdio>
+#include <filesystem>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
 
 RELIB_HOST_EXPORTS(bench_exports, BENCH_EXPORTS);
 RELIB_HOST_IMPORTS(bench_imports, BENCH_IMPORTS);
@@ -164,6 +176,278 @@ void BM_ModuleLoadUnloadCycle(benchmark::State& state) {
   }
 }
 
+// A fresh directory (mkdtemp) in the temporary directory, removed with its files at the end.
+class temp_directory {
+ public:
+  temp_directory() {
+    std::string pattern = (std::filesystem::temp_directory_path() / "relib_bench-XXXXXX").string();
+    if (mkdtemp(pattern.data()) != nullptr) path_ = pattern;
+  }
+  temp_directory(const temp_directory&) = delete;
+  temp_directory& operator=(const temp_directory&) = delete;
+  ~temp_directory() {
+    std::error_code ignored;
+    if (!path_.empty()) std::filesystem::remove_all(path_, ignored);
+  }
+  bool made() const { return !path_.empty(); }
+  const std::string& path() const { return path_; }
+  std::string file(const char* name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+// Copies a file to a new one in the kernel (copy_file_range), as relib copies a new build.
+bool copy_file(const std::string& from, const std::string& to) {
+  const int in = open(from.c_str(), O_RDONLY | O_CLOEXEC);
+  const int out = open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0700);
+  struct stat status {};
+  bool copied = in >= 0 && out >= 0 && fstat(in, &status) == 0;
+  for (off_t done = 0; copied && done < status.st_size;) {
+    const auto left = static_cast<std::size_t>(status.st_size - done);
+    const ssize_t n = copy_file_range(in, nullptr, out, nullptr, left, 0);
+    copied = n > 0;
+    done += n;
+  }
+  if (in >= 0) close(in);
+  if (out >= 0) close(out);
+  return copied;
+}
+
+// The reload baseline: the raw cycle above on a fresh copy of the module file, made in a
+// temporary directory as relib makes its copies (same size, same file system), then removed.
+void BM_RawCopyDlopenCycle(benchmark::State& state) {
+  pin_mimalloc();
+  const temp_directory directory;
+  const std::string source = directory.file("libbench_module.so"), copy = directory.file("copy.so");
+  if (!directory.made() || !copy_file(BENCH_MODULE_PATH, source)) return state.SkipWithError("cannot copy the module");
+  for (auto _ : state) {
+    if (!copy_file(source, copy)) return state.SkipWithError("cannot copy the module");
+    void* handle = dlopen(copy.c_str(), RTLD_NOW | RTLD_LOCAL);
+    void* add = handle == nullptr ? nullptr : dlsym(handle, "relib_bench_raw_add");
+    if (add == nullptr) return state.SkipWithError("dlopen or dlsym failed");
+    benchmark::DoNotOptimize(reinterpret_cast<int (*)(int, int)>(add)(1, 2));
+    dlclose(handle);
+    unlink(copy.c_str());
+  }
+}
+
+// A live bench module (version 1) watched in a temporary directory; the builds that replace it
+// are prepared in a second one on the same file system, so that only their rename into place
+// is an event in the watched directory.
+struct live_bench_module {
+  temp_directory watched, staging;
+  const std::string path = watched.file("libbench_module.so");
+  std::optional<relib::live_module<bench_exports>> live;
+
+  explicit live_bench_module(benchmark::State& state) {
+    if (!watched.made() || !staging.made() || !copy_file(BENCH_MODULE_PATH, path)) {
+      state.SkipWithError("cannot copy the module into a temporary directory");
+      return;
+    }
+    relib::live_options options;
+    options.settle_time = std::chrono::milliseconds(0);
+    auto loaded = relib::load_live_module<bench_exports>(path, bench_imports{}, options);
+    if (loaded) {
+      live.emplace(std::move(*loaded));
+    } else {
+      state.SkipWithError(loaded.error().message.c_str());
+    }
+  }
+};
+
+// Puts new builds in place and times each until the first call into it returned, for relib and
+// for the hand-written reloader below: Reloader::wait_for_change() blocks until its watcher saw
+// the new file, Reloader::reload() swaps it in, calls it and returns the version it runs (0 on
+// failure). The two builds alternate, so the version tells which one runs. Each build is copied
+// (untimed) into a directory next to the watched one, then renamed over the watched file. Timed
+// by hand from the rename's return, when the new build is in place: the rename itself is the
+// build's cost (ext4 writes the new file out when it replaces another, 50 to 1500 us here),
+// shown apart as rename_us. The replaced build keeps a link in the staging directory, so that
+// the rename does not free it after the watcher was told (which would hide part of the
+// watcher's latency, wake_us).
+template <class Reloader>
+void time_reloads(benchmark::State& state, const temp_directory& staging, const std::string& path, Reloader& reloader) {
+  const std::string builds[2] = {BENCH_MODULE_PATH, BENCH_MODULE_V2_PATH};
+  const std::string next = staging.file("next.so"), replaced = staging.file("replaced.so");
+  int expected = 1;
+  using clock = std::chrono::steady_clock;
+  clock::duration renaming{}, waking{};  // the rename (untimed) and the watcher's wake-up (timed), as counters
+  for (auto _ : state) {
+    expected = 3 - expected;
+    unlink(replaced.c_str());
+    if (!copy_file(builds[expected - 1], next) || link(path.c_str(), replaced.c_str()) != 0) {
+      return state.SkipWithError("cannot copy the next build");
+    }
+    const auto start = clock::now();
+    if (std::rename(next.c_str(), path.c_str()) != 0) return state.SkipWithError("rename failed");
+    const auto in_place = clock::now();
+    if (!reloader.wait_for_change(std::chrono::seconds(5))) return state.SkipWithError("no change seen within 5 s");
+    const auto woken = clock::now();
+    const int version = reloader.reload();
+    const auto end = clock::now();
+    if (version != expected) return state.SkipWithError("the reload failed or the call did not reach the new build");
+    state.SetIterationTime(std::chrono::duration<double>(end - in_place).count());
+    renaming += in_place - start;
+    waking += woken - in_place;
+  }
+  const auto average_us = [](clock::duration total) {
+    const double us = std::chrono::duration<double, std::micro>(total).count();
+    return benchmark::Counter(us, benchmark::Counter::kAvgIterations);
+  };
+  state.counters["rename_us"] = average_us(renaming);
+  state.counters["wake_us"] = average_us(waking);
+}
+
+// relib: the watcher's inotify wake-up, update() (copy, checks, unload of the old version, load
+// of the new) and the call.
+struct relib_reloader {
+  relib::live_module<bench_exports>& live;
+  std::int64_t busy = 0;  // update() found the file busy and the watcher had to look again
+
+  bool wait_for_change(std::chrono::milliseconds timeout) { return live.wait_for_change(timeout); }
+  int reload() {
+    for (;;) {
+      auto updated = live.update();
+      if (!updated) return 0;
+      if (*updated) return live.exports().version().value();
+      ++busy;
+      if (!live.wait_for_change(std::chrono::seconds(5))) return 0;
+    }
+  }
+};
+
+void BM_ReloadLatency(benchmark::State& state) {
+  live_bench_module module(state);
+  if (!module.live) return;
+  relib_reloader reloader{*module.live};
+  time_reloads(state, module.staging, module.path, reloader);
+  state.counters["busy_retries"] = static_cast<double>(reloader.busy);
+}
+
+// The same reload written by hand, with nothing checked: a thread blocked on inotify raises a
+// flag; the main thread copies the file into a private directory, dlopen()s the copy, dlclose()s
+// the previous version, removes its copy and calls the new one.
+class raw_reloader {
+ public:
+  raw_reloader(std::string directory, std::string name) : directory_(std::move(directory)), name_(std::move(name)) {}
+  raw_reloader(const raw_reloader&) = delete;
+  raw_reloader& operator=(const raw_reloader&) = delete;
+  ~raw_reloader() {
+    if (thread_.joinable()) {
+      const std::uint64_t one = 1;
+      (void)!write(stop_fd_, &one, sizeof one);
+      thread_.join();
+    }
+    if (handle_ != nullptr) dlclose(handle_);
+    if (!copy_.empty()) unlink(copy_.c_str());
+    if (inotify_fd_ >= 0) close(inotify_fd_);
+    if (stop_fd_ >= 0) close(stop_fd_);
+  }
+
+  bool start() {
+    inotify_fd_ = inotify_init1(IN_CLOEXEC);
+    stop_fd_ = eventfd(0, EFD_CLOEXEC);
+    if (inotify_fd_ < 0 || stop_fd_ < 0 || mkdir((directory_ + "/copies").c_str(), 0700) != 0) return false;
+    if (inotify_add_watch(inotify_fd_, directory_.c_str(), IN_CLOSE_WRITE | IN_MOVED_TO) < 0) return false;
+    thread_ = std::thread([this] { watch(); });
+    return reload() != 0;
+  }
+
+  bool wait_for_change(std::chrono::milliseconds timeout) {
+    std::unique_lock<std::mutex> guard(lock_);
+    return ready_.wait_for(guard, timeout, [&] { return changed_; });
+  }
+
+  int reload() {
+    {
+      std::lock_guard<std::mutex> guard(lock_);
+      changed_ = false;
+    }
+    const std::string copy = directory_ + "/copies/" + std::to_string(++copies_) + "-" + name_;
+    if (!copy_file(directory_ + "/" + name_, copy)) return 0;
+    void* handle = dlopen(copy.c_str(), RTLD_NOW | RTLD_LOCAL);
+    void* version = handle == nullptr ? nullptr : dlsym(handle, "relib_bench_raw_version");
+    if (version == nullptr) {
+      if (handle != nullptr) dlclose(handle);
+      return 0;
+    }
+    if (handle_ != nullptr) dlclose(handle_);
+    if (!copy_.empty()) unlink(copy_.c_str());
+    handle_ = handle;
+    copy_ = copy;
+    return reinterpret_cast<int (*)()>(version)();
+  }
+
+ private:
+  void watch() {
+    alignas(inotify_event) char buffer[4096];
+    for (;;) {
+      pollfd fds[2] = {{inotify_fd_, POLLIN, 0}, {stop_fd_, POLLIN, 0}};
+      if (poll(fds, 2, -1) < 0 || fds[1].revents != 0) return;
+      const ssize_t length = read(inotify_fd_, buffer, sizeof buffer);
+      for (ssize_t offset = 0; offset < length;) {
+        const auto* event = reinterpret_cast<const inotify_event*>(buffer + offset);
+        offset += static_cast<ssize_t>(sizeof(inotify_event) + event->len);
+        if (event->len == 0 || name_ != event->name) continue;
+        {
+          std::lock_guard<std::mutex> guard(lock_);
+          changed_ = true;
+        }
+        ready_.notify_all();
+      }
+    }
+  }
+
+  std::string directory_, name_, copy_;
+  int inotify_fd_ = -1, stop_fd_ = -1;
+  std::uint64_t copies_ = 0;
+  void* handle_ = nullptr;
+  std::thread thread_;
+  std::mutex lock_;
+  std::condition_variable ready_;
+  bool changed_ = false;
+};
+
+void BM_RawReloadLatency(benchmark::State& state) {
+  pin_mimalloc();
+  const temp_directory watched, staging;
+  const std::string path = watched.file("libbench_module.so");
+  if (!watched.made() || !staging.made() || !copy_file(BENCH_MODULE_PATH, path)) {
+    return state.SkipWithError("cannot copy the module into a temporary directory");
+  }
+  raw_reloader reloader(watched.path(), "libbench_module.so");
+  if (!reloader.start()) return state.SkipWithError("cannot watch or load the module");
+  time_reloads(state, staging, path, reloader);
+}
+
+// reload() and the first call alone: the same work without the file replacement and the
+// watcher's wake-up.
+void BM_ReloadForced(benchmark::State& state) {
+  live_bench_module module(state);
+  if (!module.live) return;
+  relib::live_module<bench_exports>& live = *module.live;
+  for (auto _ : state) {
+    auto reloaded = live.reload();
+    if (!reloaded || !*reloaded) return state.SkipWithError("reload failed");
+    if (live.exports().version().value() != 1) return state.SkipWithError("the call did not reach the module");
+  }
+  state.counters["reloads"] = static_cast<double>(live.generation() - 1);
+}
+
+// The per-frame update() while nothing changed.
+void BM_ReloadCheckNoChange(benchmark::State& state) {
+  live_bench_module module(state);
+  if (!module.live) return;
+  relib::live_module<bench_exports>& live = *module.live;
+  bool reloaded_or_failed = false;
+  for (auto _ : state) {
+    auto updated = live.update();
+    reloaded_or_failed |= !updated || *updated;
+  }
+  if (reloaded_or_failed) state.SkipWithError("update() reloaded or failed while nothing changed");
+}
+
 }  // namespace
 
 // Each benchmark runs in several repetitions; the table keeps the fastest, which is the least
@@ -172,6 +456,11 @@ void BM_ModuleLoadUnloadCycle(benchmark::State& state) {
 constexpr int repetitions = 7;
 BENCHMARK(BM_RawDlopenCycle)->Repetitions(repetitions);
 BENCHMARK(BM_ModuleLoadUnloadCycle)->Repetitions(repetitions);
+BENCHMARK(BM_RawCopyDlopenCycle)->Repetitions(repetitions);
+BENCHMARK(BM_RawReloadLatency)->Repetitions(repetitions)->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_ReloadLatency)->Repetitions(repetitions)->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_ReloadForced)->Repetitions(repetitions)->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_ReloadCheckNoChange)->Repetitions(repetitions);
 BENCHMARK(BM_UnloadWithLeakedBlocks)->Arg(1000000)->Repetitions(3)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_FreeBlocksOneByOne)->Arg(1000000)->Repetitions(3)->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_DirectCall)->Repetitions(repetitions);
@@ -222,6 +511,14 @@ void print_ratio(const best_of_collector& best, const char* measured, const char
               target <= 0 ? "" : ratio <= target ? "meets target" : "OVER TARGET");
 }
 
+// A row without a baseline, against an absolute target.
+void print_time(const best_of_collector& best, const char* measured, double target_ns) {
+  const auto m = best.ns.find(measured);
+  if (m == best.ns.end()) return;
+  std::printf("%-26s %12.2f ns   %-28s %12.2f ns   %7s   %s\n", measured, m->second, "(absolute target)", target_ns, "",
+              m->second <= target_ns ? "meets target" : "OVER TARGET");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -232,13 +529,19 @@ int main(int argc, char** argv) {
   benchmark::Shutdown();
 
   std::printf("\nFastest of the repetitions (per call; import rows per call inside a loop of %d, malloc rows per\n"
-              "malloc/free pair inside a loop of %d; the unload rows per module of 1,000,000 blocks)\n",
+              "malloc/free pair inside a loop of %d; the unload rows per module of 1,000,000 blocks; reload rows\n"
+              "per reload, latency rows from the new build in place to the first call into it returned)\n",
               import_batch, malloc_batch);
   std::printf("%-26s %15s   %-28s %15s   %7s\n", "measured", "", "baseline", "", "ratio");
   print_ratio(reporter, "BM_ExportCall", "BM_RawPointerCall", 1.2);
   print_ratio(reporter, "BM_ExportCall", "BM_DirectCall", 0);
   print_ratio(reporter, "BM_ImportCall", "BM_RawPointerCallFromModule", 1.2);
   print_ratio(reporter, "BM_ModuleLoadUnloadCycle", "BM_RawDlopenCycle", 1.3);
+  print_ratio(reporter, "BM_ReloadLatency", "BM_RawCopyDlopenCycle", 1.5);
+  print_ratio(reporter, "BM_ReloadLatency", "BM_RawReloadLatency", 0);
+  print_ratio(reporter, "BM_ReloadForced", "BM_RawCopyDlopenCycle", 0);
+  print_ratio(reporter, "BM_RawCopyDlopenCycle", "BM_RawDlopenCycle", 0);
+  print_time(reporter, "BM_ReloadCheckNoChange", 20);
   print_ratio(reporter, "BM_ModuleMalloc", "BM_MimallocMalloc", 1.3);
   print_ratio(reporter, "BM_ModuleMalloc", "BM_GlibcMalloc", 1.0);
   print_ratio(reporter, "BM_ModuleMallocMixed", "BM_MimallocMallocMixed", 1.3);
