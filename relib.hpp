@@ -2668,7 +2668,8 @@ std::string what_runs_now(const live_core& live) {
 
 reload_error make_reload_error(const live_core& live, reload_errc code, const std::string& text) {
   reload_error error{code, live.path(), "", std::nullopt, std::nullopt, std::nullopt};
-  error.message = "relib: cannot reload module '" + live.path() + "': " + text;
+  const char* verb = live.generation == 0 ? "load" : "reload";  // the first load goes the same way
+  error.message = std::string("relib: cannot ") + verb + " module '" + live.path() + "': " + text;
   return error;
 }
 
@@ -2728,6 +2729,17 @@ Error for_watched_file(Error error, const std::string& copy, const std::string& 
   return error;
 }
 
+/* An error's message without its "relib: cannot ... module '<path>': " opening, to go after the
+   reload error's own. */
+template <class Error>
+std::string reason_of(const Error& error) {
+  const std::string opening = "module '" + error.module + "': ";
+  const std::size_t at = error.message.find(opening);
+  std::string reason = at == std::string::npos ? error.message : error.message.substr(at + opening.size());
+  if (!reason.empty() && reason.back() == '.') reason.pop_back();
+  return reason;
+}
+
 result<bool, reload_error> finish_reload(live_core& live, std::optional<reload_error> error) {
   if (live.after_reload) live.after_reload(error ? &*error : nullptr);
   if (error) return std::move(*error);
@@ -2755,7 +2767,7 @@ result<bool, reload_error> reload_live(live_core& live, bool only_if_changed) {
     live.shadows.remove(copy);
     reload_error error = make_reload_error(live, reload_errc::load_failed, "");
     error.load = for_watched_file(checked.error(), copy, live.path());
-    error.message = error.load->message + "; " + what_runs_now(live);
+    error.message += "the new build was refused: " + reason_of(*error.load) + "; " + what_runs_now(live);
     return error;
   }
 
@@ -2767,7 +2779,8 @@ result<bool, reload_error> reload_live(live_core& live, bool only_if_changed) {
       live.shadows.remove(copy);
       reload_error error = make_reload_error(live, reload_errc::unload_failed, "");
       error.unload = for_watched_file(unloaded.error(), old_copy, live.path());
-      error.message = error.unload->message + "; " + what_runs_now(live);
+      error.message += "the running version refused to unload: " + reason_of(*error.unload) + "; " +
+                       what_runs_now(live);
       return finish_reload(live, std::move(error));
     }
   }
@@ -2786,10 +2799,10 @@ result<bool, reload_error> reload_live(live_core& live, bool only_if_changed) {
   reload_error error = make_reload_error(live, next.call ? reload_errc::main_failed : reload_errc::load_failed, "");
   if (next.call) {
     error.call = for_watched_file(*next.call, copy, live.path());
-    error.message = error.call->message;
+    error.message += "the new version's main threw " + describe_call_failure(*error.call);
   } else {
     error.load = for_watched_file(*next.load, copy, live.path());
-    error.message = error.load->message;
+    error.message += "the new build failed to start: " + reason_of(*error.load);
   }
   if (old_copy.empty()) return finish_reload(live, std::move(error));
   // The previous version comes back from its copy: its static data starts over, the state is kept.
@@ -2802,7 +2815,8 @@ result<bool, reload_error> reload_live(live_core& live, bool only_if_changed) {
     live.current_copy.clear();
     live.shadows.remove(old_copy);
     error.code = reload_errc::rollback_failed;
-    const std::string why_not = previous.call ? previous.call->message : previous.load->message;
+    const std::string why_not = previous.call ? "its main threw " + describe_call_failure(*previous.call)
+                                              : reason_of(*previous.load);
     error.message += "; bringing version " + std::to_string(previous_generation) +
                      " back failed too: " + name_watched_file(why_not, old_copy, live.path()) +
                      ". No version is loaded until the next good build";
