@@ -490,7 +490,8 @@ class export_function<R(A...)> : non_copyable {
   using signature = R(A...);
   using thunk_type = typename export_thunk<R(A...)>::pointer;
 
-  explicit export_function(const char* name) : site_{nullptr, name} {}
+  // constexpr: a static Exports (what a moved-from module offers) needs no guard on each call.
+  constexpr explicit export_function(const char* name) : site_{nullptr, name} {}
 
   call_result<R> operator()(A... args) const {
     return invoke_export<R, A...>(thunk_, site_, static_cast<A&&>(args)...);

@@ -256,6 +256,17 @@ struct live_bench_module {
   }
 };
 
+// A frame loop's view of a change: the host thread stays busy and sees the flag at its next
+// frame, instead of sleeping until it is woken.
+template <class Changed>
+bool spin_until(Changed changed, std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  for (std::uint64_t spins = 1; !changed(); ++spins) {
+    if (spins % 4096 == 0 && std::chrono::steady_clock::now() > deadline) return false;
+  }
+  return true;
+}
+
 // Puts new builds in place and times each until the first call into it returned, for relib and
 // for the hand-written reloader below: Reloader::wait_for_change() blocks until its watcher saw
 // the new file, Reloader::reload() swaps it in, calls it and returns the version it runs (0 on
@@ -303,9 +314,13 @@ void time_reloads(benchmark::State& state, const temp_directory& staging, const 
 // of the new) and the call.
 struct relib_reloader {
   relib::live_module<bench_exports>& live;
+  bool frame_loop;        // the host thread polls changed() as a frame loop calls update(); else it blocks
   std::int64_t busy = 0;  // update() found the file busy and the watcher had to look again
 
-  bool wait_for_change(std::chrono::milliseconds timeout) { return live.wait_for_change(timeout); }
+  bool wait_for_change(std::chrono::milliseconds timeout) {
+    if (!frame_loop) return live.wait_for_change(timeout);
+    return spin_until([&] { return live.changed(); }, timeout);
+  }
   int reload() {
     for (;;) {
       auto updated = live.update();
@@ -317,20 +332,25 @@ struct relib_reloader {
   }
 };
 
-void BM_ReloadLatency(benchmark::State& state) {
+void reload_latency(benchmark::State& state, bool frame_loop) {
   live_bench_module module(state);
   if (!module.live) return;
-  relib_reloader reloader{*module.live};
+  relib_reloader reloader{*module.live, frame_loop};
   time_reloads(state, module.staging, module.path, reloader);
   state.counters["busy_retries"] = static_cast<double>(reloader.busy);
 }
+// The host calls update() every frame, so its thread is running when the change comes.
+void BM_ReloadLatency(benchmark::State& state) { reload_latency(state, true); }
+// The host sleeps in wait_for_change() and is woken: one more thread wake-up, colder caches.
+void BM_ReloadLatencyBlocking(benchmark::State& state) { reload_latency(state, false); }
 
 // The same reload written by hand, with nothing checked: a thread blocked on inotify raises a
 // flag; the main thread copies the file into a private directory, dlopen()s the copy, dlclose()s
 // the previous version, removes its copy and calls the new one.
 class raw_reloader {
  public:
-  raw_reloader(std::string directory, std::string name) : directory_(std::move(directory)), name_(std::move(name)) {}
+  raw_reloader(std::string directory, std::string name, bool frame_loop)
+      : directory_(std::move(directory)), name_(std::move(name)), frame_loop_(frame_loop) {}
   raw_reloader(const raw_reloader&) = delete;
   raw_reloader& operator=(const raw_reloader&) = delete;
   ~raw_reloader() {
@@ -355,8 +375,9 @@ class raw_reloader {
   }
 
   bool wait_for_change(std::chrono::milliseconds timeout) {
+    if (frame_loop_) return spin_until([&] { return changed_.load(std::memory_order_acquire); }, timeout);
     std::unique_lock<std::mutex> guard(lock_);
-    return ready_.wait_for(guard, timeout, [&] { return changed_; });
+    return ready_.wait_for(guard, timeout, [&] { return changed_.load(); });
   }
 
   int reload() {
@@ -406,20 +427,23 @@ class raw_reloader {
   std::thread thread_;
   std::mutex lock_;
   std::condition_variable ready_;
-  bool changed_ = false;
+  std::atomic<bool> changed_{false};
+  bool frame_loop_;
 };
 
-void BM_RawReloadLatency(benchmark::State& state) {
+void raw_reload_latency(benchmark::State& state, bool frame_loop) {
   pin_mimalloc();
   const temp_directory watched, staging;
   const std::string path = watched.file("libbench_module.so");
   if (!watched.made() || !staging.made() || !copy_file(BENCH_MODULE_PATH, path)) {
     return state.SkipWithError("cannot copy the module into a temporary directory");
   }
-  raw_reloader reloader(watched.path(), "libbench_module.so");
+  raw_reloader reloader(watched.path(), "libbench_module.so", frame_loop);
   if (!reloader.start()) return state.SkipWithError("cannot watch or load the module");
   time_reloads(state, staging, path, reloader);
 }
+void BM_RawReloadLatency(benchmark::State& state) { raw_reload_latency(state, true); }
+void BM_RawReloadLatencyBlocking(benchmark::State& state) { raw_reload_latency(state, false); }
 
 // reload() and the first call alone: the same work without the file replacement and the
 // watcher's wake-up.
@@ -459,6 +483,8 @@ BENCHMARK(BM_ModuleLoadUnloadCycle)->Repetitions(repetitions);
 BENCHMARK(BM_RawCopyDlopenCycle)->Repetitions(repetitions);
 BENCHMARK(BM_RawReloadLatency)->Repetitions(repetitions)->UseManualTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_ReloadLatency)->Repetitions(repetitions)->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_RawReloadLatencyBlocking)->Repetitions(repetitions)->UseManualTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_ReloadLatencyBlocking)->Repetitions(repetitions)->UseManualTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_ReloadForced)->Repetitions(repetitions)->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_ReloadCheckNoChange)->Repetitions(repetitions);
 BENCHMARK(BM_UnloadWithLeakedBlocks)->Arg(1000000)->Repetitions(3)->Unit(benchmark::kMillisecond);
@@ -539,6 +565,8 @@ int main(int argc, char** argv) {
   print_ratio(reporter, "BM_ModuleLoadUnloadCycle", "BM_RawDlopenCycle", 1.3);
   print_ratio(reporter, "BM_ReloadLatency", "BM_RawCopyDlopenCycle", 1.5);
   print_ratio(reporter, "BM_ReloadLatency", "BM_RawReloadLatency", 0);
+  print_ratio(reporter, "BM_ReloadLatencyBlocking", "BM_RawCopyDlopenCycle", 0);
+  print_ratio(reporter, "BM_ReloadLatencyBlocking", "BM_RawReloadLatencyBlocking", 0);
   print_ratio(reporter, "BM_ReloadForced", "BM_RawCopyDlopenCycle", 0);
   print_ratio(reporter, "BM_RawCopyDlopenCycle", "BM_RawDlopenCycle", 0);
   print_time(reporter, "BM_ReloadCheckNoChange", 20);
