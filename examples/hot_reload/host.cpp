@@ -15,58 +15,30 @@
 #define RELIB_IMPLEMENTATION
 #include "relib.hpp"
 
+#include "../live_driver.hpp"
 #include "sim_api.hpp"
 
-#include <chrono>
-#include <csignal>
 #include <cstdio>
-#include <cstdlib>
-#include <future>
-#include <string>
-#include <thread>
 
 RELIB_HOST_EXPORTS(sim_exports, SIM_EXPORTS);
 
-// Ctrl-C ends the loop rather than the process: the live module then removes its private copies.
-static volatile std::sig_atomic_t stop = 0;
-
 int main(int argc, char** argv) {
-  std::string path = "libhot_reload_module.so", edit;
-  long reloads_wanted = 0;  // 0: run until Ctrl-C
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    if (arg == "--edit" && i + 1 < argc) {
-      edit = argv[++i];
-    } else if (arg == "--reloads" && i + 1 < argc) {
-      reloads_wanted = std::atol(argv[++i]);
-    } else {
-      path = arg;
-    }
-  }
-  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // line by line, also into the demo script's pipe
-  std::signal(SIGINT, [](int) { stop = 1; });
-
-  auto loaded = relib::load_live_module<sim_exports>(path);
+  example::live_driver driver(argc, argv, "libhot_reload_module.so");
+  auto loaded = relib::load_live_module<sim_exports>(driver.module());
   if (!loaded) return std::fprintf(stderr, "%s\n", loaded.error().message.c_str()), 1;
   relib::live_module<sim_exports> live = std::move(*loaded);
   std::printf("[host] running %s; rebuild it and the simulation carries on\n", live.path().c_str());
   live.on_reload([] { std::printf("[host] reloading: a new build is complete\n"); }, nullptr);
 
-  std::future<int> editing;  // the edit command's exit status, once it is done
-  long reloads = 0, reloaded_at = 0;
-  const auto give_up = std::chrono::steady_clock::now() + std::chrono::minutes(2);
-  for (long frame = 1; !stop; ++frame) {
+  while (driver.running()) {
     // One atomic load while nothing changed; a complete new build is swapped in here. On an
     // error the running version stays, and the next build is tried.
     relib::result<bool, relib::reload_error> reloaded = live.update();
     if (!reloaded) std::printf("[host] reload failed: %s\n", reloaded.error().message.c_str());
-    if (reloaded && *reloaded) {
-      std::printf("[host] version %llu runs now\n", static_cast<unsigned long long>(live.generation()));
-      ++reloads;
-      reloaded_at = frame;
-    }
+    const bool swapped = reloaded && *reloaded;
+    if (swapped) std::printf("[host] version %llu runs now\n", static_cast<unsigned long long>(live.generation()));
     relib::call_result<const char*> text = live.exports().step();
-    if (frame % 10 == 0 || reloaded_at == frame) {
+    if (driver.frame() % 10 == 0 || swapped) {
       // The host's view of the block, looked up again since a reload that migrates it moves it;
       // nullptr when the module declares another state type than this host's sim_state.
       const sim_state* state = live.state<sim_state>();
@@ -78,20 +50,7 @@ int main(int argc, char** argv) {
                     state->position[2], text ? *text : text.error().message.c_str());
       }
     }
-
-    if (frame == 20 && !edit.empty()) {
-      std::printf("[host] editing and rebuilding the module in the background\n");
-      editing = std::async(std::launch::async, [&edit] { return std::system(edit.c_str()); });
-    }
-    if (editing.valid() && editing.wait_for(std::chrono::seconds(0)) == std::future_status::ready &&
-        editing.get() != 0) {
-      return std::fprintf(stderr, "[host] the edit command failed: %s\n", edit.c_str()), 1;
-    }
-    if (reloads_wanted > 0 && reloads >= reloads_wanted && frame >= reloaded_at + 20) break;
-    if (reloads_wanted > 0 && std::chrono::steady_clock::now() > give_up) {
-      return std::fprintf(stderr, "[host] no reload within two minutes\n"), 1;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // a frame
+    driver.end_frame(swapped);
   }
-  return 0;
+  return driver.exit_code();
 }
