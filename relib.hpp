@@ -397,6 +397,11 @@ result<std::unique_ptr<module_core>, load_error> load_core(load_request request)
 enum class before_unload_step { run, skip };  // skip: main and the state never reached the module
 result<unload_report, unload_error> unload_core(module_core& core, before_unload_step step = before_unload_step::run);
 void abandon_core(module_core& core) noexcept;  // RELIB_NO_UNLOADING: keep it loaded for good
+/* A core whose library could not be unloaded is leaked on purpose: module threads may still call
+   back through its link. */
+inline void keep_alive(std::unique_ptr<module_core>& core) noexcept {
+  if (core && core->loaded) (void)core.release();
+}
 
 void record_call_failure(const char* mangled_type, const char* what);
 call_error make_main_error(const module_core* owner, call_errc code, std::string_view asked_signature);
@@ -636,7 +641,10 @@ void module<Exports>::release() noexcept {
   if (!core_ || !core_->loaded) return;
 #if RELIB_DETAIL_UNLOADING
   auto unloaded = detail::unload_core(*core_);
-  if (!unloaded) report_destructor_unload_failure(unloaded.error());
+  if (!unloaded) {
+    report_destructor_unload_failure(unloaded.error());
+    detail::keep_alive(core_);
+  }
 #else
   detail::abandon_core(*core_);
 #endif
@@ -2032,8 +2040,12 @@ result<std::unique_ptr<module_core>, load_error> load_core(load_request request)
   // Module code runs here (the state's constructor, the migrate hook): outside the registry lock.
   auto attached = attach_state(**opened);
   if (attached) return opened;
-  (void)unload_core(**opened, before_unload_step::skip);
-  return attached.error();
+  auto unloaded = unload_core(**opened, before_unload_step::skip);
+  if (unloaded) return attached.error();
+  keep_alive(*opened);  // its static constructors started threads that still run
+  load_error error = attached.error();
+  error.message += "; the module could not be unloaded afterwards and stays in the process: " + unloaded.error().message;
+  return error;
 }
 
 /* ---- Unloading ---------------------------------------------------------------------------
@@ -2642,6 +2654,7 @@ class live_core {
     if (current && current->loaded) {
       auto unloaded = unload_core(*current);
       if (!unloaded) report_destructor_unload_failure(unloaded.error());
+      keep_alive(current);
     }
   }
 };
@@ -2695,41 +2708,6 @@ result<void, load_error> check_copy(const load_request& request) {
   return {};
 }
 
-struct started_version {
-  std::unique_ptr<module_core> core;
-  std::optional<load_error> load;
-  std::optional<call_error> call;
-};
-
-/* Loads a copy, attaches the state and calls main; on failure nothing of it stays loaded and the
-   state is as it was. */
-started_version start_version(live_core& live, const std::string& copy) {
-  load_request request = live.prototype;
-  request.path = copy;
-  request.state = live.state;
-  auto loaded = load_core(std::move(request));
-  if (!loaded) return {nullptr, loaded.error(), std::nullopt};
-  module_core& core = **loaded;
-  if (core.main_symbol != nullptr) {
-    auto thunk = *static_cast<const export_thunk<void()>::pointer*>(core.main_symbol);
-    auto called = invoke_export<void>(thunk, call_site{&core, "main"});
-    if (!called) {
-      (void)unload_core(core);
-      live.state->rollback();
-      return {nullptr, std::nullopt, called.error()};
-    }
-  }
-  live.state->commit();
-  return {std::move(*loaded), std::nullopt, std::nullopt};
-}
-
-template <class Error>
-Error for_watched_file(Error error, const std::string& copy, const std::string& watched) {
-  error.module = watched;
-  error.message = name_watched_file(std::move(error.message), copy, watched);
-  return error;
-}
-
 /* An error's message without its "relib: cannot ... module '<path>': " opening, to go after the
    reload error's own. */
 template <class Error>
@@ -2739,6 +2717,46 @@ std::string reason_of(const Error& error) {
   std::string reason = at == std::string::npos ? error.message : error.message.substr(at + opening.size());
   if (!reason.empty() && reason.back() == '.') reason.pop_back();
   return reason;
+}
+
+struct started_version {
+  std::unique_ptr<module_core> core;
+  std::optional<load_error> load;
+  std::optional<call_error> call;
+  std::string stuck;  // main threw and the version could not be unloaded: why (it stays, in core)
+};
+
+/* Loads a copy, attaches the state and calls main; on failure nothing of it stays loaded and the
+   state is as it was. */
+started_version start_version(live_core& live, const std::string& copy) {
+  load_request request = live.prototype;
+  request.path = copy;
+  request.state = live.state;
+  auto loaded = load_core(std::move(request));
+  if (!loaded) return {nullptr, loaded.error(), std::nullopt, ""};
+  module_core& core = **loaded;
+  if (core.main_symbol != nullptr) {
+    auto thunk = *static_cast<const export_thunk<void()>::pointer*>(core.main_symbol);
+    auto called = invoke_export<void>(thunk, call_site{&core, "main"});
+    if (!called) {
+      auto unloaded = unload_core(core);
+      if (unloaded) {
+        live.state->rollback();
+        return {nullptr, std::nullopt, called.error(), ""};
+      }
+      live.state->commit();  // main started threads before it threw: this version cannot go
+      return {std::move(*loaded), std::nullopt, called.error(), reason_of(unloaded.error())};
+    }
+  }
+  live.state->commit();
+  return {std::move(*loaded), std::nullopt, std::nullopt, ""};
+}
+
+template <class Error>
+Error for_watched_file(Error error, const std::string& copy, const std::string& watched) {
+  error.module = watched;
+  error.message = name_watched_file(std::move(error.message), copy, watched);
+  return error;
 }
 
 result<bool, reload_error> finish_reload(live_core& live, std::optional<reload_error> error) {
@@ -2792,7 +2810,13 @@ result<bool, reload_error> reload_live(live_core& live, bool only_if_changed) {
     live.current_copy = copy;
     live.shadows.remove(old_copy);
     ++live.generation;
-    return finish_reload(live, std::nullopt);
+    if (!next.call) return finish_reload(live, std::nullopt);
+    reload_error error = make_reload_error(live, reload_errc::main_failed, "");
+    error.call = for_watched_file(*next.call, copy, live.path());
+    error.message += "the new version's main threw " + describe_call_failure(*error.call) +
+                     ", and it cannot be unloaded (" + name_watched_file(next.stuck, copy, live.path()) +
+                     "), so it runs now as version " + std::to_string(live.generation);
+    return finish_reload(live, std::move(error));
   }
 
   live.shadows.remove(copy);

@@ -487,3 +487,24 @@ TEST_CASE("live: the module's directory removed and made again", "[live]") {
   CHECK(*reloaded);
   CHECK(test::version_of(module) == 2);
 }
+
+TEST_CASE("live: a new main that throws while its thread runs cannot be undone, and says so", "[live]") {
+  test::temp_dir dir;
+  const std::string target = dir.path() + "/libmod.so";
+  test::live module = test::load_live(TEST_LIVE_V1_PATH, target);
+  test::install_by_rename(TEST_LIVE_MAIN_THREAD_THROWS_PATH, target);
+  auto reloaded = test::next_update(module);
+  REQUIRE_FALSE(reloaded);
+  CHECK(reloaded.error().code == relib::reload_errc::main_failed);
+  CHECK(test::contains(reloaded.error().message, "main threw after starting a thread"));
+  CHECK(test::contains(reloaded.error().message, "cannot be unloaded"));
+  CHECK(test::contains(reloaded.error().message, "runs now as version 2"));
+  CHECK(test::version_of(module) == 13);  // the new version serves: it cannot go while its thread runs
+  CHECK(module.generation() == 2);
+
+  REQUIRE(module.exports().stop_thread());
+  test::install_by_rename(TEST_LIVE_V2_PATH, target);
+  auto next = test::next_update(module);
+  if (!next) FAIL(next.error().message);
+  CHECK(test::version_of(module) == 2);
+}

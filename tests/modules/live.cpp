@@ -58,6 +58,9 @@ RELIB_MODULE_MAIN(int) { return 0; }
 RELIB_MODULE_MAIN(void) {
 #if defined(TEST_LIVE_MAIN_THROWS)
   throw std::runtime_error("main of the broken version");
+#elif defined(TEST_LIVE_MAIN_THREAD_THROWS)
+  start_thread();  // still running when main throws: this version cannot be unloaded
+  throw std::runtime_error("main threw after starting a thread");
 #endif
   ++relib::module_state<state_type>().loads;
 }
