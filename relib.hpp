@@ -360,13 +360,15 @@ struct import_binding {
   void (*link)(const void* symbol);
 };
 
-struct kept_state;  // a state block owned by the host (see the implementation)
+struct kept_state;      // a state block owned by the host (see the implementation)
+struct inspected_file;  // a file already read and checked (see the implementation)
 
 struct load_request {
   std::string path;
   std::vector<export_binding> exports;
   std::vector<import_binding> imports;
   std::shared_ptr<kept_state> state;  // a live module's block; null: the module gets its own
+  std::shared_ptr<inspected_file> inspected;  // a live module's private copy, checked already
 };
 
 struct module_core {
@@ -1301,6 +1303,13 @@ struct kept_state {
   }
 };
 
+/* What inspect_file() learned about a file, kept for its load. */
+struct inspected_file {
+  std::unique_ptr<module_core> core;
+  elf_contents contents;
+  module_records records;  // views into contents
+};
+
 /* ---- Registry of loaded modules ----------------------------------------------------------
    One lock serializes loads and unloads, so "is this file loaded?" and the dlopen() that
    follows are a single step for every thread. */
@@ -1902,16 +1911,21 @@ result<std::unique_ptr<module_core>, load_error> open_core(load_request request)
 #if RELIB_DETAIL_UNLOADING
   destroy_orphaned_heaps_of_this_thread();
 #endif
-  auto core = std::make_unique<module_core>();
-  core->path = request.path;
-  const std::string& path = core->path;
-
   registry& modules = global_registry();
   std::lock_guard<std::mutex> guard(modules.lock);
-  elf_contents contents;
-  module_records records;
-  auto inspected = inspect_file(request, *core, contents, records);
-  if (!inspected) return inspected.error();
+  std::unique_ptr<module_core> core;
+  inspected_file own;
+  inspected_file& file = request.inspected ? *request.inspected : own;
+  if (request.inspected) {
+    core = std::move(request.inspected->core);
+  } else {
+    core = std::make_unique<module_core>();
+    core->path = request.path;
+    auto inspected = inspect_file(request, *core, own.contents, own.records);
+    if (!inspected) return inspected.error();
+  }
+  const std::string& path = core->path;
+  const module_records& records = file.records;
 
   // The registry knows relib's own modules. The same file opened by anyone else shows up as a
   // dlopen() that returns an object which was already in the process.
@@ -2391,37 +2405,33 @@ namespace platform {
    once a writer closed it (or renamed it into place) and it then stayed untouched for the settle
    time; a write in progress cancels a pending change. A reload that finds the file still open
    for writing (the close event comes a moment before the kernel drops the writer's access) asks
-   for another look a little later. */
+   for another look a little later. The thread also runs chores the reload leaves behind
+   (removing the old copy), so that they are not part of the reload's latency. */
 class file_watch {
  public:
-  file_watch(std::string directory, std::string name, std::chrono::milliseconds settle, change_signal& signal)
-      : directory_(std::move(directory)), name_(std::move(name)), settle_(settle), signal_(signal) {}
+  file_watch(std::string directory, std::string name, std::chrono::milliseconds settle, change_signal& signal,
+             std::function<void()> chores)
+      : directory_(std::move(directory)), name_(std::move(name)), settle_(settle), signal_(signal),
+        chores_(std::move(chores)) {}
   file_watch(const file_watch&) = delete;
   file_watch& operator=(const file_watch&) = delete;
   ~file_watch() {
     if (thread_.joinable()) {
-      const std::uint64_t one = 1;
-      while (::write(wake_fd_, &one, sizeof one) < 0 && errno == EINTR) {
-      }
+      poke(stop_request);
       thread_.join();
     }
     if (inotify_fd_ >= 0) ::close(inotify_fd_);
-    if (wake_fd_ >= 0) ::close(wake_fd_);
-    if (retry_fd_ >= 0) ::close(retry_fd_);
+    if (poke_fd_ >= 0) ::close(poke_fd_);
   }
 
-  void retry_later() {
-    const std::uint64_t one = 1;
-    while (::write(retry_fd_, &one, sizeof one) < 0 && errno == EINTR) {
-    }
-  }
+  void retry_later() { poke(retry_request); }
+  void run_chores() { poke(chores_request); }
 
   /* Empty on success, else why the directory cannot be watched. */
   std::string start() {
     inotify_fd_ = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-    wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    retry_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (inotify_fd_ < 0 || wake_fd_ < 0 || retry_fd_ < 0) return std::string("inotify_init1/eventfd failed: ") + std::strerror(errno);
+    poke_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (inotify_fd_ < 0 || poke_fd_ < 0) return std::string("inotify_init1/eventfd failed: ") + std::strerror(errno);
     if (!add_watch()) return "cannot watch directory '" + directory_ + "': " + std::strerror(errno);
     thread_ = std::thread([this] { run(); });
     return "";
@@ -2432,6 +2442,14 @@ class file_watch {
                                                   IN_MOVED_FROM | IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF |
                                                   IN_ONLYDIR;
   using clock = std::chrono::steady_clock;
+  static constexpr unsigned stop_request = 1, retry_request = 2, chores_request = 4;
+
+  void poke(unsigned request) {
+    requests_.fetch_or(request, std::memory_order_release);
+    const std::uint64_t one = 1;
+    while (::write(poke_fd_, &one, sizeof one) < 0 && errno == EINTR) {
+    }
+  }
 
   bool add_watch() {
     watch_ = ::inotify_add_watch(inotify_fd_, directory_.c_str(), watched_events);
@@ -2453,14 +2471,18 @@ class file_watch {
     clock::time_point due{};
     alignas(inotify_event) char buffer[8192];
     for (;;) {
-      pollfd fds[3] = {{inotify_fd_, POLLIN, 0}, {wake_fd_, POLLIN, 0}, {retry_fd_, POLLIN, 0}};
-      if (::poll(fds, 3, poll_timeout(settling, due)) < 0 && errno != EINTR) return;
-      if (fds[1].revents != 0) return;
-      if (fds[2].revents != 0) {
+      pollfd fds[2] = {{inotify_fd_, POLLIN, 0}, {poke_fd_, POLLIN, 0}};
+      if (::poll(fds, 2, poll_timeout(settling, due)) < 0 && errno != EINTR) return;
+      if (fds[1].revents != 0) {
         std::uint64_t count = 0;
-        (void)!::read(retry_fd_, &count, sizeof count);
-        settling = true;
-        due = clock::now() + std::max(settle_, std::chrono::milliseconds(10));
+        (void)!::read(poke_fd_, &count, sizeof count);
+        const unsigned requests = requests_.exchange(0, std::memory_order_acquire);
+        if (requests & stop_request) return;
+        if (requests & chores_request) chores_();
+        if (requests & retry_request) {
+          settling = true;
+          due = clock::now() + std::max(settle_, std::chrono::milliseconds(10));
+        }
       }
       if (watch_ < 0 && add_watch()) {  // the directory is back, maybe with a new build in it
         settling = true;
@@ -2501,7 +2523,9 @@ class file_watch {
   std::string directory_, name_;
   std::chrono::milliseconds settle_;
   change_signal& signal_;
-  int inotify_fd_ = -1, wake_fd_ = -1, retry_fd_ = -1, watch_ = -1;
+  std::function<void()> chores_;
+  std::atomic<unsigned> requests_{0};
+  int inotify_fd_ = -1, poke_fd_ = -1, watch_ = -1;
   std::thread thread_;
 };
 
@@ -2516,6 +2540,7 @@ class shadow_directory {
   shadow_directory(const shadow_directory&) = delete;
   shadow_directory& operator=(const shadow_directory&) = delete;
   ~shadow_directory() {
+    remove_doomed();
     for (const std::string& name : names_) ::unlinkat(fd_, name.c_str(), 0);
     if (fd_ >= 0) ::close(fd_);
     if (!path_.empty()) ::rmdir(path_.c_str());
@@ -2584,11 +2609,23 @@ class shadow_directory {
   }
 
   void remove(const std::string& copy_path) {
-    const std::string name = copy_path.substr(copy_path.rfind('/') + 1);
-    const auto found = std::find(names_.begin(), names_.end(), name);
-    if (found == names_.end()) return;
-    ::unlinkat(fd_, name.c_str(), 0);
-    names_.erase(found);
+    if (forget(copy_path)) ::unlinkat(fd_, base_name(copy_path).c_str(), 0);
+  }
+
+  /* Removing a file of a few hundred KB takes tens of microseconds: after a reload, the watcher's
+     thread does it (remove_doomed), not the thread waiting for the new code. */
+  void remove_later(const std::string& copy_path) {
+    if (!forget(copy_path)) return;
+    std::lock_guard<std::mutex> guard(doomed_lock_);
+    doomed_.push_back(base_name(copy_path));
+  }
+  void remove_doomed() {
+    std::vector<std::string> names;
+    {
+      std::lock_guard<std::mutex> guard(doomed_lock_);
+      names.swap(doomed_);
+    }
+    for (const std::string& name : names) ::unlinkat(fd_, name.c_str(), 0);
   }
 
  private:
@@ -2625,10 +2662,19 @@ class shadow_directory {
     return true;
   }
 
+  bool forget(const std::string& copy_path) {
+    const auto found = std::find(names_.begin(), names_.end(), base_name(copy_path));
+    if (found == names_.end()) return false;
+    names_.erase(found);
+    return true;
+  }
+
   std::string path_, base_;
   int fd_ = -1;
   std::uint64_t copies_made_ = 0;
-  std::vector<std::string> names_;  // copies still on disk
+  std::vector<std::string> names_;  // copies still on disk, for the reloading thread
+  std::mutex doomed_lock_;
+  std::vector<std::string> doomed_;  // copies the watcher's thread is to remove
 };
 
 }  // namespace platform
@@ -2689,23 +2735,24 @@ reload_error make_reload_error(const live_core& live, reload_errc code, const st
 
 /* Checks what can be checked without running module code: the whole of load_module's file
    checks, the state rules, and that main (called at every load) returns void. */
-result<void, load_error> check_copy(const load_request& request) {
-  module_core scratch;
+result<std::shared_ptr<inspected_file>, load_error> check_copy(const load_request& request) {
+  auto file = std::make_shared<inspected_file>();
+  file->core = std::make_unique<module_core>();
+  module_core& core = *file->core;
+  core.path = request.path;
   {
     registry& modules = global_registry();
     std::lock_guard<std::mutex> guard(modules.lock);
-    elf_contents contents;
-    module_records records;
-    auto inspected = inspect_file(request, scratch, contents, records);
-    if (!inspected) return inspected;
+    auto inspected = inspect_file(request, core, file->contents, file->records);
+    if (!inspected) return inspected.error();
   }
-  if (!scratch.main_signature.empty() && scratch.main_signature != type_name<void()>::view) {
+  if (!core.main_signature.empty() && core.main_signature != type_name<void()>::view) {
     return make_load_error(load_errc::signature_mismatch, request.path,
-                           "its main is " + scratch.main_signature +
+                           "its main is " + core.main_signature +
                                ", but a live module calls main at every load and needs RELIB_MODULE_MAIN(void); "
                                "move the rest into an export");
   }
-  return {};
+  return file;
 }
 
 /* An error's message without its "relib: cannot ... module '<path>': " opening, to go after the
@@ -2728,10 +2775,12 @@ struct started_version {
 
 /* Loads a copy, attaches the state and calls main; on failure nothing of it stays loaded and the
    state is as it was. */
-started_version start_version(live_core& live, const std::string& copy) {
+started_version start_version(live_core& live, const std::string& copy,
+                              std::shared_ptr<inspected_file> inspected = nullptr) {
   load_request request = live.prototype;
   request.path = copy;
   request.state = live.state;
+  request.inspected = std::move(inspected);
   auto loaded = load_core(std::move(request));
   if (!loaded) return {nullptr, loaded.error(), std::nullopt, ""};
   module_core& core = **loaded;
@@ -2804,11 +2853,16 @@ result<bool, reload_error> reload_live(live_core& live, bool only_if_changed) {
     }
   }
   const std::uint64_t previous_generation = live.generation;
-  started_version next = start_version(live, copy);
+  started_version next = start_version(live, copy, std::move(*checked));
   if (next.core) {
     live.current = std::move(next.core);
     live.current_copy = copy;
-    live.shadows.remove(old_copy);
+    live.shadows.remove_later(old_copy);
+    if (live.watch) {
+      live.watch->run_chores();
+    } else {
+      live.shadows.remove_doomed();
+    }
     ++live.generation;
     if (!next.call) return finish_reload(live, std::nullopt);
     reload_error error = make_reload_error(live, reload_errc::main_failed, "");
@@ -2867,7 +2921,9 @@ result<live_core_pointer, reload_error> open_live_core(load_request prototype, c
   }
   std::string why = live->shadows.create(parents, name);
   if (!why.empty()) return make_reload_error(*live, reload_errc::copy_failed, why);
-  live->watch = std::make_unique<platform::file_watch>(directory, name, options.settle_time, live->signal);
+  live_core& core = *live;
+  live->watch = std::make_unique<platform::file_watch>(directory, name, options.settle_time, live->signal,
+                                                       [&core] { core.shadows.remove_doomed(); });
   why = live->watch->start();
   if (!why.empty()) return make_reload_error(*live, reload_errc::watch_failed, why + "; check that the directory exists");
   auto first = reload_live(*live, false);

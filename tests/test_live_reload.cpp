@@ -141,7 +141,13 @@ TEST_CASE("live: the loaded code is a private copy, removed afterwards", "[live]
     test::install_by_rename(TEST_LIVE_V2_PATH, target);
     REQUIRE(test::next_update(module));
     CHECK(mapped_copies("libmod.so").size() == 1);
-    CHECK(std::distance(std::filesystem::directory_iterator(private_dir), std::filesystem::directory_iterator()) == 1);
+    // The old copy is removed by the watcher's thread, after the reload: wait for it.
+    const auto copies_on_disk = [&] {
+      return std::distance(std::filesystem::directory_iterator(private_dir), std::filesystem::directory_iterator());
+    };
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (copies_on_disk() > 1 && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+    CHECK(copies_on_disk() == 1);
   }
   CHECK_FALSE(std::filesystem::exists(private_dir));
   CHECK(mapped_copies("libmod.so").empty());
