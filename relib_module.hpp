@@ -574,8 +574,8 @@ void migrate_state(const old_state* old) {
       relib::detail::export_thunk<void()>::thunk<&relib_module_before_unload_body>();                       \
   static void relib_module_before_unload_body()
 
-/* State that survives reloads: RELIB_MODULE_STATE(type, version) in a header of the module (every
-   file that calls relib::module_state<type>() needs it), and optionally, in the implementation
+/* State that survives reloads: RELIB_MODULE_STATE(type, version), outside any namespace, in a
+   header of the module (every file that calls relib::module_state<type>() needs it), and optionally, in the implementation
    file, RELIB_MODULE_MIGRATE_STATE(type& state, const relib::old_state& old) { ... } with a body
    that fills the fresh `state` from `old` when the version changed. */
 #define RELIB_DETAIL_MODULE_STATE_DEF(type, version)                                                     \
