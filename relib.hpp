@@ -2683,7 +2683,7 @@ class live_core {
  public:
   load_request prototype;  // exports bound to the live_module's one Exports object, and imports
   live_options options;
-  change_signal signal;
+  mutable change_signal signal;  // waited on through a const live_module
   platform::shadow_directory shadows;
   std::unique_ptr<platform::file_watch> watch;  // after signal: stopped before it goes
   std::unique_ptr<module_core> current;
@@ -2945,7 +2945,7 @@ result<bool, reload_error> live_reload(live_core* core, bool only_if_changed) {
 
 bool live_wait_for_change(const live_core* core, std::chrono::milliseconds timeout) {
   if (core == nullptr) return false;
-  change_signal& signal = const_cast<change_signal&>(core->signal);
+  change_signal& signal = core->signal;
   std::unique_lock<std::mutex> guard(signal.lock);
   return signal.ready.wait_for(guard, timeout, [&] { return signal.changed.load(std::memory_order_acquire); });
 }
