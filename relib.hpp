@@ -278,9 +278,11 @@ using call_result = result<R, call_error>;
 enum class reload_errc {
   watch_failed,     // the module's directory cannot be watched (missing, or inotify refused)
   copy_failed,      // the module file could not be copied (deleted, unreadable, disk full)
-  load_failed,      // the new version was refused: see `load`; the running version is untouched
+  load_failed,      // the new version was refused: see `load`; the running version is untouched, or
+                    // (failures found after it was unloaded) loaded again from its copy
   unload_failed,    // the running version refused to unload: see `unload`; it keeps running
-  main_failed,      // the new version's main threw: see `call`; the previous version was brought back
+  main_failed,      // the new version's main threw: see `call`; the previous version was loaded again
+                    // (or, when the new one cannot be unloaded because its threads run, it stays)
   rollback_failed,  // a failure after the old version was unloaded, and bringing it back failed too:
                     // nothing is loaded until the next good build
 };
