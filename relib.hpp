@@ -2843,9 +2843,12 @@ result<bool, reload_error> reload_live(live_core& live, bool only_if_changed) {
 
   if (live.before_reload) live.before_reload();
   const std::string old_copy = live.current_copy;
+  std::optional<unload_error> left_mapped;  // still_loaded: the old library stays, relib let go of it
   if (live.current && live.current->loaded) {
     auto unloaded = unload_core(*live.current);
-    if (!unloaded) {
+    if (!unloaded && !live.current->loaded) {
+      left_mapped = for_watched_file(unloaded.error(), old_copy, live.path());
+    } else if (!unloaded) {
       live.shadows.remove(copy);
       reload_error error = make_reload_error(live, reload_errc::unload_failed, "");
       error.unload = for_watched_file(unloaded.error(), old_copy, live.path());
@@ -2866,6 +2869,13 @@ result<bool, reload_error> reload_live(live_core& live, bool only_if_changed) {
       live.shadows.remove_doomed();
     }
     ++live.generation;
+    if (left_mapped) {
+      reload_error error = make_reload_error(live, reload_errc::unload_failed, "");
+      error.unload = std::move(left_mapped);
+      error.message += "the previous version stayed in the process after dlclose(): " + reason_of(*error.unload) +
+                       "; version " + std::to_string(live.generation) + " runs now";
+      return finish_reload(live, std::move(error));
+    }
     if (!next.call) return finish_reload(live, std::nullopt);
     reload_error error = make_reload_error(live, reload_errc::main_failed, "");
     error.call = for_watched_file(*next.call, copy, live.path());

@@ -1,6 +1,7 @@
 // Live reload: the watcher, the private copies, and failed reloads that keep the old version.
 #include "live_support.hpp"
 
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -513,4 +514,25 @@ TEST_CASE("live: a new main that throws while its thread runs cannot be undone, 
   auto next = test::next_update(module);
   if (!next) FAIL(next.error().message);
   CHECK(test::version_of(module) == 2);
+}
+
+TEST_CASE("live: an old version that stays mapped after dlclose is reported; the new one runs", "[live]") {
+  test::temp_dir dir;
+  const std::string target = dir.path() + "/libmod.so";
+  test::live module = test::load_live(TEST_LIVE_V1_PATH, target);
+  const std::set<std::string> copies = mapped_copies("libmod.so");
+  REQUIRE(copies.size() == 1);
+  void* extra_handle = ::dlopen(copies.begin()->c_str(), RTLD_NOW | RTLD_NOLOAD);  // keeps version 1 mapped
+  REQUIRE(extra_handle != nullptr);
+
+  test::install_by_rename(TEST_LIVE_V2_PATH, target);
+  auto reloaded = test::next_update(module);
+  REQUIRE_FALSE(reloaded);
+  CHECK(reloaded.error().code == relib::reload_errc::unload_failed);
+  REQUIRE(reloaded.error().unload);
+  CHECK(reloaded.error().unload->code == relib::unload_errc::still_loaded);
+  CHECK(test::contains(reloaded.error().message, "stayed in the process"));
+  CHECK(test::contains(reloaded.error().message, "version 2 runs now"));
+  CHECK(test::version_of(module) == 2);
+  ::dlclose(extra_handle);
 }
