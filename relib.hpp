@@ -2411,10 +2411,14 @@ namespace platform {
    (removing the old copy), so that they are not part of the reload's latency. */
 class file_watch {
  public:
-  file_watch(std::string directory, std::string name, std::chrono::milliseconds settle, change_signal& signal,
+  struct place {  // a name in a directory: the module's path, and the file a symlink there names
+    std::string directory, name;
+    int watch = -1;
+  };
+
+  file_watch(std::vector<place> places, std::chrono::milliseconds settle, change_signal& signal,
              std::function<void()> chores)
-      : directory_(std::move(directory)), name_(std::move(name)), settle_(settle), signal_(signal),
-        chores_(std::move(chores)) {}
+      : places_(std::move(places)), settle_(settle), signal_(signal), chores_(std::move(chores)) {}
   file_watch(const file_watch&) = delete;
   file_watch& operator=(const file_watch&) = delete;
   ~file_watch() {
@@ -2434,7 +2438,9 @@ class file_watch {
     inotify_fd_ = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
     poke_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (inotify_fd_ < 0 || poke_fd_ < 0) return std::string("inotify_init1/eventfd failed: ") + std::strerror(errno);
-    if (!add_watch()) return "cannot watch directory '" + directory_ + "': " + std::strerror(errno);
+    for (place& where : places_) {
+      if (!add_watch(where)) return "cannot watch directory '" + where.directory + "': " + std::strerror(errno);
+    }
     thread_ = std::thread([this] { run(); });
     return "";
   }
@@ -2453,13 +2459,20 @@ class file_watch {
     }
   }
 
-  bool add_watch() {
-    watch_ = ::inotify_add_watch(inotify_fd_, directory_.c_str(), watched_events);
-    return watch_ >= 0;
+  bool add_watch(place& where) {
+    where.watch = ::inotify_add_watch(inotify_fd_, where.directory.c_str(), watched_events);
+    return where.watch >= 0;
+  }
+  bool any_directory_gone() const {
+    return std::any_of(places_.begin(), places_.end(), [](const place& where) { return where.watch < 0; });
+  }
+  bool watched(int watch, const char* name) const {  // two places in one directory share its watch
+    return std::any_of(places_.begin(), places_.end(),
+                       [&](const place& where) { return where.watch == watch && where.name == name; });
   }
 
   int poll_timeout(bool settling, clock::time_point due) const {
-    int timeout = watch_ < 0 ? 200 : -1;  // the directory went away: look for it again now and then
+    int timeout = any_directory_gone() ? 200 : -1;  // a directory went away: look for it again now and then
     if (settling) {
       const auto left = std::chrono::ceil<std::chrono::milliseconds>(due - clock::now()).count();
       const int settle_left = left <= 0 ? 0 : static_cast<int>(left);
@@ -2486,9 +2499,11 @@ class file_watch {
           due = clock::now() + std::max(settle_, std::chrono::milliseconds(10));
         }
       }
-      if (watch_ < 0 && add_watch()) {  // the directory is back, maybe with a new build in it
-        settling = true;
-        due = clock::now() + settle_;
+      for (place& where : places_) {
+        if (where.watch < 0 && add_watch(where)) {  // the directory is back, maybe with a new build in it
+          settling = true;
+          due = clock::now() + settle_;
+        }
       }
       const ssize_t length = (fds[0].revents & POLLIN) ? ::read(inotify_fd_, buffer, sizeof buffer) : 0;
       for (ssize_t offset = 0; offset + static_cast<ssize_t>(sizeof(inotify_event)) <= length;) {
@@ -2501,12 +2516,14 @@ class file_watch {
           due = clock::now() + settle_;
           continue;
         }
-        if ((event.mask & (IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF)) && event.wd == watch_) {
-          if (event.mask & IN_MOVE_SELF) ::inotify_rm_watch(inotify_fd_, watch_);
-          watch_ = -1;
+        if (event.mask & (IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF)) {
+          if (event.mask & IN_MOVE_SELF) ::inotify_rm_watch(inotify_fd_, event.wd);
+          for (place& where : places_) {
+            if (where.watch == event.wd) where.watch = -1;
+          }
           continue;
         }
-        if (event.len == 0 || name_ != name) continue;
+        if (event.len == 0 || !watched(event.wd, name)) continue;
         due = clock::now() + settle_;
         if (event.mask & (IN_CLOSE_WRITE | IN_MOVED_TO)) {
           settling = true;
@@ -2522,12 +2539,12 @@ class file_watch {
     }
   }
 
-  std::string directory_, name_;
+  std::vector<place> places_;
   std::chrono::milliseconds settle_;
   change_signal& signal_;
   std::function<void()> chores_;
   std::atomic<unsigned> requests_{0};
-  int inotify_fd_ = -1, poke_fd_ = -1, watch_ = -1;
+  int inotify_fd_ = -1, poke_fd_ = -1;
   std::thread thread_;
 };
 
@@ -2933,8 +2950,19 @@ result<live_core_pointer, reload_error> open_live_core(load_request prototype, c
   }
   std::string why = live->shadows.create(parents, name);
   if (!why.empty()) return make_reload_error(*live, reload_errc::copy_failed, why);
+  // A symlink: builds write the file it names, so that file's directory is watched too.
+  std::vector<platform::file_watch::place> places{{directory, name}};
+  struct stat link_info {};
+  const bool symlink = ::lstat(path.c_str(), &link_info) == 0 && S_ISLNK(link_info.st_mode);
+  char* target = symlink ? ::realpath(path.c_str(), nullptr) : nullptr;
+  if (target != nullptr) {
+    const std::string resolved = target;
+    std::free(target);
+    const std::size_t cut = resolved.rfind('/');
+    places.push_back({cut == 0 ? "/" : resolved.substr(0, cut), resolved.substr(cut + 1)});
+  }
   live_core& core = *live;
-  live->watch = std::make_unique<platform::file_watch>(directory, name, options.settle_time, live->signal,
+  live->watch = std::make_unique<platform::file_watch>(std::move(places), options.settle_time, live->signal,
                                                        [&core] { core.shadows.remove_doomed(); });
   why = live->watch->start();
   if (!why.empty()) return make_reload_error(*live, reload_errc::watch_failed, why + "; check that the directory exists");

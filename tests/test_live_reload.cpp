@@ -536,3 +536,25 @@ TEST_CASE("live: an old version that stays mapped after dlclose is reported; the
   CHECK(test::version_of(module) == 2);
   ::dlclose(extra_handle);
 }
+
+TEST_CASE("live: a symlink as the module path follows builds of the file it names", "[live]") {
+  test::temp_dir link_dir, build_dir;
+  const std::string target = build_dir.path() + "/libmod.so.1";
+  const std::string link = link_dir.path() + "/libmod.so";
+  test::install_by_rename(TEST_LIVE_V1_PATH, target);
+  std::filesystem::create_symlink(target, link);
+  auto loaded = relib::load_live_module<live_exports>(link, relib::no_imports{}, test::quick_options());
+  if (!loaded) FAIL(loaded.error().message);
+  test::live module = std::move(*loaded);
+  CHECK(test::version_of(module) == 1);
+
+  test::install_by_rename(TEST_LIVE_V2_PATH, target);  // the build writes the file the link names
+  auto renamed = test::next_update(module);
+  if (!renamed) FAIL(renamed.error().message);
+  CHECK(test::version_of(module) == 2);
+
+  test::install_in_place(TEST_LIVE_V3_PATH, target);
+  auto rewritten = test::next_update(module);
+  if (!rewritten) FAIL(rewritten.error().message);
+  CHECK(test::version_of(module) == 3);
+}
