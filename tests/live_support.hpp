@@ -36,4 +36,17 @@ relib::result<bool, relib::reload_error> next_update(live& module);
 
 int version_of(const live& module);
 
+// Version 1 of the live test module, watched in a directory of its own (a Catch2 fixture).
+struct live_v1 {
+  temp_dir dir;
+  const std::string target = dir.path() + "/libmod.so";
+  live module = load_live(TEST_LIVE_V1_PATH, target);
+
+  // Renames `build` over the watched file and runs update() once the watcher saw it.
+  relib::result<bool, relib::reload_error> swap_in(const char* build) {
+    install_by_rename(build, target);
+    return next_update(module);
+  }
+};
+
 }  // namespace test

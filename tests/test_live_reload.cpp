@@ -94,22 +94,15 @@ TEST_CASE("live: loads the module and calls its main", "[live]") {
   CHECK_FALSE(*nothing);
 }
 
-TEST_CASE("live: a build renamed into place is picked up", "[live]") {
-  test::temp_dir dir;
-  const std::string target = dir.path() + "/libmod.so";
-  test::live module = test::load_live(TEST_LIVE_V1_PATH, target);
-  test::install_by_rename(TEST_LIVE_V2_PATH, target);
-  auto reloaded = test::next_update(module);
+TEST_CASE_METHOD(test::live_v1, "live: a build renamed into place is picked up", "[live]") {
+  auto reloaded = swap_in(TEST_LIVE_V2_PATH);
   REQUIRE(reloaded);
   CHECK(*reloaded);
   CHECK(test::version_of(module) == 2);
   CHECK(module.generation() == 2);
 }
 
-TEST_CASE("live: a build rewritten in place is picked up, again and again", "[live]") {
-  test::temp_dir dir;
-  const std::string target = dir.path() + "/libmod.so";
-  test::live module = test::load_live(TEST_LIVE_V1_PATH, target);
+TEST_CASE_METHOD(test::live_v1, "live: a build rewritten in place is picked up, again and again", "[live]") {
   const char* builds[] = {TEST_LIVE_V2_PATH, TEST_LIVE_V3_PATH, TEST_LIVE_V1_PATH};
   int expected[] = {2, 3, 1};
   for (int i = 0; i < 3; ++i) {
@@ -167,10 +160,7 @@ TEST_CASE("live: shadow_parent chooses where the private directory goes", "[live
   CHECK(copies.begin()->rfind(shadows.path() + "/.relib-libmod.so-", 0) == 0);
 }
 
-TEST_CASE("live: a file still being written is never loaded", "[live]") {
-  test::temp_dir dir;
-  const std::string target = dir.path() + "/libmod.so";
-  test::live module = test::load_live(TEST_LIVE_V1_PATH, target);
+TEST_CASE_METHOD(test::live_v1, "live: a file still being written is never loaded", "[live]") {
   const std::string image = read_file(TEST_LIVE_V2_PATH);
 
   // One writer, in pieces, through one descriptor: neither the per-frame update() nor a forced
@@ -195,10 +185,7 @@ TEST_CASE("live: a file still being written is never loaded", "[live]") {
   CHECK(test::version_of(module) == 2);
 }
 
-TEST_CASE("live: rapid successive rewrites never load a half-written file", "[live]") {
-  test::temp_dir dir;
-  const std::string target = dir.path() + "/libmod.so";
-  test::live module = test::load_live(TEST_LIVE_V1_PATH, target);
+TEST_CASE_METHOD(test::live_v1, "live: rapid successive rewrites never load a half-written file", "[live]") {
   const std::string images[] = {read_file(TEST_LIVE_V2_PATH), read_file(TEST_LIVE_V3_PATH)};
   constexpr int rewrites = 200;
   std::atomic<bool> writing{true};
@@ -238,10 +225,7 @@ TEST_CASE("live: rapid successive rewrites never load a half-written file", "[li
   INFO("reloads during the writes: " << reloads);
 }
 
-TEST_CASE("live: a deleted file, then garbage, then a good build", "[live]") {
-  test::temp_dir dir;
-  const std::string target = dir.path() + "/libmod.so";
-  test::live module = test::load_live(TEST_LIVE_V1_PATH, target);
+TEST_CASE_METHOD(test::live_v1, "live: a deleted file, then garbage, then a good build", "[live]") {
   REQUIRE(module.exports().bump());
 
   REQUIRE(std::filesystem::remove(target));
@@ -276,14 +260,10 @@ TEST_CASE("live: a deleted file, then garbage, then a good build", "[live]") {
   CHECK(*module.exports().bump() == 2);  // the state came through the failures
 }
 
-TEST_CASE("live: an interface change is refused and named, the old version keeps serving", "[live]") {
-  test::temp_dir dir;
-  const std::string target = dir.path() + "/libmod.so";
-  test::live module = test::load_live(TEST_LIVE_V1_PATH, target);
+TEST_CASE_METHOD(test::live_v1, "live: an interface change is refused and named, the old version keeps serving", "[live]") {
   int before_calls = 0;
   module.on_reload([&] { ++before_calls; }, [](const relib::reload_error*) {});
-  test::install_by_rename(TEST_LIVE_INTERFACE_CHANGED_PATH, target);
-  auto reloaded = test::next_update(module);
+  auto reloaded = swap_in(TEST_LIVE_INTERFACE_CHANGED_PATH);
   REQUIRE_FALSE(reloaded);
   const relib::reload_error& error = reloaded.error();
   CHECK(error.code == relib::reload_errc::load_failed);
@@ -296,12 +276,8 @@ TEST_CASE("live: an interface change is refused and named, the old version keeps
   CHECK(module.generation() == 1);
 }
 
-TEST_CASE("live: a main that does not return void is refused", "[live]") {
-  test::temp_dir dir;
-  const std::string target = dir.path() + "/libmod.so";
-  test::live module = test::load_live(TEST_LIVE_V1_PATH, target);
-  test::install_by_rename(TEST_LIVE_MAIN_INT_PATH, target);
-  auto reloaded = test::next_update(module);
+TEST_CASE_METHOD(test::live_v1, "live: a main that does not return void is refused", "[live]") {
+  auto reloaded = swap_in(TEST_LIVE_MAIN_INT_PATH);
   REQUIRE_FALSE(reloaded);
   REQUIRE(reloaded.error().load);
   CHECK(reloaded.error().load->code == relib::load_errc::signature_mismatch);
@@ -309,16 +285,12 @@ TEST_CASE("live: a main that does not return void is refused", "[live]") {
   CHECK(test::version_of(module) == 1);
 }
 
-TEST_CASE("live: an exception in the new main brings the previous version back", "[live]") {
-  test::temp_dir dir;
-  const std::string target = dir.path() + "/libmod.so";
-  test::live module = test::load_live(TEST_LIVE_V1_PATH, target);
+TEST_CASE_METHOD(test::live_v1, "live: an exception in the new main brings the previous version back", "[live]") {
   REQUIRE(module.exports().bump());
   std::vector<std::string> events;
   module.on_reload([&] { events.push_back("before"); },
                    [&](const relib::reload_error* error) { events.push_back(error ? "after: failed" : "after: ok"); });
-  test::install_by_rename(TEST_LIVE_MAIN_THROWS_PATH, target);
-  auto reloaded = test::next_update(module);
+  auto reloaded = swap_in(TEST_LIVE_MAIN_THROWS_PATH);
   REQUIRE_FALSE(reloaded);
   const relib::reload_error& error = reloaded.error();
   CHECK(error.code == relib::reload_errc::main_failed);
@@ -333,18 +305,13 @@ TEST_CASE("live: an exception in the new main brings the previous version back",
   CHECK(module.state<live_state>()->loads == 2);  // main of version 1 ran again
   CHECK(mapped_copies("libmod.so").size() == 1);
 
-  test::install_by_rename(TEST_LIVE_V2_PATH, target);
-  auto next = test::next_update(module);
+  auto next = swap_in(TEST_LIVE_V2_PATH);
   REQUIRE(next);
   CHECK(test::version_of(module) == 2);
 }
 
-TEST_CASE("live: a build the dynamic loader refuses brings the previous version back", "[live]") {
-  test::temp_dir dir;
-  const std::string target = dir.path() + "/libmod.so";
-  test::live module = test::load_live(TEST_LIVE_V1_PATH, target);
-  test::install_by_rename(TEST_LIVE_UNDEFINED_PATH, target);
-  auto reloaded = test::next_update(module);
+TEST_CASE_METHOD(test::live_v1, "live: a build the dynamic loader refuses brings the previous version back", "[live]") {
+  auto reloaded = swap_in(TEST_LIVE_UNDEFINED_PATH);
   REQUIRE_FALSE(reloaded);
   REQUIRE(reloaded.error().load);
   CHECK(reloaded.error().load->code == relib::load_errc::dlopen_failed);
@@ -353,16 +320,12 @@ TEST_CASE("live: a build the dynamic loader refuses brings the previous version 
   CHECK(test::version_of(module) == 1);
 }
 
-TEST_CASE("live: threads still running in the old version refuse the reload until joined", "[live]") {
-  test::temp_dir dir;
-  const std::string target = dir.path() + "/libmod.so";
-  test::live module = test::load_live(TEST_LIVE_V1_PATH, target);
+TEST_CASE_METHOD(test::live_v1, "live: threads still running in the old version refuse the reload until joined", "[live]") {
   const relib::reload_error* seen = nullptr;
   bool before_called = false;
   module.on_reload([&] { before_called = true; }, [&](const relib::reload_error* error) { seen = error; });
   REQUIRE(module.exports().start_thread());
-  test::install_by_rename(TEST_LIVE_V2_PATH, target);
-  auto refused = test::next_update(module);
+  auto refused = swap_in(TEST_LIVE_V2_PATH);
   REQUIRE_FALSE(refused);
   CHECK(refused.error().code == relib::reload_errc::unload_failed);
   REQUIRE(refused.error().unload);
@@ -408,10 +371,7 @@ TEST_CASE("live: errors when the module cannot be watched or read", "[live]") {
   }
 }
 
-TEST_CASE("live: unload() ends it; the exports then report not_loaded", "[live]") {
-  test::temp_dir dir;
-  const std::string target = dir.path() + "/libmod.so";
-  test::live module = test::load_live(TEST_LIVE_V1_PATH, target);
+TEST_CASE_METHOD(test::live_v1, "live: unload() ends it; the exports then report not_loaded", "[live]") {
   auto report = module.unload();
   if (!report) FAIL(report.error().message);
   CHECK(report->module == target);
@@ -425,10 +385,7 @@ TEST_CASE("live: unload() ends it; the exports then report not_loaded", "[live]"
   CHECK(again.error().code == relib::unload_errc::not_loaded);
 }
 
-TEST_CASE("live: 1,000 reloads leave memory and mappings flat", "[live][cycles]") {
-  test::temp_dir dir;
-  const std::string target = dir.path() + "/libmod.so";
-  test::live module = test::load_live(TEST_LIVE_V1_PATH, target);
+TEST_CASE_METHOD(test::live_v1, "live: 1,000 reloads leave memory and mappings flat", "[live][cycles]") {
   for (int i = 0; i < 50; ++i) REQUIRE(module.reload());  // allocator and loader caches warm up
   const std::size_t before = resident_kb();
   for (int i = 0; i < 1000; ++i) {
@@ -495,12 +452,8 @@ TEST_CASE("live: the module's directory removed and made again", "[live]") {
   CHECK(test::version_of(module) == 2);
 }
 
-TEST_CASE("live: a new main that throws while its thread runs cannot be undone, and says so", "[live]") {
-  test::temp_dir dir;
-  const std::string target = dir.path() + "/libmod.so";
-  test::live module = test::load_live(TEST_LIVE_V1_PATH, target);
-  test::install_by_rename(TEST_LIVE_MAIN_THREAD_THROWS_PATH, target);
-  auto reloaded = test::next_update(module);
+TEST_CASE_METHOD(test::live_v1, "live: a new main that throws while its thread runs cannot be undone, and says so", "[live]") {
+  auto reloaded = swap_in(TEST_LIVE_MAIN_THREAD_THROWS_PATH);
   REQUIRE_FALSE(reloaded);
   CHECK(reloaded.error().code == relib::reload_errc::main_failed);
   CHECK(test::contains(reloaded.error().message, "main threw after starting a thread"));
@@ -510,23 +463,18 @@ TEST_CASE("live: a new main that throws while its thread runs cannot be undone, 
   CHECK(module.generation() == 2);
 
   REQUIRE(module.exports().stop_thread());
-  test::install_by_rename(TEST_LIVE_V2_PATH, target);
-  auto next = test::next_update(module);
+  auto next = swap_in(TEST_LIVE_V2_PATH);
   if (!next) FAIL(next.error().message);
   CHECK(test::version_of(module) == 2);
 }
 
-TEST_CASE("live: an old version that stays mapped after dlclose is reported; the new one runs", "[live]") {
-  test::temp_dir dir;
-  const std::string target = dir.path() + "/libmod.so";
-  test::live module = test::load_live(TEST_LIVE_V1_PATH, target);
+TEST_CASE_METHOD(test::live_v1, "live: an old version that stays mapped after dlclose is reported; the new one runs", "[live]") {
   const std::set<std::string> copies = mapped_copies("libmod.so");
   REQUIRE(copies.size() == 1);
   void* extra_handle = ::dlopen(copies.begin()->c_str(), RTLD_NOW | RTLD_NOLOAD);  // keeps version 1 mapped
   REQUIRE(extra_handle != nullptr);
 
-  test::install_by_rename(TEST_LIVE_V2_PATH, target);
-  auto reloaded = test::next_update(module);
+  auto reloaded = swap_in(TEST_LIVE_V2_PATH);
   REQUIRE_FALSE(reloaded);
   CHECK(reloaded.error().code == relib::reload_errc::unload_failed);
   REQUIRE(reloaded.error().unload);

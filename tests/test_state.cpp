@@ -12,10 +12,7 @@ TEST_CASE("state: load_module gives the module a block of its own", "[state]") {
   CHECK(*again->exports().bump() == 1);  // a new module object starts a new state
 }
 
-TEST_CASE("state: kept across reloads of the same version", "[state]") {
-  test::temp_dir dir;
-  const std::string target = dir.path() + "/libmod.so";
-  test::live module = test::load_live(TEST_LIVE_V1_PATH, target);
+TEST_CASE_METHOD(test::live_v1, "state: kept across reloads of the same version", "[state]") {
   for (int i = 0; i < 3; ++i) REQUIRE(module.exports().bump());
   live_state* host_view = module.state<live_state>();
   REQUIRE(host_view != nullptr);
@@ -31,13 +28,9 @@ TEST_CASE("state: kept across reloads of the same version", "[state]") {
   CHECK(module.state<live_state_v2>() == nullptr);  // another type: no access
 }
 
-TEST_CASE("state: a new version is converted by the migrate hook", "[state]") {
-  test::temp_dir dir;
-  const std::string target = dir.path() + "/libmod.so";
-  test::live module = test::load_live(TEST_LIVE_V1_PATH, target);
+TEST_CASE_METHOD(test::live_v1, "state: a new version is converted by the migrate hook", "[state]") {
   for (int i = 0; i < 5; ++i) REQUIRE(module.exports().bump());
-  test::install_by_rename(TEST_LIVE_STATE_V2_PATH, target);
-  auto reloaded = test::next_update(module);
+  auto reloaded = swap_in(TEST_LIVE_STATE_V2_PATH);
   if (!reloaded) FAIL(reloaded.error().message);
   CHECK(test::version_of(module) == 4);
   CHECK(module.state<live_state>() == nullptr);
@@ -49,12 +42,8 @@ TEST_CASE("state: a new version is converted by the migrate hook", "[state]") {
   CHECK(*module.exports().bump() == 6);
 }
 
-TEST_CASE("state: a version change without a migrate hook is refused", "[state]") {
-  test::temp_dir dir;
-  const std::string target = dir.path() + "/libmod.so";
-  test::live module = test::load_live(TEST_LIVE_V1_PATH, target);
-  test::install_by_rename(TEST_LIVE_STATE_V2_NO_MIGRATE_PATH, target);
-  auto reloaded = test::next_update(module);
+TEST_CASE_METHOD(test::live_v1, "state: a version change without a migrate hook is refused", "[state]") {
+  auto reloaded = swap_in(TEST_LIVE_STATE_V2_NO_MIGRATE_PATH);
   REQUIRE_FALSE(reloaded);
   REQUIRE(reloaded.error().load);
   CHECK(reloaded.error().load->code == relib::load_errc::state_mismatch);
@@ -64,12 +53,8 @@ TEST_CASE("state: a version change without a migrate hook is refused", "[state]"
   CHECK(test::version_of(module) == 1);
 }
 
-TEST_CASE("state: a changed type under the same version is refused", "[state]") {
-  test::temp_dir dir;
-  const std::string target = dir.path() + "/libmod.so";
-  test::live module = test::load_live(TEST_LIVE_V1_PATH, target);
-  test::install_by_rename(TEST_LIVE_STATE_RESIZED_PATH, target);
-  auto reloaded = test::next_update(module);
+TEST_CASE_METHOD(test::live_v1, "state: a changed type under the same version is refused", "[state]") {
+  auto reloaded = swap_in(TEST_LIVE_STATE_RESIZED_PATH);
   REQUIRE_FALSE(reloaded);
   REQUIRE(reloaded.error().load);
   CHECK(reloaded.error().load->code == relib::load_errc::state_mismatch);
@@ -77,13 +62,9 @@ TEST_CASE("state: a changed type under the same version is refused", "[state]") 
   CHECK(test::version_of(module) == 1);
 }
 
-TEST_CASE("state: a migrate hook that throws leaves the state and the old version", "[state]") {
-  test::temp_dir dir;
-  const std::string target = dir.path() + "/libmod.so";
-  test::live module = test::load_live(TEST_LIVE_V1_PATH, target);
+TEST_CASE_METHOD(test::live_v1, "state: a migrate hook that throws leaves the state and the old version", "[state]") {
   for (int i = 0; i < 4; ++i) REQUIRE(module.exports().bump());
-  test::install_by_rename(TEST_LIVE_MIGRATE_THROWS_PATH, target);
-  auto reloaded = test::next_update(module);
+  auto reloaded = swap_in(TEST_LIVE_MIGRATE_THROWS_PATH);
   REQUIRE_FALSE(reloaded);
   REQUIRE(reloaded.error().load);
   CHECK(reloaded.error().load->code == relib::load_errc::state_migration_failed);

@@ -66,11 +66,7 @@ RELIB_MODULE_MAIN(void) {
 }
 #endif
 
-#if defined(TEST_LIVE_INTERFACE_CHANGED)
-long version() {
-#else
-int version() {
-#endif
+live_version version() {
 #if defined(TEST_LIVE_UNDEFINED)
   return relib_test_symbol_nobody_defines();
 #else
