@@ -1537,6 +1537,13 @@ result<void, load_error> inspect_file(const load_request& request, module_core& 
   return {};
 }
 
+/* inspect_file() into a fresh core with request.path; the registry lock is held by the caller. */
+result<void, load_error> inspect_into(const load_request& request, inspected_file& file) {
+  file.core = std::make_unique<module_core>();
+  file.core->path = request.path;
+  return inspect_file(request, *file.core, file.contents, file.records);
+}
+
 /* ---- Module runtime: threads and thread_local destructors ----------------------------------
    A module built with relib_add_module() sends pthread_create and __cxa_thread_atexit_impl here
    (see relib_module.hpp). Threads run module code between two pieces of host code: the start
@@ -1915,17 +1922,13 @@ result<std::unique_ptr<module_core>, load_error> open_core(load_request request)
 #endif
   registry& modules = global_registry();
   std::lock_guard<std::mutex> guard(modules.lock);
-  std::unique_ptr<module_core> core;
   inspected_file own;
   inspected_file& file = request.inspected ? *request.inspected : own;
-  if (request.inspected) {
-    core = std::move(request.inspected->core);
-  } else {
-    core = std::make_unique<module_core>();
-    core->path = request.path;
-    auto inspected = inspect_file(request, *core, own.contents, own.records);
+  if (!request.inspected) {
+    auto inspected = inspect_into(request, own);
     if (!inspected) return inspected.error();
   }
+  std::unique_ptr<module_core> core = std::move(file.core);
   const std::string& path = core->path;
   const module_records& records = file.records;
 
@@ -2072,6 +2075,11 @@ result<std::unique_ptr<module_core>, load_error> load_core(load_request request)
 std::string base_name(const std::string& path) {
   const std::size_t slash = path.rfind('/');
   return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+std::string directory_of(const std::string& path) {
+  const std::size_t slash = path.rfind('/');
+  return slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
 }
 
 bool read_elf_file(const std::string& path, unsigned extras, elf_contents& contents) {
@@ -2701,7 +2709,6 @@ class shadow_directory {
 class live_core {
  public:
   load_request prototype;  // exports bound to the live_module's one Exports object, and imports
-  live_options options;
   mutable change_signal signal;  // waited on through a const live_module
   platform::shadow_directory shadows;
   std::unique_ptr<platform::file_watch> watch;  // after signal: stopped before it goes
@@ -2756,15 +2763,12 @@ reload_error make_reload_error(const live_core& live, reload_errc code, const st
    checks, the state rules, and that main (called at every load) returns void. */
 result<std::shared_ptr<inspected_file>, load_error> check_copy(const load_request& request) {
   auto file = std::make_shared<inspected_file>();
-  file->core = std::make_unique<module_core>();
-  module_core& core = *file->core;
-  core.path = request.path;
   {
-    registry& modules = global_registry();
-    std::lock_guard<std::mutex> guard(modules.lock);
-    auto inspected = inspect_file(request, core, file->contents, file->records);
+    std::lock_guard<std::mutex> guard(global_registry().lock);
+    auto inspected = inspect_into(request, *file);
     if (!inspected) return inspected.error();
   }
+  const module_core& core = *file->core;
   if (!core.main_signature.empty() && core.main_signature != type_name<void()>::view) {
     return make_load_error(load_errc::signature_mismatch, request.path,
                            "its main is " + core.main_signature +
@@ -2792,13 +2796,19 @@ struct started_version {
   std::string stuck;  // main threw and the version could not be unloaded: why (it stays, in core)
 };
 
+/* The live module's exports, imports and state, for one of its copies. */
+load_request request_for(const live_core& live, const std::string& copy) {
+  load_request request = live.prototype;
+  request.path = copy;
+  request.state = live.state;
+  return request;
+}
+
 /* Loads a copy, attaches the state and calls main; on failure nothing of it stays loaded and the
    state is as it was. */
 started_version start_version(live_core& live, const std::string& copy,
                               std::shared_ptr<inspected_file> inspected = nullptr) {
-  load_request request = live.prototype;
-  request.path = copy;
-  request.state = live.state;
+  load_request request = request_for(live, copy);
   request.inspected = std::move(inspected);
   auto loaded = load_core(std::move(request));
   if (!loaded) return {nullptr, loaded.error(), std::nullopt, ""};
@@ -2846,10 +2856,7 @@ result<bool, reload_error> reload_live(live_core& live, bool only_if_changed) {
       return make_reload_error(live, reload_errc::copy_failed, why + "; " + what_runs_now(live));
     case platform::shadow_directory::copy_status::copied: break;
   }
-  load_request request = live.prototype;
-  request.path = copy;
-  request.state = live.state;
-  auto checked = check_copy(request);
+  auto checked = check_copy(request_for(live, copy));
   if (!checked) {
     live.shadows.remove(copy);
     reload_error error = make_reload_error(live, reload_errc::load_failed, "");
@@ -2935,11 +2942,8 @@ result<bool, reload_error> reload_live(live_core& live, bool only_if_changed) {
 result<live_core_pointer, reload_error> open_live_core(load_request prototype, const live_options& options) {
   live_core_pointer live(new live_core);
   live->prototype = std::move(prototype);
-  live->options = options;
   const std::string& path = live->path();
-  const std::size_t slash = path.rfind('/');
-  const std::string directory = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
-  const std::string name = path.substr(slash == std::string::npos ? 0 : slash + 1);
+  const std::string directory = directory_of(path), name = base_name(path);
   if (name.empty()) {
     return make_reload_error(*live, reload_errc::watch_failed, "the path ends with '/'; give the module file's path");
   }
@@ -2958,8 +2962,7 @@ result<live_core_pointer, reload_error> open_live_core(load_request prototype, c
   if (target != nullptr) {
     const std::string resolved = target;
     std::free(target);
-    const std::size_t cut = resolved.rfind('/');
-    places.push_back({cut == 0 ? "/" : resolved.substr(0, cut), resolved.substr(cut + 1)});
+    places.push_back({directory_of(resolved), base_name(resolved)});
   }
   live_core& core = *live;
   live->watch = std::make_unique<platform::file_watch>(std::move(places), options.settle_time, live->signal,
