@@ -32,6 +32,13 @@ std::vector<std::string>& logged() {
   return lines;
 }
 
+std::size_t resident_bytes() {
+  std::ifstream statm("/proc/self/statm");
+  std::size_t pages_total = 0, pages_resident = 0;
+  statm >> pages_total >> pages_resident;
+  return pages_resident * static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+}
+
 bool is_mapped(const std::string& path) {
   struct stat info {};
   if (::stat(path.c_str(), &info) != 0) return false;

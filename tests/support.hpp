@@ -31,6 +31,9 @@ std::vector<std::string>& logged();
 // read independently of relib from /proc/self/maps.
 bool is_mapped(const std::string& path);
 
+// The process's resident memory, from /proc/self/statm.
+std::size_t resident_bytes();
+
 // A private directory removed with its contents at the end of the scope.
 class temp_dir {
  public:

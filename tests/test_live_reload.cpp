@@ -68,15 +68,6 @@ std::set<std::string> mapped_copies(const std::string& base_name) {
   return files;
 }
 
-std::size_t resident_kb() {
-  std::ifstream status("/proc/self/status");
-  std::string line;
-  while (std::getline(status, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) return std::stoul(line.substr(6));
-  }
-  return 0;
-}
-
 }  // namespace
 
 TEST_CASE("live: loads the module and calls its main", "[live]") {
@@ -387,13 +378,13 @@ TEST_CASE_METHOD(test::live_v1, "live: unload() ends it; the exports then report
 
 TEST_CASE_METHOD(test::live_v1, "live: 1,000 reloads leave memory and mappings flat", "[live][cycles]") {
   for (int i = 0; i < 50; ++i) REQUIRE(module.reload());  // allocator and loader caches warm up
-  const std::size_t before = resident_kb();
+  const std::size_t before = test::resident_bytes() / 1024;
   for (int i = 0; i < 1000; ++i) {
     auto reloaded = module.reload();
     if (!reloaded) FAIL(reloaded.error().message);
     REQUIRE(module.exports().bump());
   }
-  const std::size_t after = resident_kb();
+  const std::size_t after = test::resident_bytes() / 1024;
   INFO("resident memory before " << before << " KB, after " << after << " KB");
   CHECK(after < before + 4096);
   CHECK(module.generation() == 1051);

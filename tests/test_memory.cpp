@@ -14,13 +14,6 @@ RELIB_HOST_EXPORTS(leak_exports, LEAK_EXPORTS);
 
 namespace {
 
-std::size_t resident_bytes() {
-  std::ifstream statm("/proc/self/statm");
-  std::size_t pages_total = 0, pages_resident = 0;
-  statm >> pages_total >> pages_resident;
-  return pages_resident * static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
-}
-
 relib::unload_report leak_and_unload(std::size_t kilobytes) {
   auto module = test::load_or_fail<leak_exports>(TEST_LEAK_PATH);
   REQUIRE(module.exports().leak_everything(kilobytes).has_value());
@@ -48,12 +41,12 @@ TEST_CASE("what a module leaked is reclaimed at unload and reported") {
 
 TEST_CASE("10000 cycles of a module leaking 100 KB each keep resident memory flat") {
   for (int warm_up = 0; warm_up < 200; ++warm_up) leak_and_unload(100);
-  const std::size_t before = resident_bytes();
+  const std::size_t before = test::resident_bytes();
   for (int cycle = 0; cycle < 10000; ++cycle) {
     leak_and_unload(100);
     REQUIRE_FALSE(test::is_mapped(TEST_LEAK_PATH));
   }
-  const std::size_t after = resident_bytes();
+  const std::size_t after = test::resident_bytes();
   INFO("resident before " << before / 1024 << " KB, after " << after / 1024 << " KB");
   CHECK(after < before + 8 * 1024 * 1024);
 }
