@@ -354,7 +354,9 @@ struct export_binding {
   interface_entry entry;
   void* object;
   void (*bind)(void* object, const void* symbol, const module_core* owner);
-  void (*unbind)(void* object);
+  // Back to failing with not_loaded; `owner` names the module in that error and must outlive the
+  // binding's next bind (null: no module to name).
+  void (*unbind)(void* object, const module_core* owner);
 };
 
 struct import_binding {
@@ -513,7 +515,11 @@ class export_function<R(A...)> : non_copyable {
     self->thunk_ = *static_cast<const thunk_type*>(symbol);
     self->site_.owner = owner;
   }
-  static void unbind(void* object) { static_cast<export_function*>(object)->thunk_ = not_loaded_export<R, A...>(); }
+  static void unbind(void* object, const module_core* owner) {
+    auto* self = static_cast<export_function*>(object);
+    self->thunk_ = not_loaded_export<R, A...>();
+    self->site_.owner = owner;
+  }
 
  private:
   thunk_type thunk_ = not_loaded_export<R, A...>();
@@ -1996,7 +2002,7 @@ result<std::unique_ptr<module_core>, load_error> open_core(load_request request)
     core->state = core->owns_state ? std::make_shared<kept_state>() : request.state;
   }
   if (!missing.empty()) {
-    for (const export_binding& binding : request.exports) binding.unbind(binding.object);
+    for (const export_binding& binding : request.exports) binding.unbind(binding.object, nullptr);  // core goes
     dlclose(core->handle);
     return make_load_error(load_errc::not_a_relib_module, path,
                            "its records list functions whose symbols are missing:" + missing +
@@ -2211,7 +2217,7 @@ result<unload_report, unload_error> unload_core(module_core& core, before_unload
   // running inside dlclose may still use them.
   std::size_t keys_deleted = delete_module_keys(core.runtime.get(), true);
 
-  for (const export_binding& binding : core.exports) binding.unbind(binding.object);
+  for (const export_binding& binding : core.exports) binding.unbind(binding.object, &core);
   const platform::loaded_object object = platform::describe(core.handle);
   dlclose(core.handle);
   core.handle = nullptr;
@@ -2714,6 +2720,9 @@ class live_core {
   std::unique_ptr<platform::file_watch> watch;  // after signal: stopped before it goes
   std::unique_ptr<module_core> current;
   std::string current_copy;  // the copy `current` was loaded from, kept to bring it back
+  // What the exports name in their not_loaded error while no version is loaded: the cores of
+  // failed versions are gone by then.
+  module_core nothing_loaded;
   std::shared_ptr<kept_state> state = std::make_shared<kept_state>();
   std::uint64_t generation = 0;
   std::function<void()> before_reload;
@@ -2838,6 +2847,9 @@ Error for_watched_file(Error error, const std::string& copy, const std::string& 
 }
 
 result<bool, reload_error> finish_reload(live_core& live, std::optional<reload_error> error) {
+  if (!live.current) {
+    for (const export_binding& binding : live.prototype.exports) binding.unbind(binding.object, &live.nothing_loaded);
+  }
   if (live.after_reload) live.after_reload(error ? &*error : nullptr);
   if (error) return std::move(*error);
   return true;
@@ -2942,6 +2954,7 @@ result<bool, reload_error> reload_live(live_core& live, bool only_if_changed) {
 result<live_core_pointer, reload_error> open_live_core(load_request prototype, const live_options& options) {
   live_core_pointer live(new live_core);
   live->prototype = std::move(prototype);
+  live->nothing_loaded.path = live->path();
   const std::string& path = live->path();
   const std::string directory = directory_of(path), name = base_name(path);
   if (name.empty()) {

@@ -497,3 +497,32 @@ TEST_CASE("live: a symlink as the module path follows builds of the file it name
   if (!rewritten) FAIL(rewritten.error().message);
   CHECK(test::version_of(module) == 3);
 }
+
+TEST_CASE("live: when the previous version cannot be brought back, nothing runs until the next good build",
+          "[live]") {
+  test::temp_dir dir;
+  const std::string target = dir.path() + "/libmod.so";
+  test::live module = test::load_live(TEST_LIVE_MAIN_ONCE_PATH, target);  // its main starts only once
+  CHECK(test::version_of(module) == 14);
+  test::install_by_rename(TEST_LIVE_MAIN_THROWS_PATH, target);
+  auto failed = test::next_update(module);
+  REQUIRE_FALSE(failed);
+  CHECK(failed.error().code == relib::reload_errc::rollback_failed);
+  REQUIRE(failed.error().call);
+  CHECK(failed.error().call->what == "main of the broken version");
+  CHECK(test::contains(failed.error().message, "back failed too: its main threw"));
+  CHECK(test::contains(failed.error().message, "main refuses a second start"));
+  CHECK(test::contains(failed.error().message, "No version is loaded until the next good build"));
+  CHECK_FALSE(module.is_loaded());
+  auto call = module.exports().version();
+  REQUIRE_FALSE(call);
+  CHECK(call.error().code == relib::call_errc::not_loaded);
+  CHECK(test::contains(call.error().message, target));  // named, though the failed versions are gone
+  CHECK(mapped_copies("libmod.so").empty());
+
+  test::install_by_rename(TEST_LIVE_V2_PATH, target);
+  auto restored = test::next_update(module);
+  if (!restored) FAIL(restored.error().message);
+  CHECK(test::version_of(module) == 2);
+  CHECK(module.state<live_state>()->loads == 2);  // the state survived it all
+}

@@ -58,6 +58,9 @@ RELIB_MODULE_MAIN(int) { return 0; }
 RELIB_MODULE_MAIN(void) {
 #if defined(TEST_LIVE_MAIN_THROWS)
   throw std::runtime_error("main of the broken version");
+#elif defined(TEST_LIVE_MAIN_ONCE)
+  // Refuses to start a second time with the same state: bringing it back after a failed reload fails.
+  if (relib::module_state<state_type>().loads > 0) throw std::runtime_error("main refuses a second start");
 #elif defined(TEST_LIVE_MAIN_THREAD_THROWS)
   start_thread();  // still running when main throws: this version cannot be unloaded
   throw std::runtime_error("main threw after starting a thread");
