@@ -1922,7 +1922,10 @@ host_link make_host_link(module_core& core) {
   return link;
 }
 
-result<std::unique_ptr<module_core>, load_error> open_core(load_request request) {
+/* Opens the file and binds what its records list. Symbols the records name but the library lacks
+   land in `missing`: the module is open by then (its static constructors ran), so the caller
+   unloads it like any other rather than leaving behind what those constructors made. */
+result<std::unique_ptr<module_core>, load_error> open_core(load_request request, std::string& missing) {
 #if RELIB_DETAIL_UNLOADING
   destroy_orphaned_heaps_of_this_thread();
 #endif
@@ -1958,7 +1961,6 @@ result<std::unique_ptr<module_core>, load_error> open_core(load_request request)
 
   // Symbols are looked up only for what the records list: a failed dlsym() searches every
   // library the module depends on.
-  std::string missing;
   auto find = [&](const char* prefix, std::string_view name) {
     const std::string symbol = prefix + std::string(name);
     const void* address = dlsym(core->handle, symbol.c_str());
@@ -2000,13 +2002,6 @@ result<std::unique_ptr<module_core>, load_error> open_core(load_request request)
     }
     core->owns_state = request.state == nullptr;
     core->state = core->owns_state ? std::make_shared<kept_state>() : request.state;
-  }
-  if (!missing.empty()) {
-    for (const export_binding& binding : request.exports) binding.unbind(binding.object, nullptr);  // core goes
-    dlclose(core->handle);
-    return make_load_error(load_errc::not_a_relib_module, path,
-                           "its records list functions whose symbols are missing:" + missing +
-                               "; it was not built with relib_module.hpp's macros");
   }
   core->exports = std::move(request.exports);
   core->loaded = true;
@@ -2060,16 +2055,29 @@ result<void, load_error> attach_state(module_core& core) {
 }
 
 result<std::unique_ptr<module_core>, load_error> load_core(load_request request) {
-  auto opened = open_core(std::move(request));
-  if (!opened || (*opened)->state_type.empty()) return opened;
-  // Module code runs here (the state's constructor, the migrate hook): outside the registry lock.
-  auto attached = attach_state(**opened);
-  if (attached) return opened;
-  auto unloaded = unload_core(**opened, before_unload_step::skip);
-  if (unloaded) return attached.error();
+  std::string missing;
+  auto opened = open_core(std::move(request), missing);
+  if (!opened) return opened;
+  module_core& core = **opened;
+  result<void, load_error> ready{};
+  if (!missing.empty()) {
+    ready = make_load_error(load_errc::not_a_relib_module, core.path,
+                            "its records list functions whose symbols are missing:" + missing +
+                                "; it was not built with relib_module.hpp's macros");
+  } else if (!core.state_type.empty()) {
+    ready = attach_state(core);  // module code runs here (constructor, migrate hook): outside the registry lock
+  }
+  if (ready) return opened;
+  load_error error = ready.error();
+#if RELIB_DETAIL_UNLOADING
+  auto unloaded = unload_core(core, before_unload_step::skip);
+  if (unloaded) return error;
   keep_alive(*opened);  // its static constructors started threads that still run
-  load_error error = attached.error();
   error.message += "; the module could not be unloaded afterwards and stays in the process: " + unloaded.error().message;
+#else
+  abandon_core(core);  // RTLD_NODELETE keeps it anyway; the registry names it for the next attempt
+  error.message += "; it stays in the process (RELIB_NO_UNLOADING)";
+#endif
   return error;
 }
 

@@ -2,6 +2,7 @@
 #include "support.hpp"
 
 #include <dlfcn.h>
+#include <pthread.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -159,6 +160,28 @@ TEST_CASE("an import the host does not provide is missing_import") {
 TEST_CASE("a module needing a symbol nobody defines is dlopen_failed") {
   const auto error = expect_load_error(TEST_UNDEFINED_SYMBOL_PATH, relib::load_errc::dlopen_failed);
   CHECK(test::contains(error.message, "relib_test_function_that_does_not_exist"));
+}
+
+#define GHOST_EXPORTS(X) X(ghost, int(int value))
+RELIB_HOST_EXPORTS(ghost_exports, GHOST_EXPORTS);
+
+TEST_CASE("records naming a symbol the module lacks are not_a_relib_module, and nothing stays behind") {
+  const auto error = expect_load_error<ghost_exports>(TEST_GHOST_EXPORT_PATH, relib::load_errc::not_a_relib_module);
+  CHECK(test::contains(error.message, "relib_export_ghost"));
+
+  // Its static constructors ran before the symbols were looked up: each refusal must give back
+  // the megabyte they leaked and the pthread key relib made, of which a process has only 1024.
+  const std::size_t resident_before = test::resident_bytes();
+  for (int attempt = 0; attempt < 1100; ++attempt) {
+    auto loaded = relib::load_module<ghost_exports>(TEST_GHOST_EXPORT_PATH);
+    REQUIRE_FALSE(loaded.has_value());
+    REQUIRE(loaded.error().code == relib::load_errc::not_a_relib_module);
+  }
+  CHECK_FALSE(test::is_mapped(TEST_GHOST_EXPORT_PATH));
+  CHECK(test::resident_bytes() < resident_before + 64 * 1024 * 1024);  // 1100 MB if nothing came back
+  pthread_key_t key;
+  REQUIRE(pthread_key_create(&key, nullptr) == 0);
+  pthread_key_delete(key);
 }
 
 TEST_CASE("loading the same file twice is already_loaded, by path, symlink or hard link") {

@@ -26,3 +26,18 @@ TEST_CASE("without unloading, the load checks still run") {
   REQUIRE_FALSE(plain.has_value());
   CHECK(plain.error().code == relib::load_errc::not_a_relib_module);
 }
+
+#define GHOST_EXPORTS(X) X(ghost, int(int value))
+RELIB_HOST_EXPORTS(ghost_exports, GHOST_EXPORTS);
+
+TEST_CASE("without unloading, a module refused after dlopen stays, and says so") {
+  auto ghost = relib::load_module<ghost_exports>(TEST_GHOST_EXPORT_NO_UNLOADING_PATH);
+  REQUIRE_FALSE(ghost.has_value());
+  CHECK(ghost.error().code == relib::load_errc::not_a_relib_module);
+  CHECK(test::contains(ghost.error().message, "relib_export_ghost"));
+  CHECK(test::contains(ghost.error().message, "stays in the process (RELIB_NO_UNLOADING)"));
+  CHECK(test::is_mapped(TEST_GHOST_EXPORT_NO_UNLOADING_PATH));
+  auto again = relib::load_module<ghost_exports>(TEST_GHOST_EXPORT_NO_UNLOADING_PATH);
+  REQUIRE_FALSE(again.has_value());
+  CHECK(again.error().code == relib::load_errc::already_loaded);
+}

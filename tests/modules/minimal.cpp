@@ -33,3 +33,20 @@ RELIB_MODULE_MAIN(int) {
   return custom_allocations > 0 && text.size() == 1000 ? 7 : 0;
 }
 #endif
+
+#if defined(TEST_GHOST_EXPORT)
+// Records an export 'ghost' but defines no symbol for it, as a hand-edited build might. Its
+// static constructor leaves a megabyte behind, which relib must take back when it refuses it.
+#include <cstring>
+
+RELIB_DETAIL_RECORD(relib_meta_export_ghost, "export\tghost", int(int));
+
+namespace {
+constexpr std::size_t leaked_at_start_size = std::size_t{1} << 20;
+char* const leaked_at_start = [] {
+  char* block = new char[leaked_at_start_size];
+  std::memset(block, 1, leaked_at_start_size);
+  return block;
+}();
+}  // namespace
+#endif
