@@ -57,6 +57,7 @@
                                         running now; also reload(), changed(), wait_for_change(),
                                         generation(), state<T>(), on_reload(before, after), unload()
        to_string(unload_report)         the report as lines to print
+       module_heap_arena()              the address range reserved for module heaps
        memory_awaiting_reclamation()    module heaps of unloaded modules that other live threads
                                         still own; each thread destroys its own at exit
        result<T, E>                     value or error: has_value(), operator bool, value(), *, ->,
@@ -77,6 +78,10 @@
        RELIB_NO_UNLOADING   (and the same in the module) modules stay loaded until the process
                             exits; unload() is compiled out, as are its checks and live modules;
                             a module built otherwise is refused at load.
+       RELIB_MODULE_ARENA_SIZE  bytes of address space reserved (not committed) for the module
+                            heaps, once, at the first load of a module that uses them (default
+                            16 GiB; 0: none). Module free() then knows a heap block by its address
+                            instead of asking mimalloc. Skipped when RLIMIT_AS is set.
        RELIB_NO_FREE_INTERPOSITION  the implementation does not define free, realloc and
                             malloc_usable_size, which otherwise recognize blocks that module code
                             allocated and the host frees (a std::string returned by value); with
@@ -315,6 +320,20 @@ struct pending_memory {
 };
 pending_memory memory_awaiting_reclamation();
 
+#if !defined(RELIB_MODULE_ARENA_SIZE)
+#define RELIB_MODULE_ARENA_SIZE (std::size_t{16} << 30)
+#endif
+/* The address space reserved for module heaps (RELIB_MODULE_ARENA_SIZE) at the first load of a
+   module that uses them; empty before that, when it is 0, or under an address-space limit. */
+struct address_range {
+  std::uintptr_t begin = 0;
+  std::size_t size = 0;
+  bool contains(const void* address) const noexcept {
+    return reinterpret_cast<std::uintptr_t>(address) - begin < size;
+  }
+};
+address_range module_heap_arena() noexcept;
+
 /* The report as a few lines a host can print. */
 std::string to_string(const unload_report& report);
 
@@ -386,6 +405,7 @@ struct module_core {
   std::string main_signature;  // "int()" and layout, as recorded by the module
   std::string main_layout;
   const void* before_unload_symbol = nullptr;
+  bool uses_heaps = false;  // its memory goes to relib's mimalloc heaps (not RELIB_CUSTOM_ALLOCATOR)
   // RELIB_MODULE_STATE: the declared type and where its block lives (empty type: no state).
   std::string state_type;
   std::uint32_t state_version = 0;
@@ -833,9 +853,11 @@ result<live_module<Exports>, reload_error> load_live_module(const std::string& p
 #include <link.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/auxv.h>
 #include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -992,6 +1014,36 @@ std::vector<std::string> loaded_names() {
     return false;
   });
   return names;
+}
+
+/* Reserves `size` bytes of address space aligned to `alignment`, all of it below `limit`,
+   inaccessible and uncommitted until someone mprotect()s parts of it; 0 when it cannot, or should
+   not: under an address-space limit (RLIMIT_AS) a large reservation would starve the rest of the
+   process. The kernel places mappings near the top of the address space unless given a hint, so
+   a few hinted places in the upper half below `limit` are tried, from a random start (AT_RANDOM). */
+std::uintptr_t reserve_address_space(std::size_t size, std::size_t alignment, std::uintptr_t limit) {
+  rlimit address_space{};
+  if (size == 0 || limit < 2 * size ||
+      (::getrlimit(RLIMIT_AS, &address_space) == 0 && address_space.rlim_cur != RLIM_INFINITY)) {
+    return 0;
+  }
+  std::uint64_t random = 0;
+  if (const auto* bytes = reinterpret_cast<const unsigned char*>(::getauxval(AT_RANDOM))) {
+    std::memcpy(&random, bytes, sizeof random);
+  }
+  const std::uintptr_t slots = (limit / 2 - size) / alignment;  // aligned starts in [limit/2, limit - size]
+  for (std::uintptr_t attempt = 0; attempt < 8 && slots > 0; ++attempt) {
+    const std::uintptr_t hint = limit / 2 + ((random + attempt * 0x9E3779B97F4A7C15ull) % slots) * alignment;
+    void* mapped = ::mmap(reinterpret_cast<void*>(hint), size, PROT_NONE,
+                          MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (mapped == reinterpret_cast<void*>(hint)) return hint;
+    if (mapped != MAP_FAILED) ::munmap(mapped, size);  // the kernel put it elsewhere: taken
+  }
+  return 0;
+}
+
+void release_address_space(std::uintptr_t begin, std::size_t size) {
+  ::munmap(reinterpret_cast<void*>(begin), size);
 }
 
 class file_descriptor {
@@ -1194,12 +1246,13 @@ elf_status read_elf(int fd, std::uint64_t size, elf_contents& out, std::string& 
 /* ---- Module records ----------------------------------------------------------------------
    Written by relib_module.hpp as ELF notes, one record each:
      module <TAB> relib <TAB> version=.. <TAB> compiler=.. <TAB> stdlib=.. <TAB> unloading=0|1
+            <TAB> heaps=mimalloc|none
      export|import|main|before_unload <TAB> name <TAB> signature <TAB> layout
    The views point into elf_contents::meta. */
 
 struct module_records {
   bool has_module_record = false;
-  std::string_view version, compiler, stdlib, unloading;
+  std::string_view version, compiler, stdlib, unloading, heaps;
   struct entry {
     std::string_view kind, name, signature, layout;
   };
@@ -1232,7 +1285,7 @@ module_records parse_records(std::string_view meta) {
     const std::size_t end = std::min(meta.find('\0'), meta.size());
     const std::string_view record = meta.substr(0, end);
     meta.remove_prefix(std::min(end + 1, meta.size()));
-    std::string_view fields[6];
+    std::string_view fields[8];
     const std::size_t count = split_tabs(record, fields);
     if (count >= 2 && fields[0] == "module" && fields[1] == "relib") {
       records.has_module_record = true;
@@ -1244,6 +1297,7 @@ module_records parse_records(std::string_view meta) {
         if (key == "compiler") records.compiler = value;
         if (key == "stdlib") records.stdlib = value;
         if (key == "unloading") records.unloading = value;
+        if (key == "heaps") records.heaps = value;
       }
     } else if (count == 4) {
       records.entries.push_back({fields[0], fields[1], fields[2], fields[3]});
@@ -1540,6 +1594,7 @@ result<void, load_error> inspect_file(const load_request& request, module_core& 
     core.main_signature = main->signature;
     core.main_layout = main->layout;
   }
+  core.uses_heaps = records.heaps == "mimalloc";
   return {};
 }
 
@@ -1606,6 +1661,39 @@ const mimalloc_api& pinned_mimalloc() {
     return found;
   }();
   return api;
+}
+
+/* Module code frees blocks from anywhere (its own, libc's strdup, the host's), so its free() must
+   tell mimalloc blocks from others; mimalloc answers that with a call that also reads the block's
+   segment header. Instead, relib gives mimalloc one range of address space before the first
+   module that uses heaps is opened, so that every segment (32 MiB) comes from it. The range stays
+   mapped for the life of the process, so nothing but mimalloc ever owns an address inside it, and
+   module code answers with two compares (host_link::arena_begin/arena_size). mimalloc still
+   decommits what it frees there (MADV_DONTNEED), and goes to the OS once the range is full. */
+std::atomic<const address_range*> made_module_arena{nullptr};  // read by the host's free()
+
+const address_range& module_arena() {
+  static const address_range arena = [] {
+    constexpr std::size_t segment_alignment = std::size_t{32} << 20;  // mimalloc 2.0's segments
+    constexpr std::uintptr_t tracked_below = std::uintptr_t{20} << 40;  // its segment map's reach
+    const std::size_t size = (std::size_t{RELIB_MODULE_ARENA_SIZE} / segment_alignment) * segment_alignment;
+    // The library the modules will need anyway, loaded first so that no segment predates the arena.
+    void* library = dlopen("libmimalloc.so.2", RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
+    using manage_function = bool (*)(void*, std::size_t, bool, bool, bool, int);
+    const auto manage = library != nullptr ? reinterpret_cast<manage_function>(dlsym(library, "mi_manage_os_memory"))
+                                           : nullptr;
+    const std::uintptr_t begin =
+        manage != nullptr ? platform::reserve_address_space(size, segment_alignment, tracked_below) : 0;
+    if (begin == 0) return address_range{};
+    if (!manage(reinterpret_cast<void*>(begin), size, /*is_committed=*/false, /*is_large=*/false, /*is_zero=*/true,
+                /*numa_node=*/-1)) {
+      platform::release_address_space(begin, size);
+      return address_range{};
+    }
+    return address_range{begin, size};
+  }();
+  made_module_arena.store(&arena, std::memory_order_release);
+  return arena;
 }
 
 struct memory_count {
@@ -1916,6 +2004,10 @@ host_link make_host_link(module_core& core) {
     link.register_heap = nullptr;  // no key: the module keeps to one heap, adopted at load
   }
   link.context = core.runtime.get();
+  if (core.uses_heaps) {
+    link.arena_begin = module_arena().begin;
+    link.arena_size = module_arena().size;
+  }
 #else
   (void)core;
 #endif
@@ -1943,6 +2035,9 @@ result<std::unique_ptr<module_core>, load_error> open_core(load_request request,
 
   // The registry knows relib's own modules. The same file opened by anyone else shows up as a
   // dlopen() that returns an object which was already in the process.
+#if RELIB_DETAIL_UNLOADING
+  if (core->uses_heaps) (void)module_arena();  // before the module's static constructors allocate
+#endif
   const std::vector<ElfW(Addr)> before = platform::loaded_bases();
   dlerror();
   core->handle = dlopen(path.c_str(), platform::open_flags);
@@ -2378,6 +2473,13 @@ std::string to_string(const unload_report& report) {
             std::to_string(report.mapped_bytes_unmapped) + " mapped bytes\n";
   }
   return text;
+}
+
+address_range module_heap_arena() noexcept {
+#if RELIB_DETAIL_UNLOADING
+  if (const address_range* arena = detail::made_module_arena.load(std::memory_order_acquire)) return *arena;
+#endif
+  return {};
 }
 
 pending_memory memory_awaiting_reclamation() {
@@ -3095,7 +3197,9 @@ std::size_t no_usable_size(void*) { return 0; }
 
 const module_block_functions* module_block_owner(const void* block) {
   const module_block_functions* blocks = module_blocks.load(std::memory_order_acquire);
-  return blocks != nullptr && block != nullptr && blocks->owns(block) ? blocks : nullptr;
+  if (blocks == nullptr || block == nullptr) return nullptr;
+  const address_range* arena = made_module_arena.load(std::memory_order_acquire);
+  return (arena != nullptr && arena->contains(block)) || blocks->owns(block) ? blocks : nullptr;
 }
 }  // namespace detail
 }  // namespace relib

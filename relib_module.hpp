@@ -112,6 +112,13 @@
 #define RELIB_DETAIL_UNLOADING 1
 #endif
 
+// Whether the module's memory goes to relib's mimalloc heaps (recorded, so the host can prepare).
+#if RELIB_DETAIL_UNLOADING && !defined(RELIB_CUSTOM_ALLOCATOR)
+#define RELIB_DETAIL_HEAPS "mimalloc"
+#else
+#define RELIB_DETAIL_HEAPS "none"
+#endif
+
 /* Test hooks: build a module that claims another relib version or compiler, so the host's
    refusal can be tested without keeping old releases around. Never define them in real code. */
 #if defined(RELIB_TEST_FAKE_VERSION)
@@ -316,6 +323,10 @@ struct host_link {
   void (*unmapped)(void* context, void* address, std::size_t length);
   pthread_key_t heap_key;  // each thread's module heap; created and deleted by the host
   void* context;
+  // Address space the host reserved for mimalloc and keeps mapped for good: a block inside it is
+  // a mimalloc block, known without asking mimalloc (both 0 when there is none).
+  std::uintptr_t arena_begin;
+  std::uintptr_t arena_size;
 };
 __attribute__((visibility("hidden"))) inline const host_link* module_host = nullptr;
 
@@ -627,7 +638,8 @@ T& module_state() noexcept {
 /* The module record: what the host compares before it lets any module code run. */
 RELIB_DETAIL_META static constexpr auto relib_meta_module = relib::detail::make_note(relib::detail::fixed_string(
     "module\trelib\tversion=" RELIB_DETAIL_RECORDED_VERSION "\tcompiler=" RELIB_DETAIL_COMPILER
-    "\tstdlib=" RELIB_DETAIL_STDLIB "\tunloading=" RELIB_DETAIL_STR(RELIB_DETAIL_UNLOADING)));
+    "\tstdlib=" RELIB_DETAIL_STDLIB "\tunloading=" RELIB_DETAIL_STR(RELIB_DETAIL_UNLOADING)
+    "\theaps=" RELIB_DETAIL_HEAPS));
 
 /* Where the host puts its link. */
 extern "C" RELIB_DETAIL_VISIBLE const relib::detail::host_link** const relib_host_link = &relib::detail::module_host;
@@ -787,8 +799,19 @@ inline mi_heap_t* module_heap() {
   return module_heap_slow(thread);
 }
 
+/* Whether mimalloc (rather than libc or the host's allocator) made a block. Blocks in the host's
+   arena are answered with two compares; mimalloc is asked about the others. */
+inline bool is_mimalloc_block(const void* block) noexcept {
+  const host_link* host = module_host;  // null while static constructors run: mimalloc is asked
+  if (RELIB_DETAIL_LIKELY(host != nullptr) &&
+      reinterpret_cast<std::uintptr_t>(block) - host->arena_begin < host->arena_size) {
+    return true;
+  }
+  return mi_is_in_heap_region(block);
+}
+
 inline void module_free(void* block) noexcept {
-  if (RELIB_DETAIL_LIKELY(mi_is_in_heap_region(block))) {
+  if (RELIB_DETAIL_LIKELY(is_mimalloc_block(block))) {
     mi_free(block);
   } else {
     __libc_free(block);
@@ -825,7 +848,7 @@ void* calloc(std::size_t count, std::size_t size) noexcept {
   return mi_heap_calloc(relib::detail::module_heap(), count, size);
 }
 void* realloc(void* block, std::size_t size) noexcept {
-  if (block != nullptr && !mi_is_in_heap_region(block)) return __libc_realloc(block, size);  // stays libc's
+  if (block != nullptr && !relib::detail::is_mimalloc_block(block)) return __libc_realloc(block, size);  // stays libc's
   return mi_heap_realloc(relib::detail::module_heap(), block, size);
 }
 void free(void* block) noexcept { relib::detail::module_free(block); }
@@ -844,7 +867,7 @@ int posix_memalign(void** out, std::size_t alignment, std::size_t size) noexcept
 }
 std::size_t malloc_usable_size(void* block) noexcept {
   if (block == nullptr) return 0;
-  if (mi_is_in_heap_region(block)) return mi_usable_size(block);
+  if (relib::detail::is_mimalloc_block(block)) return mi_usable_size(block);
   using usable_function = std::size_t (*)(void*);
   static const auto glibc_usable = reinterpret_cast<usable_function>(dlsym(RTLD_DEFAULT, "malloc_usable_size"));
   return glibc_usable(block);

@@ -4,11 +4,13 @@
 
 #include "leak_api.hpp"
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <ctime>
 #include <fstream>
+#include <thread>
 
 RELIB_HOST_EXPORTS(leak_exports, LEAK_EXPORTS);
 
@@ -92,6 +94,26 @@ TEST_CASE("memory the module allocated and the host frees does not crash") {
     CHECK(big.size() == 10000);
   }
   CHECK(module.exports().getline_length(5000).value() == 5000);  // libc reallocates a module block
+  test::unload_or_fail(module);
+}
+
+TEST_CASE("module heaps take their memory from relib's arena, below where mimalloc tracks segments") {
+  auto module = test::load_or_fail<leak_exports>(TEST_LEAK_PATH);
+  const relib::address_range arena = relib::module_heap_arena();
+  rlimit address_space{};
+  REQUIRE(getrlimit(RLIMIT_AS, &address_space) == 0);
+  if (address_space.rlim_cur != RLIM_INFINITY || RELIB_MODULE_ARENA_SIZE == 0) {
+    CHECK(arena.size == 0);  // no reservation under an address-space limit: module free asks mimalloc
+  } else {
+    CHECK(arena.size == RELIB_MODULE_ARENA_SIZE);
+    CHECK(arena.begin + arena.size <= (std::uintptr_t{20} << 40));
+    // A new thread's heap gets a new segment, so this holds whatever the host allocated before.
+    char* text = nullptr;
+    std::thread([&] { text = module.exports().copy_text("in the arena").value(); }).join();
+    CHECK(arena.contains(text));
+    CHECK(std::string(text) == "in the arena");
+    std::free(text);  // the host's free knows it by its address too
+  }
   test::unload_or_fail(module);
 }
 
