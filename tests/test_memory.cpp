@@ -5,6 +5,7 @@
 #include "leak_api.hpp"
 
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -115,6 +116,33 @@ TEST_CASE("module heaps take their memory from relib's arena, below where mimall
     std::free(text);  // the host's free knows it by its address too
   }
   test::unload_or_fail(module);
+}
+
+// Run only by the case below, in a fresh process started under an address-space limit.
+TEST_CASE("module memory under an address-space limit", "[.]") {
+  auto module = test::load_or_fail<leak_exports>(TEST_LEAK_PATH);
+  CHECK(relib::module_heap_arena().size == 0);  // 16 GiB of reservation would starve this process
+  char* text = module.exports().copy_text("asked of mimalloc").value();
+  CHECK(std::string(text) == "asked of mimalloc");
+  std::free(text);
+  CHECK(module.exports().getline_length(5000).value() == 5000);
+  test::unload_or_fail(module);
+}
+
+TEST_CASE("under an address-space limit no arena is reserved, and module memory still works") {
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    const rlimit limit{rlim_t{4} << 30, rlim_t{4} << 30};
+    char self[] = "/proc/self/exe", name[] = "module memory under an address-space limit";
+    char* arguments[] = {self, name, nullptr};
+    if (::setrlimit(RLIMIT_AS, &limit) == 0) ::execv(self, arguments);
+    ::_exit(127);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
 }
 
 TEST_CASE("memory a live host thread allocated in module code is reported, then reclaimed when it exits") {
