@@ -47,6 +47,15 @@ struct live_v1 {
     install_by_rename(build, target);
     return next_update(module);
   }
+
+  // The same for a build that must be refused with a load error of `code`; returns that error.
+  relib::reload_error swap_in_refused(const char* build, relib::load_errc code) {
+    auto reloaded = swap_in(build);
+    REQUIRE_FALSE(reloaded);
+    REQUIRE(reloaded.error().load);
+    CHECK(reloaded.error().load->code == code);
+    return reloaded.error();
+  }
 };
 
 }  // namespace test

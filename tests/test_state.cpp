@@ -43,33 +43,24 @@ TEST_CASE_METHOD(test::live_v1, "state: a new version is converted by the migrat
 }
 
 TEST_CASE_METHOD(test::live_v1, "state: a version change without a migrate hook is refused", "[state]") {
-  auto reloaded = swap_in(TEST_LIVE_STATE_V2_NO_MIGRATE_PATH);
-  REQUIRE_FALSE(reloaded);
-  REQUIRE(reloaded.error().load);
-  CHECK(reloaded.error().load->code == relib::load_errc::state_mismatch);
-  CHECK(test::contains(reloaded.error().message, "'live_state_v2' (16 bytes, version 2)"));
-  CHECK(test::contains(reloaded.error().message, "'live_state' (8 bytes, version 1)"));
-  CHECK(test::contains(reloaded.error().message, "no RELIB_MODULE_MIGRATE_STATE"));
+  const relib::reload_error error = swap_in_refused(TEST_LIVE_STATE_V2_NO_MIGRATE_PATH, relib::load_errc::state_mismatch);
+  CHECK(test::contains(error.message, "'live_state_v2' (16 bytes, version 2)"));
+  CHECK(test::contains(error.message, "'live_state' (8 bytes, version 1)"));
+  CHECK(test::contains(error.message, "no RELIB_MODULE_MIGRATE_STATE"));
   CHECK(test::version_of(module) == 1);
 }
 
 TEST_CASE_METHOD(test::live_v1, "state: a changed type under the same version is refused", "[state]") {
-  auto reloaded = swap_in(TEST_LIVE_STATE_RESIZED_PATH);
-  REQUIRE_FALSE(reloaded);
-  REQUIRE(reloaded.error().load);
-  CHECK(reloaded.error().load->code == relib::load_errc::state_mismatch);
-  CHECK(test::contains(reloaded.error().message, "the state type changed and its version did not"));
+  const relib::reload_error error = swap_in_refused(TEST_LIVE_STATE_RESIZED_PATH, relib::load_errc::state_mismatch);
+  CHECK(test::contains(error.message, "the state type changed and its version did not"));
   CHECK(test::version_of(module) == 1);
 }
 
 TEST_CASE_METHOD(test::live_v1, "state: a migrate hook that throws leaves the state and the old version", "[state]") {
   for (int i = 0; i < 4; ++i) REQUIRE(module.exports().bump());
-  auto reloaded = swap_in(TEST_LIVE_MIGRATE_THROWS_PATH);
-  REQUIRE_FALSE(reloaded);
-  REQUIRE(reloaded.error().load);
-  CHECK(reloaded.error().load->code == relib::load_errc::state_migration_failed);
-  CHECK(test::contains(reloaded.error().message, "cannot convert this state"));
-  CHECK(test::contains(reloaded.error().message, "from version 1 to 2"));
+  const relib::reload_error error = swap_in_refused(TEST_LIVE_MIGRATE_THROWS_PATH, relib::load_errc::state_migration_failed);
+  CHECK(test::contains(error.message, "cannot convert this state"));
+  CHECK(test::contains(error.message, "from version 1 to 2"));
   CHECK(test::version_of(module) == 1);
   REQUIRE(module.state<live_state>() != nullptr);
   CHECK(*module.exports().bump() == 5);
