@@ -325,13 +325,6 @@ pending_memory memory_awaiting_reclamation();
 #endif
 /* The address space reserved for module heaps (RELIB_MODULE_ARENA_SIZE) at the first load of a
    module that uses them; empty before that, when it is 0, or under an address-space limit. */
-struct address_range {
-  std::uintptr_t begin = 0;
-  std::size_t size = 0;
-  bool contains(const void* address) const noexcept {
-    return reinterpret_cast<std::uintptr_t>(address) - begin < size;
-  }
-};
 address_range module_heap_arena() noexcept;
 
 /* The report as a few lines a host can print. */
@@ -1668,7 +1661,7 @@ const mimalloc_api& pinned_mimalloc() {
    segment header. Instead, relib gives mimalloc one range of address space before the first
    module that uses heaps is opened, so that every segment (32 MiB) comes from it. The range stays
    mapped for the life of the process, so nothing but mimalloc ever owns an address inside it, and
-   module code answers with two compares (host_link::arena_begin/arena_size). mimalloc still
+   module code answers with two compares (host_link::arena). mimalloc still
    decommits what it frees there (MADV_DONTNEED), and goes to the OS once the range is full. */
 std::atomic<const address_range*> made_module_arena{nullptr};  // read by the host's free()
 
@@ -2004,10 +1997,7 @@ host_link make_host_link(module_core& core) {
     link.register_heap = nullptr;  // no key: the module keeps to one heap, adopted at load
   }
   link.context = core.runtime.get();
-  if (core.uses_heaps) {
-    link.arena_begin = module_arena().begin;
-    link.arena_size = module_arena().size;
-  }
+  if (core.uses_heaps) link.arena = module_arena();
 #else
   (void)core;
 #endif

@@ -170,6 +170,17 @@
 /* ==== Shared: compile-time signature strings ============================================ */
 
 namespace relib {
+
+/* A range of addresses [begin, begin + size). The host's arena for module heaps is one; both
+   sides ask it whether it holds a block (see host_link::arena). */
+struct address_range {
+  std::uintptr_t begin = 0;
+  std::size_t size = 0;
+  bool contains(const void* address) const noexcept {
+    return reinterpret_cast<std::uintptr_t>(address) - begin < size;
+  }
+};
+
 namespace detail {
 
 template <std::size_t N>
@@ -324,9 +335,8 @@ struct host_link {
   pthread_key_t heap_key;  // each thread's module heap; created and deleted by the host
   void* context;
   // Address space the host reserved for mimalloc and keeps mapped for good: a block inside it is
-  // a mimalloc block, known without asking mimalloc (both 0 when there is none).
-  std::uintptr_t arena_begin;
-  std::uintptr_t arena_size;
+  // a mimalloc block, known without asking mimalloc (empty when there is none).
+  address_range arena;
 };
 __attribute__((visibility("hidden"))) inline const host_link* module_host = nullptr;
 
@@ -803,10 +813,7 @@ inline mi_heap_t* module_heap() {
    arena are answered with two compares; mimalloc is asked about the others. */
 inline bool is_mimalloc_block(const void* block) noexcept {
   const host_link* host = module_host;  // null while static constructors run: mimalloc is asked
-  if (RELIB_DETAIL_LIKELY(host != nullptr) &&
-      reinterpret_cast<std::uintptr_t>(block) - host->arena_begin < host->arena_size) {
-    return true;
-  }
+  if (RELIB_DETAIL_LIKELY(host != nullptr) && host->arena.contains(block)) return true;
   return mi_is_in_heap_region(block);
 }
 
