@@ -10,7 +10,9 @@
        #define RELIB_IMPLEMENTATION
        #include "relib.hpp"
 
-   and link the target with relib::host (CMake), which adds -ldl and threads.
+   and link the target with relib::host (CMake), which adds -ldl and threads and defines RELIB_HOST.
+   Without CMake, include relib.hpp before any interface header in that file, or define RELIB_HOST
+   for the whole host; the other order is a compile-time error that says so.
 
    USAGE (game_api.hpp declares GAME_EXPORTS and GAME_IMPORTS, see relib_module.hpp)
 
@@ -89,6 +91,10 @@
 
    LICENSE: MIT, in full at the end of this file and in LICENSE.
 */
+#if defined(RELIB_IMPLEMENTATION) && defined(RELIB_DETAIL_MODULE_IMPLEMENTED)
+#error "relib: this file defines RELIB_IMPLEMENTATION and included relib_module.hpp (directly or through an interface header) before relib.hpp, so it received the module side (malloc, free, pthread_create...). In a host, include relib.hpp first, or define RELIB_HOST before every include (the CMake target relib::host does) so that the order does not matter."
+#endif
+
 #ifndef RELIB_HPP_INCLUDED
 #define RELIB_HPP_INCLUDED
 

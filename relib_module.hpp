@@ -63,6 +63,9 @@
 
        RELIB_NO_UNLOADING   modules are never unloaded: unload() and its costs are compiled out.
                             Host and module must agree; a mismatch is a load error.
+       RELIB_HOST           (host only; relib::host defines it) this file belongs to a host: a host
+                            file that defines RELIB_IMPLEMENTATION may then include this header
+                            before relib.hpp and still gets the host side.
        RELIB_CUSTOM_ALLOCATOR  (module only) keep your own allocator: no mimalloc heaps, so no
                             reclamation of leaks at unload; everything else works.
 
@@ -161,11 +164,18 @@
 #error "relib: only GCC and Clang on Linux are supported so far"
 #endif
 
-#if defined(RELIB_IMPLEMENTATION) && !defined(RELIB_DETAIL_HOST_SIDE)
-#define RELIB_DETAIL_IF_MODULE_IMPL(...) __VA_ARGS__
+/* Which side this file is on. relib.hpp defines RELIB_DETAIL_HOST_SIDE before it includes this
+   header; RELIB_HOST (defined by the CMake target relib::host) says so even when this header comes
+   first, through an interface header. */
+#if defined(RELIB_DETAIL_HOST_SIDE) || defined(RELIB_HOST)
+#define RELIB_DETAIL_MODULE_SIDE 0
 #else
-#define RELIB_DETAIL_IF_MODULE_IMPL(...)
+#define RELIB_DETAIL_MODULE_SIDE 1
 #endif
+
+/* The interface macros emit their records and symbols once the module implementation below has
+   been included (it redefines this), whichever header came first. */
+#define RELIB_DETAIL_IF_MODULE_IMPL(...)
 
 /* ==== Shared: compile-time signature strings ============================================ */
 
@@ -639,8 +649,10 @@ T& module_state() noexcept {
 
 /* ==== Module side: implementation ======================================================== */
 
-#if defined(RELIB_IMPLEMENTATION) && !defined(RELIB_DETAIL_HOST_SIDE) && !defined(RELIB_DETAIL_MODULE_IMPLEMENTED)
+#if defined(RELIB_IMPLEMENTATION) && RELIB_DETAIL_MODULE_SIDE && !defined(RELIB_DETAIL_MODULE_IMPLEMENTED)
 #define RELIB_DETAIL_MODULE_IMPLEMENTED
+#undef RELIB_DETAIL_IF_MODULE_IMPL
+#define RELIB_DETAIL_IF_MODULE_IMPL(...) __VA_ARGS__
 
 #include <cstdio>
 #include <cstdlib>
