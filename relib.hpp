@@ -208,58 +208,78 @@ class result<void, E> {
   std::optional<E> error_;
 };
 
-enum class load_errc {
-  file_not_found,       // nothing at that path
-  not_a_file,           // a directory or other non-regular file
-  not_elf,              // empty, text, or another format
-  damaged_file,         // an ELF file that is truncated (still being written?) or malformed
-  wrong_architecture,   // an ELF file for another machine or word size
-  not_shared_library,   // an executable or object file
-  not_a_relib_module,   // a shared library without relib's records (for example a plain C library)
-  version_mismatch,     // built with another relib version
-  compiler_mismatch,    // built by another compiler (family or major version)
-  stdlib_mismatch,      // built against another C++ standard-library ABI
-  unloading_mismatch,   // RELIB_NO_UNLOADING differs between host and module
-  missing_export,       // the host declares an export the module lacks
-  missing_import,       // the module needs an import the host does not provide
-  signature_mismatch,   // an export, import or main differs between host and module
-  already_loaded,       // the same file (by device and inode) is already loaded
-  dlopen_failed,        // the dynamic loader refused it (unresolved symbol, missing dependency...)
-  state_mismatch,       // its RELIB_MODULE_STATE cannot take over the kept state (type or version changed)
-  state_migration_failed,  // its RELIB_MODULE_MIGRATE_STATE (or the state's constructor) threw
-};
+/* >>errors: every error code and the one line that explains it, in one list per operation. Each
+   list expands into the enum, to_string(code) (the code's name) and explain(code) (the line);
+   docs/errors.md tells each at length, and a test checks that it names every code. */
+#define RELIB_LOAD_ERRORS(X)                                                                              \
+  X(file_not_found, "nothing can be opened at that path")                                                 \
+  X(not_a_file, "the path names a directory or another file that is not a regular file")                  \
+  X(not_elf, "the file is empty, text, or of another format")                                             \
+  X(damaged_file, "an ELF file that is truncated (still being written?) or malformed")                    \
+  X(wrong_architecture, "an ELF file for another machine or word size")                                   \
+  X(not_shared_library, "an executable or object file, not a shared library")                             \
+  X(not_a_relib_module, "a shared library without relib's records, or whose records name missing symbols") \
+  X(version_mismatch, "built with another relib version")                                                 \
+  X(compiler_mismatch, "built by another compiler family or major version")                               \
+  X(stdlib_mismatch, "built against another C++ standard-library ABI")                                    \
+  X(unloading_mismatch, "RELIB_NO_UNLOADING differs between host and module")                             \
+  X(missing_export, "the host declares an export the module lacks")                                       \
+  X(missing_import, "the module needs an import the host does not provide")                               \
+  X(signature_mismatch, "an export, import or main differs between host and module")                      \
+  X(already_loaded, "the same file (by device and inode) is already loaded")                              \
+  X(dlopen_failed, "the dynamic loader refused it (an unresolved symbol, a missing dependency...)")       \
+  X(state_mismatch, "its RELIB_MODULE_STATE cannot take over the kept state (type or version changed)")   \
+  X(state_migration_failed, "its RELIB_MODULE_MIGRATE_STATE, or the state's constructor, threw")
 
-enum class unload_errc {
-  not_loaded,            // already unloaded or moved from
-  before_unload_failed,  // before_unload threw: the module stays loaded and usable
-  threads_still_running,  // threads started by module code still run: the module stays loaded and usable
-  thread_locals_pending,  // other live threads hold module thread_locals: the module stays loaded and usable
-  still_loaded,          // dlclose() ran but the library is still in the process; the reason is in the message
-};
+#define RELIB_UNLOAD_ERRORS(X)                                                                     \
+  X(not_loaded, "already unloaded, or the module object was moved from")                          \
+  X(before_unload_failed, "before_unload threw: the module stays loaded and usable")               \
+  X(threads_still_running, "threads started by module code still run: the module stays loaded")   \
+  X(thread_locals_pending, "other live threads hold module thread_locals: the module stays loaded") \
+  X(still_loaded, "dlclose() ran but the library is still in the process")
 
-enum class call_errc {
-  exception,                // the export threw; exception_type and what describe it
-  not_loaded,               // the module was unloaded (or the module object moved from)
-  no_main,                  // call_main() on a module without RELIB_MODULE_MAIN
-  main_signature_mismatch,  // call_main<R>() with an R other than the module's
-};
+#define RELIB_CALL_ERRORS(X)                                                 \
+  X(exception, "the function threw; exception_type and what describe it")  \
+  X(not_loaded, "the module was unloaded, or the module object moved from") \
+  X(no_main, "call_main() on a module without RELIB_MODULE_MAIN")           \
+  X(main_signature_mismatch, "call_main<R>() with an R other than the module's")
 
+#define RELIB_RELOAD_ERRORS(X)                                                                                \
+  X(watch_failed, "the module's directory cannot be watched")                                                 \
+  X(copy_failed, "the module file cannot be copied")                                                          \
+  X(load_failed, "the new build was refused")                                                                 \
+  X(unload_failed, "the running version did not unload")                                                      \
+  X(main_failed, "the new version's main threw")                                                              \
+  X(rollback_failed, "the new version failed, and bringing the previous one back failed too")
+
+#define RELIB_DETAIL_ENUMERATOR(code, explanation) code,
+enum class load_errc { RELIB_LOAD_ERRORS(RELIB_DETAIL_ENUMERATOR) };
+enum class unload_errc { RELIB_UNLOAD_ERRORS(RELIB_DETAIL_ENUMERATOR) };
+enum class call_errc { RELIB_CALL_ERRORS(RELIB_DETAIL_ENUMERATOR) };
+#if RELIB_DETAIL_UNLOADING
+enum class reload_errc { RELIB_RELOAD_ERRORS(RELIB_DETAIL_ENUMERATOR) };
+#endif
+
+/* Each error carries what it is about as fields; `message` is formatted once from them:
+   "relib: cannot <operation> module '<module>': <reason>". */
 struct load_error {
   load_errc code;
-  std::string module;   // the path given to load_module
-  std::string message;  // what went wrong and how to fix it
+  std::string module;   // the path given to load_module (a live module's watched path)
+  std::string reason;   // what went wrong and how to fix it
+  std::string message;  // the whole sentence, to print
 };
 
 struct unload_error {
   unload_errc code;
   std::string module;
+  std::string reason;
   std::string message;
 };
 
 struct call_error {
   call_errc code;
   std::string module;
-  std::string function;        // export name, "main" or "before_unload"
+  std::string function;        // export name, "main", "before_unload", "state" or "migrate_state"
   std::string exception_type;  // demangled, for call_errc::exception
   std::string what;            // what() of a std::exception, empty for other types
   std::string message;
@@ -286,25 +306,15 @@ template <class R>
 using call_result = result<R, call_error>;
 
 #if RELIB_DETAIL_UNLOADING
-enum class reload_errc {
-  watch_failed,     // the module's directory cannot be watched (missing, or inotify refused)
-  copy_failed,      // the module file could not be copied (deleted, unreadable, disk full)
-  load_failed,      // the new version was refused: see `load`; the running version is untouched, or
-                    // (failures found after it was unloaded) loaded again from its copy
-  unload_failed,    // the running version refused to unload: see `unload`; it keeps running
-  main_failed,      // the new version's main threw: see `call`; the previous version was loaded again
-                    // (or, when the new one cannot be unloaded because its threads run, it stays)
-  rollback_failed,  // a failure after the old version was unloaded, and bringing it back failed too:
-                    // nothing is loaded until the next good build
-};
-
 struct reload_error {
   reload_errc code;
-  std::string module;   // the watched path
-  std::string message;  // what failed, which version runs now, and how to fix it
+  std::string module;  // the watched path
+  std::string reason;  // what failed (the inner error's reason) and which version runs now
+  std::string message;
   std::optional<load_error> load;      // load_failed, rollback_failed: why the new version was refused
   std::optional<unload_error> unload;  // unload_failed
   std::optional<call_error> call;      // main_failed
+  std::uint64_t running_version = 0;   // the generation() serving calls now; 0: none
 };
 
 struct live_options {
@@ -336,11 +346,16 @@ address_range module_heap_arena() noexcept;
 /* The report as a few lines a host can print. */
 std::string to_string(const unload_report& report);
 
+/* A code's name ("file_not_found"), and the line that explains it. */
 const char* to_string(load_errc code) noexcept;
 const char* to_string(unload_errc code) noexcept;
 const char* to_string(call_errc code) noexcept;
+const char* explain(load_errc code) noexcept;
+const char* explain(unload_errc code) noexcept;
+const char* explain(call_errc code) noexcept;
 #if RELIB_DETAIL_UNLOADING
 const char* to_string(reload_errc code) noexcept;
+const char* explain(reload_errc code) noexcept;
 #endif
 
 /* For modules without exports or imports. */
@@ -386,7 +401,9 @@ struct kept_state;      // a state block owned by the host (see the implementati
 struct inspected_file;  // a file already read and checked (see the implementation)
 
 struct load_request {
-  std::string path;
+  std::string path;  // the file to open
+  std::string name;  // what errors call the module: the path given by the host (a live module's
+                     // watched path while a private copy is opened); empty: `path`
   std::vector<export_binding> exports;
   std::vector<import_binding> imports;
   std::shared_ptr<kept_state> state;  // a live module's block; null: the module gets its own
@@ -394,7 +411,8 @@ struct load_request {
 };
 
 struct module_core {
-  std::string path;
+  std::string path;  // the file opened
+  std::string name;  // what errors and reports call it (load_request::name)
   void* handle = nullptr;
   bool loaded = false;
   std::uint64_t device = 0;
@@ -429,6 +447,7 @@ inline void keep_alive(std::unique_ptr<module_core>& core) noexcept {
 }
 
 void record_call_failure(const char* mangled_type, const char* what);
+unload_error make_unload_error(unload_errc code, const std::string& module, std::string reason);
 call_error make_main_error(const module_core* owner, call_errc code, std::string_view asked_signature);
 [[noreturn]] void import_threw(const char* name, const char* signature) noexcept;
 
@@ -643,8 +662,8 @@ class module {
      module stays loaded; on any other outcome its exports no longer call into it. */
   result<unload_report, unload_error> unload() {
     if (!core_) {
-      return unload_error{unload_errc::not_loaded, "",
-                          "relib: unload() on a module object that was moved from; unload the object it was moved to"};
+      return detail::make_unload_error(unload_errc::not_loaded, "",
+                                       "unload() on a module object that was moved from; unload the object it was moved to");
     }
     return detail::unload_core(*core_);
   }
@@ -702,7 +721,7 @@ using live_core_pointer = std::unique_ptr<live_core, live_core_deleter>;
 result<live_core_pointer, reload_error> open_live_core(load_request prototype, const live_options& options);
 // Each takes the core of a live_module, null when the object was moved from.
 const std::atomic<bool>& live_changed_flag(const live_core* core) noexcept;
-result<bool, reload_error> live_reload(live_core* core, bool only_if_changed);
+result<bool, reload_error> reload_live_module(live_core* core, bool only_if_changed);
 bool live_wait_for_change(const live_core* core, std::chrono::milliseconds timeout);
 std::uint64_t live_generation(const live_core* core) noexcept;
 bool live_is_loaded(const live_core* core) noexcept;
@@ -741,10 +760,10 @@ class live_module {
      error the previous version keeps running (see reload_error) and the next build is tried. */
   result<bool, reload_error> update() {
     if (RELIB_DETAIL_LIKELY(!changed_->load(std::memory_order_acquire))) return false;
-    return detail::live_reload(core_.get(), true);
+    return detail::reload_live_module(core_.get(), true);
   }
   /* Reloads now, changed or not. */
-  result<bool, reload_error> reload() { return detail::live_reload(core_.get(), false); }
+  result<bool, reload_error> reload() { return detail::reload_live_module(core_.get(), false); }
 
   /* A new build is complete and waits for update(). */
   bool changed() const noexcept { return changed_->load(std::memory_order_acquire); }
@@ -872,63 +891,29 @@ result<live_module<Exports>, reload_error> load_live_module(const std::string& p
 
 namespace relib {
 
-const char* to_string(load_errc code) noexcept {
-  switch (code) {
-    case load_errc::file_not_found: return "file_not_found";
-    case load_errc::not_a_file: return "not_a_file";
-    case load_errc::not_elf: return "not_elf";
-    case load_errc::damaged_file: return "damaged_file";
-    case load_errc::wrong_architecture: return "wrong_architecture";
-    case load_errc::not_shared_library: return "not_shared_library";
-    case load_errc::not_a_relib_module: return "not_a_relib_module";
-    case load_errc::version_mismatch: return "version_mismatch";
-    case load_errc::compiler_mismatch: return "compiler_mismatch";
-    case load_errc::stdlib_mismatch: return "stdlib_mismatch";
-    case load_errc::unloading_mismatch: return "unloading_mismatch";
-    case load_errc::missing_export: return "missing_export";
-    case load_errc::missing_import: return "missing_import";
-    case load_errc::signature_mismatch: return "signature_mismatch";
-    case load_errc::already_loaded: return "already_loaded";
-    case load_errc::dlopen_failed: return "dlopen_failed";
-    case load_errc::state_mismatch: return "state_mismatch";
-    case load_errc::state_migration_failed: return "state_migration_failed";
+#define RELIB_DETAIL_CODE_NAME(code, explanation) \
+  case errc::code:                                \
+    return #code;
+#define RELIB_DETAIL_CODE_EXPLANATION(code, explanation) \
+  case errc::code:                                       \
+    return explanation;
+#define RELIB_DETAIL_ERROR_TEXTS(errc_type, LIST)                                            \
+  const char* to_string(errc_type code) noexcept {                                           \
+    using errc = errc_type;                                                                  \
+    switch (code) { LIST(RELIB_DETAIL_CODE_NAME) }                                           \
+    return "unknown";                                                                        \
+  }                                                                                          \
+  const char* explain(errc_type code) noexcept {                                             \
+    using errc = errc_type;                                                                  \
+    switch (code) { LIST(RELIB_DETAIL_CODE_EXPLANATION) }                                    \
+    return "an unknown error code";                                                          \
   }
-  return "unknown";
-}
 
-const char* to_string(unload_errc code) noexcept {
-  switch (code) {
-    case unload_errc::not_loaded: return "not_loaded";
-    case unload_errc::before_unload_failed: return "before_unload_failed";
-    case unload_errc::threads_still_running: return "threads_still_running";
-    case unload_errc::thread_locals_pending: return "thread_locals_pending";
-    case unload_errc::still_loaded: return "still_loaded";
-  }
-  return "unknown";
-}
-
-const char* to_string(call_errc code) noexcept {
-  switch (code) {
-    case call_errc::exception: return "exception";
-    case call_errc::not_loaded: return "not_loaded";
-    case call_errc::no_main: return "no_main";
-    case call_errc::main_signature_mismatch: return "main_signature_mismatch";
-  }
-  return "unknown";
-}
-
+RELIB_DETAIL_ERROR_TEXTS(load_errc, RELIB_LOAD_ERRORS)
+RELIB_DETAIL_ERROR_TEXTS(unload_errc, RELIB_UNLOAD_ERRORS)
+RELIB_DETAIL_ERROR_TEXTS(call_errc, RELIB_CALL_ERRORS)
 #if RELIB_DETAIL_UNLOADING
-const char* to_string(reload_errc code) noexcept {
-  switch (code) {
-    case reload_errc::watch_failed: return "watch_failed";
-    case reload_errc::copy_failed: return "copy_failed";
-    case reload_errc::load_failed: return "load_failed";
-    case reload_errc::unload_failed: return "unload_failed";
-    case reload_errc::main_failed: return "main_failed";
-    case reload_errc::rollback_failed: return "rollback_failed";
-  }
-  return "unknown";
-}
+RELIB_DETAIL_ERROR_TEXTS(reload_errc, RELIB_RELOAD_ERRORS)
 #endif
 
 void report_destructor_unload_failure(const unload_error& error) noexcept {
@@ -1433,8 +1418,23 @@ struct interface_check {
   }
 };
 
-load_error make_load_error(load_errc code, const std::string& path, const std::string& text) {
-  return load_error{code, path, "relib: cannot load module '" + path + "': " + text};
+/* The error's fields first, then its message, formatted once from them. An empty module name
+   stands for a moved-from object, whose reason says so. */
+std::string error_message(const char* operation, const std::string& module, const std::string& reason) {
+  if (module.empty()) return "relib: " + reason;
+  return std::string("relib: cannot ") + operation + " module '" + module + "': " + reason;
+}
+
+load_error make_load_error(load_errc code, const std::string& module, std::string reason) {
+  load_error error{code, module, std::move(reason), ""};
+  error.message = error_message("load", module, error.reason);
+  return error;
+}
+
+unload_error make_unload_error(unload_errc code, const std::string& module, std::string reason) {
+  unload_error error{code, module, std::move(reason), ""};
+  error.message = error_message("unload", module, error.reason);
+  return error;
 }
 
 void check_interface(const load_request& request, const module_records& records, interface_check& check) {
@@ -1462,11 +1462,11 @@ void check_interface(const load_request& request, const module_records& records,
   }
 }
 
-result<void, load_error> check_records(const std::string& path, const module_records& records,
+result<void, load_error> check_records(const std::string& name, const module_records& records,
                                        const load_request& request) {
   auto mismatch = [&](load_errc code, const char* what, std::string_view module_value, const char* host_value,
                       const char* fix) {
-    return make_load_error(code, path,
+    return make_load_error(code, name,
                            std::string("it was built with ") + what + " '" + std::string(module_value) +
                                "' but this host uses '" +
                                host_value + "'; " + fix);
@@ -1485,7 +1485,7 @@ result<void, load_error> check_records(const std::string& path, const module_rec
   }
   if (records.unloading != RELIB_DETAIL_STR(RELIB_DETAIL_UNLOADING)) {
     return make_load_error(
-        load_errc::unloading_mismatch, path,
+        load_errc::unloading_mismatch, name,
         std::string("the module was built ") + (records.unloading == "0" ? "with" : "without") +
             " RELIB_NO_UNLOADING and the host " + (RELIB_DETAIL_UNLOADING ? "without" : "with") +
             " it; define it the same way for both");
@@ -1496,7 +1496,7 @@ result<void, load_error> check_records(const std::string& path, const module_rec
   std::string text = check.problems.size() == 1 ? "the interfaces differ: "
                                                  : std::to_string(check.problems.size()) + " interface problems: ";
   for (std::size_t i = 0; i < check.problems.size(); ++i) text += (i ? "; " : "") + check.problems[i];
-  return make_load_error(check.first_code, path, text + ". Rebuild host and module from the same interface header.");
+  return make_load_error(check.first_code, name, text + ". Rebuild host and module from the same interface header.");
 }
 
 std::string describe_state(std::string_view type, std::size_t size, std::uint32_t version) {
@@ -1504,12 +1504,12 @@ std::string describe_state(std::string_view type, std::size_t size, std::uint32_
 }
 
 /* Whether the module's state can take over the block a live module kept from earlier versions. */
-result<void, load_error> check_state(const std::string& path, const module_records& records, const kept_state* kept,
+result<void, load_error> check_state(const std::string& name, const module_records& records, const kept_state* kept,
                                      module_core& core) {
   if (records.find("state", "state") == nullptr) return {};
   const std::optional<state_declaration> declared = parse_state(records);
   if (!declared) {
-    return make_load_error(load_errc::not_a_relib_module, path,
+    return make_load_error(load_errc::not_a_relib_module, name,
                            "its state record is malformed; build it with this version of relib_module.hpp");
   }
   core.state_type = declared->type;
@@ -1522,13 +1522,13 @@ result<void, load_error> check_state(const std::string& path, const module_recor
   const std::string kept_state_text = describe_state(block.type, block.size, block.version);
   if (declared->version == block.version) {
     if (declared->type == block.type && declared->size == block.size && declared->alignment == block.alignment) return {};
-    return make_load_error(load_errc::state_mismatch, path,
+    return make_load_error(load_errc::state_mismatch, name,
                            "its state is " + module_state + " but the kept state is " + kept_state_text +
                                ": the state type changed and its version did not. Raise the version in "
                                "RELIB_MODULE_STATE and convert the old state in RELIB_MODULE_MIGRATE_STATE");
   }
   if (records.find("migrate_state", "migrate_state") == nullptr) {
-    return make_load_error(load_errc::state_mismatch, path,
+    return make_load_error(load_errc::state_mismatch, name,
                            "its state is " + module_state + " but the kept state is " + kept_state_text +
                                ", and the module has no RELIB_MODULE_MIGRATE_STATE to convert it. Add one, or "
                                "keep version " + std::to_string(block.version));
@@ -1540,25 +1540,26 @@ result<void, load_error> check_state(const std::string& path, const module_recor
 result<void, load_error> inspect_file(const load_request& request, module_core& core, elf_contents& contents,
                                       module_records& records) {
   const std::string& path = request.path;
+  const std::string& name = core.name;
   // O_NONBLOCK: opening a FIFO must not hang; it is refused below as not a regular file.
   platform::file_descriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
   struct stat info {};
   if (fd.get() < 0 || ::fstat(fd.get(), &info) != 0) {
     if (errno == ENOENT || errno == ENOTDIR) {
-      return make_load_error(load_errc::file_not_found, path,
+      return make_load_error(load_errc::file_not_found, name,
                              "no such file; check the path (a relative path starts from the current directory)");
     }
-    return make_load_error(load_errc::file_not_found, path, std::string("cannot open it: ") + std::strerror(errno));
+    return make_load_error(load_errc::file_not_found, name, std::string("cannot open it: ") + std::strerror(errno));
   }
   if (!S_ISREG(info.st_mode)) {
-    return make_load_error(load_errc::not_a_file, path,
+    return make_load_error(load_errc::not_a_file, name,
                            std::string(S_ISDIR(info.st_mode) ? "it is a directory" : "it is not a regular file") +
                                "; pass the path of the built shared library (.so)");
   }
   core.device = static_cast<std::uint64_t>(info.st_dev);
   core.inode = static_cast<std::uint64_t>(info.st_ino);
   if (const registry_entry* other = global_registry().find(core.device, core.inode)) {
-    return make_load_error(load_errc::already_loaded, path,
+    return make_load_error(load_errc::already_loaded, name,
                            "this file is already loaded as module '" + other->path + "'; " +
                                (RELIB_DETAIL_UNLOADING ? "unload that module first, or load a copy of the file"
                                                        : "modules stay loaded until the process exits "
@@ -1569,24 +1570,24 @@ result<void, load_error> inspect_file(const load_request& request, module_core& 
   switch (read_elf(fd.get(), static_cast<std::uint64_t>(info.st_size), contents, detail)) {
     case elf_status::ok: break;
     case elf_status::not_elf:
-      return make_load_error(load_errc::not_elf, path, "not an ELF shared library: " + detail);
+      return make_load_error(load_errc::not_elf, name, "not an ELF shared library: " + detail);
     case elf_status::wrong_architecture:
-      return make_load_error(load_errc::wrong_architecture, path, detail + "; build the module for this machine");
+      return make_load_error(load_errc::wrong_architecture, name, detail + "; build the module for this machine");
     case elf_status::not_shared_library:
-      return make_load_error(load_errc::not_shared_library, path,
+      return make_load_error(load_errc::not_shared_library, name,
                              detail + ", not a shared library; build the module with relib_add_module()");
     case elf_status::unreadable:
-      return make_load_error(load_errc::damaged_file, path, "a damaged ELF file: " + detail);
+      return make_load_error(load_errc::damaged_file, name, "a damaged ELF file: " + detail);
   }
   records = parse_records(contents.meta);
   if (!records.has_module_record) {
-    return make_load_error(load_errc::not_a_relib_module, path,
+    return make_load_error(load_errc::not_a_relib_module, name,
                            "a shared library, but not a relib module (it has no relib records); build it with "
                            "relib_add_module() and define RELIB_IMPLEMENTATION in one of its source files");
   }
-  auto checked = check_records(path, records, request);
+  auto checked = check_records(name, records, request);
   if (!checked) return checked;
-  auto state_checked = check_state(path, records, request.state.get(), core);
+  auto state_checked = check_state(name, records, request.state.get(), core);
   if (!state_checked) return state_checked;
 
   if (const module_records::entry* main = records.find("main", "main")) {
@@ -1601,6 +1602,7 @@ result<void, load_error> inspect_file(const load_request& request, module_core& 
 result<void, load_error> inspect_into(const load_request& request, inspected_file& file) {
   file.core = std::make_unique<module_core>();
   file.core->path = request.path;
+  file.core->name = request.name.empty() ? request.path : request.name;
   return inspect_file(request, *file.core, file.contents, file.records);
 }
 
@@ -2038,14 +2040,14 @@ result<std::unique_ptr<module_core>, load_error> open_core(load_request request,
   dlerror();
   core->handle = dlopen(path.c_str(), platform::open_flags);
   if (core->handle == nullptr) {
-    return make_load_error(load_errc::dlopen_failed, path,
+    return make_load_error(load_errc::dlopen_failed, core->name,
                            "the dynamic loader refused it: " + platform::last_dl_error() +
                                " (check that every symbol it uses is defined and its dependencies are installed)");
   }
   const platform::loaded_object opened = platform::describe(core->handle);
   if (std::find(before.begin(), before.end(), opened.base) != before.end()) {
     dlclose(core->handle);
-    return make_load_error(load_errc::already_loaded, path,
+    return make_load_error(load_errc::already_loaded, core->name,
                            "this file is already loaded in the process outside relib (by dlopen() or as a "
                            "dependency); close it first or load a copy of the file");
   }
@@ -2115,7 +2117,7 @@ result<void, load_error> attach_state(module_core& core) {
     auto attached = invoke_export<void, void*, int>(attach, call_site{&core, "state"}, kept.current.data,
                                                     state_existing);
     if (attached) return {};
-    return make_load_error(load_errc::state_migration_failed, core.path,
+    return make_load_error(load_errc::state_migration_failed, core.name,
                            "attaching the kept state failed: " + describe_call_failure(attached.error()));
   }
   kept_block fresh{core.state_version, core.state_type, core.state_size, core.state_alignment,
@@ -2137,7 +2139,7 @@ result<void, load_error> attach_state(module_core& core) {
   }
   if (!failure.empty()) {
     free_block(fresh);
-    return make_load_error(load_errc::state_migration_failed, core.path,
+    return make_load_error(load_errc::state_migration_failed, core.name,
                            failure + "; the kept state is unchanged. Fix it and rebuild");
   }
   kept.replace(std::move(fresh));
@@ -2152,24 +2154,25 @@ result<std::unique_ptr<module_core>, load_error> load_core(load_request request)
   module_core& core = **opened;
   result<void, load_error> ready{};
   if (!missing.empty()) {
-    ready = make_load_error(load_errc::not_a_relib_module, core.path,
+    ready = make_load_error(load_errc::not_a_relib_module, core.name,
                             "its records list functions whose symbols are missing:" + missing +
                                 "; it was not built with relib_module.hpp's macros");
   } else if (!core.state_type.empty()) {
     ready = attach_state(core);  // module code runs here (constructor, migrate hook): outside the registry lock
   }
   if (ready) return opened;
-  load_error error = ready.error();
+  const load_error& error = ready.error();
 #if RELIB_DETAIL_UNLOADING
   auto unloaded = unload_core(core, before_unload_step::skip);
   if (unloaded) return error;
   keep_alive(*opened);  // its static constructors started threads that still run
-  error.message += "; the module could not be unloaded afterwards and stays in the process: " + unloaded.error().message;
+  return make_load_error(error.code, error.module,
+                         error.reason + "; the module could not be unloaded afterwards and stays in the process: " +
+                             unloaded.error().reason);
 #else
   abandon_core(core);  // RTLD_NODELETE keeps it anyway; the registry names it for the next attempt
-  error.message += "; it stays in the process (RELIB_NO_UNLOADING)";
+  return make_load_error(error.code, error.module, error.reason + "; it stays in the process (RELIB_NO_UNLOADING)");
 #endif
-  return error;
 }
 
 /* ---- Unloading ---------------------------------------------------------------------------
@@ -2265,7 +2268,7 @@ result<unload_report, unload_error> unload_core(module_core& core, before_unload
   registry& modules = global_registry();
   std::lock_guard<std::mutex> guard(modules.lock);
   auto fail = [&](unload_errc code, const std::string& text) {
-    return unload_error{code, core.path, "relib: cannot unload module '" + core.path + "': " + text};
+    return make_unload_error(code, core.name, text);
   };
   if (!core.loaded) return fail(unload_errc::not_loaded, "it is not loaded (already unloaded)");
 
@@ -2274,7 +2277,8 @@ result<unload_report, unload_error> unload_core(module_core& core, before_unload
     auto called = invoke_export<void>(thunk, call_site{&core, "before_unload"});
     if (!called) {
       return fail(unload_errc::before_unload_failed,
-                  called.error().message + "; the module stays loaded and usable, fix before_unload and unload again");
+                  "its before_unload threw " + describe_call_failure(called.error()) +
+                      "; the module stays loaded and usable, fix before_unload and unload again");
     }
   }
 
@@ -2333,7 +2337,7 @@ result<unload_report, unload_error> unload_core(module_core& core, before_unload
                                                explain_still_loaded(core, object.name));
   }
   unload_report report;
-  report.module = core.path;
+  report.module = core.name;
   report.threads_started = threads_started;
   report.thread_local_destructors_run = destructors_run;
   report.pthread_keys_deleted = keys_deleted + delete_module_keys(core.runtime.get(), false);
@@ -2386,7 +2390,7 @@ void record_call_failure(const char* mangled_type, const char* what) {
 
 
 std::string module_label(const module_core* owner) {
-  return owner != nullptr ? "module '" + owner->path + "'" : "a module object that was moved from";
+  return owner != nullptr ? "module '" + owner->name + "'" : "a module object that was moved from";
 }
 
 call_error take_call_error(const call_site& site) {
@@ -2394,7 +2398,7 @@ call_error take_call_error(const call_site& site) {
   const char* function = site.function;
   call_failure& failure = last_call_failure();
   call_error error;
-  error.module = owner != nullptr ? owner->path : "";
+  error.module = owner != nullptr ? owner->name : "";
   error.function = function;
   if (failure.not_loaded) {
     error.code = call_errc::not_loaded;
@@ -2413,7 +2417,7 @@ call_error take_call_error(const call_site& site) {
 call_error make_main_error(const module_core* owner, call_errc code, std::string_view asked_signature) {
   call_error error;
   error.code = code;
-  error.module = owner != nullptr ? owner->path : "";
+  error.module = owner != nullptr ? owner->name : "";
   error.function = "main";
   const std::string prefix = "relib: cannot call main of " + module_label(owner) + ": ";
   switch (code) {
@@ -2853,24 +2857,20 @@ const std::atomic<bool>& live_changed_flag(const live_core* core) noexcept {
   return core != nullptr ? core->signal.changed : never;
 }
 
-/* Error texts name the watched file, not the copy that was loaded. */
-std::string name_watched_file(std::string text, const std::string& copy, const std::string& watched) {
-  if (copy.empty()) return text;
-  for (std::size_t at = text.find(copy); at != std::string::npos; at = text.find(copy, at + watched.size())) {
-    text.replace(at, copy.size(), watched);
-  }
-  return text;
-}
-
-std::string what_runs_now(const live_core& live) {
+/* What runs after a failed attempt that left the running version alone. */
+std::string running_version_stays(const live_core& live) {
   if (live.current && live.current->loaded) return "version " + std::to_string(live.generation) + " keeps running";
   return "no version is loaded";
 }
 
-reload_error make_reload_error(const live_core& live, reload_errc code, const std::string& text) {
-  reload_error error{code, live.path(), "", std::nullopt, std::nullopt, std::nullopt};
-  const char* verb = live.generation == 0 ? "load" : "reload";  // the first load goes the same way
-  error.message = std::string("relib: cannot ") + verb + " module '" + live.path() + "': " + text;
+/* A reload error, formatted once from its fields: what failed (usually the inner error's reason)
+   and which version serves calls now. The caller sets the inner error. */
+reload_error make_reload_error(const live_core& live, reload_errc code, const std::string& what_failed,
+                               const std::string& what_runs) {
+  reload_error error{code, live.path(), "", "", std::nullopt, std::nullopt, std::nullopt, 0};
+  error.running_version = live.current && live.current->loaded ? live.generation : 0;
+  error.reason = std::string(explain(code)) + ": " + what_failed + (what_runs.empty() ? "" : "; " + what_runs);
+  error.message = error_message(live.generation == 0 ? "load" : "reload", live.path(), error.reason);
   return error;
 }
 
@@ -2885,7 +2885,7 @@ result<std::shared_ptr<inspected_file>, load_error> check_copy(const load_reques
   }
   const module_core& core = *file->core;
   if (!core.main_signature.empty() && core.main_signature != type_name<void()>::view) {
-    return make_load_error(load_errc::signature_mismatch, request.path,
+    return make_load_error(load_errc::signature_mismatch, core.name,
                            "its main is " + core.main_signature +
                                ", but a live module calls main at every load and needs RELIB_MODULE_MAIN(void); "
                                "move the rest into an export");
@@ -2893,31 +2893,23 @@ result<std::shared_ptr<inspected_file>, load_error> check_copy(const load_reques
   return file;
 }
 
-/* An error's message without its "relib: cannot ... module '<path>': " opening, to go after the
-   reload error's own. */
-template <class Error>
-std::string reason_of(const Error& error) {
-  const std::string opening = "module '" + error.module + "': ";
-  const std::size_t at = error.message.find(opening);
-  std::string reason = at == std::string::npos ? error.message : error.message.substr(at + opening.size());
-  if (!reason.empty() && reason.back() == '.') reason.pop_back();
-  return reason;
-}
-
-struct started_version {
-  std::unique_ptr<module_core> core;
-  std::optional<load_error> load;
-  std::optional<call_error> call;
-  std::string stuck;  // main threw and the version could not be unloaded: why (it stays, in core)
-};
-
-/* The live module's exports, imports and state, for one of its copies. */
+/* The live module's exports, imports and state, for one of its copies; errors name the watched
+   file, not the copy. */
 load_request request_for(const live_core& live, const std::string& copy) {
   load_request request = live.prototype;
   request.path = copy;
+  request.name = live.path();
   request.state = live.state;
   return request;
 }
+
+/* One attempt to start a version from a copy. */
+struct started_version {
+  std::unique_ptr<module_core> core;  // null when nothing of it stays loaded
+  std::optional<load_error> load;     // it failed to load
+  std::optional<call_error> call;     // its main threw
+  std::string stuck;  // main threw and it could not be unloaded: why (it stays, in `core`)
+};
 
 /* Loads a copy, attaches the state and calls main; on failure nothing of it stays loaded and the
    state is as it was. */
@@ -2938,20 +2930,15 @@ started_version start_version(live_core& live, const std::string& copy,
         return {nullptr, std::nullopt, called.error(), ""};
       }
       live.state->commit();  // main started threads before it threw: this version cannot go
-      return {std::move(*loaded), std::nullopt, called.error(), reason_of(unloaded.error())};
+      return {std::move(*loaded), std::nullopt, called.error(), unloaded.error().reason};
     }
   }
   live.state->commit();
   return {std::move(*loaded), std::nullopt, std::nullopt, ""};
 }
 
-template <class Error>
-Error for_watched_file(Error error, const std::string& copy, const std::string& watched) {
-  error.module = watched;
-  error.message = name_watched_file(std::move(error.message), copy, watched);
-  return error;
-}
-
+/* Every reload attempt that got past the checks ends here: the exports point at what runs, and
+   the host's after_reload callback learns the outcome. */
 result<bool, reload_error> finish_reload(live_core& live, std::optional<reload_error> error) {
   if (!live.current) {
     for (const export_binding& binding : live.prototype.exports) binding.unbind(binding.object, &live.nothing_loaded);
@@ -2961,110 +2948,138 @@ result<bool, reload_error> finish_reload(live_core& live, std::optional<reload_e
   return true;
 }
 
-result<bool, reload_error> reload_live(live_core& live, bool only_if_changed) {
-  // Taken before the copy: a write that starts now raises it again when it ends.
-  const bool was_changed = live.signal.changed.exchange(false, std::memory_order_acq_rel);
-  if (only_if_changed && !was_changed) return false;
-  std::string copy, why;
-  switch (live.shadows.copy(live.path(), copy, why)) {
+/* A new build in the private directory, checked without running any of its code. */
+struct checked_copy {
+  std::string path;  // empty: the file is still being written, look again later
+  std::shared_ptr<inspected_file> inspected;
+};
+
+/* Step 1: copy the watched file and check the copy. The running version is untouched. */
+std::optional<reload_error> copy_and_check(live_core& live, checked_copy& next) {
+  std::string why;
+  switch (live.shadows.copy(live.path(), next.path, why)) {
     case platform::shadow_directory::copy_status::busy:  // still being written: the watcher looks again
+      next.path.clear();
       if (live.watch) live.watch->retry_later();
-      return false;
+      return std::nullopt;
     case platform::shadow_directory::copy_status::failed:
-      return make_reload_error(live, reload_errc::copy_failed, why + "; " + what_runs_now(live));
+      return make_reload_error(live, reload_errc::copy_failed, why, running_version_stays(live));
     case platform::shadow_directory::copy_status::copied: break;
   }
-  auto checked = check_copy(request_for(live, copy));
+  auto checked = check_copy(request_for(live, next.path));
   if (!checked) {
-    live.shadows.remove(copy);
-    reload_error error = make_reload_error(live, reload_errc::load_failed, "");
-    error.load = for_watched_file(checked.error(), copy, live.path());
-    error.message += "the new build was refused: " + reason_of(*error.load) + "; " + what_runs_now(live);
+    live.shadows.remove(next.path);
+    reload_error error = make_reload_error(live, reload_errc::load_failed, checked.error().reason,
+                                           running_version_stays(live));
+    error.load = checked.error();
     return error;
   }
+  next.inspected = std::move(*checked);
+  return std::nullopt;
+}
 
+/* Step 3, when the new version failed after the old one was unloaded: the previous version comes
+   back from its own copy (its static data starts over, the state is kept). */
+result<bool, reload_error> roll_back(live_core& live, started_version& failed, const std::string& failed_copy,
+                                     const std::string& previous_copy, std::uint64_t previous_generation) {
+  live.shadows.remove(failed_copy);
+  live.current.reset();
+  reload_errc code = failed.call ? reload_errc::main_failed : reload_errc::load_failed;
+  const std::string what_failed = failed.call ? describe_call_failure(*failed.call) : failed.load->reason;
+  const std::string previous = "version " + std::to_string(previous_generation);
+  std::string what_runs = "no version is loaded";
+  if (!previous_copy.empty()) {
+    started_version again = start_version(live, previous_copy);
+    if (again.core) {
+      live.current = std::move(again.core);
+      what_runs = previous + " was loaded again (its static data starts over, the state is kept)";
+    } else {
+      live.current_copy.clear();
+      live.shadows.remove(previous_copy);
+      code = reload_errc::rollback_failed;
+      what_runs = "bringing " + previous + " back failed too: " +
+                  (again.call ? "its main threw " + describe_call_failure(*again.call) : again.load->reason) +
+                  ". No version is loaded until the next good build";
+    }
+  }
+  reload_error error = make_reload_error(live, code, what_failed, what_runs);
+  error.load = failed.load;
+  error.call = failed.call;
+  return finish_reload(live, std::move(error));
+}
+
+/* Step 2: unload the running version and start the checked copy in its place. */
+result<bool, reload_error> swap_in(live_core& live, checked_copy next) {
   if (live.before_reload) live.before_reload();
-  const std::string old_copy = live.current_copy;
+  const std::string previous_copy = live.current_copy;
   std::optional<unload_error> left_mapped;  // still_loaded: the old library stays, relib let go of it
   if (live.current && live.current->loaded) {
     auto unloaded = unload_core(*live.current);
-    if (!unloaded && !live.current->loaded) {
-      left_mapped = for_watched_file(unloaded.error(), old_copy, live.path());
-    } else if (!unloaded) {
-      live.shadows.remove(copy);
-      reload_error error = make_reload_error(live, reload_errc::unload_failed, "");
-      error.unload = for_watched_file(unloaded.error(), old_copy, live.path());
-      error.message += "the running version refused to unload: " + reason_of(*error.unload) + "; " +
-                       what_runs_now(live);
+    if (!unloaded && live.current->loaded) {  // refused: it keeps running
+      live.shadows.remove(next.path);
+      reload_error error = make_reload_error(live, reload_errc::unload_failed, unloaded.error().reason,
+                                             running_version_stays(live));
+      error.unload = unloaded.error();
       return finish_reload(live, std::move(error));
     }
+    if (!unloaded) left_mapped = unloaded.error();
   }
   const std::uint64_t previous_generation = live.generation;
-  started_version next = start_version(live, copy, std::move(*checked));
-  if (next.core) {
-    live.current = std::move(next.core);
-    live.current_copy = copy;
-    live.shadows.remove_later(old_copy);
-    if (live.watch) {
-      live.watch->run_chores();
-    } else {
-      live.shadows.remove_doomed();
-    }
-    ++live.generation;
-    if (left_mapped) {
-      reload_error error = make_reload_error(live, reload_errc::unload_failed, "");
-      error.unload = std::move(left_mapped);
-      error.message += "the previous version stayed in the process after dlclose(): " + reason_of(*error.unload) +
-                       "; version " + std::to_string(live.generation) + " runs now";
-      return finish_reload(live, std::move(error));
-    }
-    if (!next.call) return finish_reload(live, std::nullopt);
-    reload_error error = make_reload_error(live, reload_errc::main_failed, "");
-    error.call = for_watched_file(*next.call, copy, live.path());
-    error.message += "the new version's main threw " + describe_call_failure(*error.call) +
-                     ", and it cannot be unloaded (" + name_watched_file(next.stuck, copy, live.path()) +
-                     "), so it runs now as version " + std::to_string(live.generation);
+  started_version started = start_version(live, next.path, std::move(next.inspected));
+  if (!started.core) return roll_back(live, started, next.path, previous_copy, previous_generation);
+
+  live.current = std::move(started.core);
+  live.current_copy = next.path;
+  live.shadows.remove_later(previous_copy);
+  if (live.watch) {
+    live.watch->run_chores();
+  } else {
+    live.shadows.remove_doomed();
+  }
+  ++live.generation;
+  const std::string version = std::to_string(live.generation);
+  if (left_mapped) {
+    reload_error error = make_reload_error(live, reload_errc::unload_failed, left_mapped->reason,
+                                           "the previous version stayed in the process, and version " + version +
+                                               " runs now");
+    error.unload = std::move(left_mapped);
     return finish_reload(live, std::move(error));
   }
+  if (started.call) {
+    reload_error error = make_reload_error(live, reload_errc::main_failed,
+                                           describe_call_failure(*started.call) + ", and it cannot be unloaded (" +
+                                               started.stuck + ")",
+                                           "so it runs now as version " + version);
+    error.call = std::move(started.call);
+    return finish_reload(live, std::move(error));
+  }
+  return finish_reload(live, std::nullopt);
+}
 
-  live.shadows.remove(copy);
-  live.current.reset();
-  reload_error error = make_reload_error(live, next.call ? reload_errc::main_failed : reload_errc::load_failed, "");
-  if (next.call) {
-    error.call = for_watched_file(*next.call, copy, live.path());
-    error.message += "the new version's main threw " + describe_call_failure(*error.call);
-  } else {
-    error.load = for_watched_file(*next.load, copy, live.path());
-    error.message += "the new build failed to start: " + reason_of(*error.load);
+/* The reload, from a live_module (null when it was moved from). */
+result<bool, reload_error> reload_live_module(live_core* live, bool only_if_changed) {
+  if (live == nullptr) {
+    const std::string reason = "reload() on a live_module that was moved from; use the object it was moved to";
+    return reload_error{reload_errc::load_failed, "", reason, "relib: " + reason, std::nullopt, std::nullopt,
+                        std::nullopt, 0};
   }
-  if (old_copy.empty()) return finish_reload(live, std::move(error));
-  // The previous version comes back from its copy: its static data starts over, the state is kept.
-  started_version previous = start_version(live, old_copy);
-  if (previous.core) {
-    live.current = std::move(previous.core);
-    error.message += "; version " + std::to_string(previous_generation) +
-                     " was loaded again (its static data starts over, the state is kept)";
-  } else {
-    live.current_copy.clear();
-    live.shadows.remove(old_copy);
-    error.code = reload_errc::rollback_failed;
-    const std::string why_not = previous.call ? "its main threw " + describe_call_failure(*previous.call)
-                                              : reason_of(*previous.load);
-    error.message += "; bringing version " + std::to_string(previous_generation) +
-                     " back failed too: " + name_watched_file(why_not, old_copy, live.path()) +
-                     ". No version is loaded until the next good build";
-  }
-  return finish_reload(live, std::move(error));
+  // Taken before the copy: a write that starts now raises it again when it ends.
+  const bool was_changed = live->signal.changed.exchange(false, std::memory_order_acq_rel);
+  if (only_if_changed && !was_changed) return false;
+  checked_copy next;
+  if (std::optional<reload_error> refused = copy_and_check(*live, next)) return std::move(*refused);
+  if (next.path.empty()) return false;
+  return swap_in(*live, std::move(next));
 }
 
 result<live_core_pointer, reload_error> open_live_core(load_request prototype, const live_options& options) {
   live_core_pointer live(new live_core);
   live->prototype = std::move(prototype);
-  live->nothing_loaded.path = live->path();
+  live->nothing_loaded.name = live->path();
   const std::string& path = live->path();
   const std::string directory = directory_of(path), name = base_name(path);
   if (name.empty()) {
-    return make_reload_error(*live, reload_errc::watch_failed, "the path ends with '/'; give the module file's path");
+    return make_reload_error(*live, reload_errc::watch_failed, "the path ends with '/'", "give the module file's path");
   }
   std::vector<std::string> parents{options.shadow_parent};
   if (options.shadow_parent.empty()) {
@@ -3072,7 +3087,7 @@ result<live_core_pointer, reload_error> open_live_core(load_request prototype, c
     parents = {directory, temporary != nullptr ? temporary : "", "/tmp"};
   }
   std::string why = live->shadows.create(parents, name);
-  if (!why.empty()) return make_reload_error(*live, reload_errc::copy_failed, why);
+  if (!why.empty()) return make_reload_error(*live, reload_errc::copy_failed, why, "");
   // A symlink: builds write the file it names, so that file's directory is watched too.
   std::vector<platform::file_watch::place> places{{directory, name}};
   struct stat link_info {};
@@ -3087,22 +3102,15 @@ result<live_core_pointer, reload_error> open_live_core(load_request prototype, c
   live->watch = std::make_unique<platform::file_watch>(std::move(places), options.settle_time, live->signal,
                                                        [&core] { core.shadows.remove_doomed(); });
   why = live->watch->start();
-  if (!why.empty()) return make_reload_error(*live, reload_errc::watch_failed, why + "; check that the directory exists");
-  auto first = reload_live(*live, false);
+  if (!why.empty()) return make_reload_error(*live, reload_errc::watch_failed, why, "check that the directory exists");
+  auto first = reload_live_module(live.get(), false);
   if (!first) return first.error();
   if (!*first) {
     return make_reload_error(*live, reload_errc::copy_failed,
-                             "another process has it open for writing (a build still running?); load it once "
-                             "the build is done");
+                             "another process has it open for writing (a build still running?)",
+                             "load it once the build is done");
   }
   return live;
-}
-
-result<bool, reload_error> live_reload(live_core* core, bool only_if_changed) {
-  if (core != nullptr) return reload_live(*core, only_if_changed);
-  return reload_error{reload_errc::load_failed, "",
-                      "relib: reload() on a live_module that was moved from; use the object it was moved to",
-                      std::nullopt, std::nullopt, std::nullopt};
 }
 
 bool live_wait_for_change(const live_core* core, std::chrono::milliseconds timeout) {
@@ -3136,21 +3144,19 @@ void live_set_callbacks(live_core* core, std::function<void()> before, std::func
 
 result<unload_report, unload_error> live_unload(live_core* live) {
   if (live == nullptr) {
-    return unload_error{unload_errc::not_loaded, "",
-                        "relib: unload() on a live_module that was moved from; unload the object it was moved to"};
+    return make_unload_error(unload_errc::not_loaded, "",
+                             "unload() on a live_module that was moved from; unload the object it was moved to");
   }
   live_core& core = *live;
   if (!core.current) {
-    return unload_error{unload_errc::not_loaded, core.path(),
-                        "relib: cannot unload module '" + core.path() + "': it is not loaded"};
+    return make_unload_error(unload_errc::not_loaded, core.path(), "it is not loaded");
   }
   auto unloaded = unload_core(*core.current);
-  if (!unloaded) return for_watched_file(unloaded.error(), core.current_copy, core.path());
+  if (!unloaded) return unloaded;
   core.watch.reset();
   core.signal.changed.store(false);
   core.shadows.remove(core.current_copy);
   core.current_copy.clear();
-  unloaded->module = core.path();
   return unloaded;
 }
 
