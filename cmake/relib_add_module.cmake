@@ -7,7 +7,10 @@
 # - the C++ runtime linked statically (-static-libstdc++ -static-libgcc) and a version script
 #   that exports only relib's entry points: the module's copy of libstdc++ then allocates through
 #   the module, and nothing in it is shared with (or pinned by) the rest of the process. The price
-#   is size: about 1.4 MB instead of tens of KB for a small module.
+#   is size: the basic example's module is 127 KB (109 KB stripped) in a Release build, against
+#   17 KB with the shared runtime;
+# - -ffunction-sections -fdata-sections and --gc-sections, so that only the parts of that runtime
+#   the module uses stay (the bench module: 259 KB without them, 135 KB with them).
 # Link the module with other libraries as usual: target_link_libraries(<name> PRIVATE ...).
 # A global property, so the function works from any directory (add_subdirectory users call it
 # from the parent project).
@@ -26,6 +29,7 @@ function(relib_add_module name)
   if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
     target_compile_options(${name} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:-fno-gnu-unique>)
   endif()
+  target_compile_options(${name} PRIVATE -ffunction-sections -fdata-sections)
   target_link_options(${name} PRIVATE -static-libstdc++ -static-libgcc
-    "LINKER:--version-script=${version_script}")
+    "LINKER:--version-script=${version_script}" "LINKER:--gc-sections")
 endfunction()
