@@ -923,10 +923,14 @@ void report_destructor_unload_failure(const unload_error& error) noexcept {
 
 namespace detail {
 
-/* ---- Platform seam: every call into the dynamic loader and the file system --------------
-   Linux/glibc today; a Windows port replaces this section (LoadLibrary, GetModuleHandleEx). */
+/* >>platform: the OS seam ----------------------------------------------------------------------
+   Every call into the dynamic loader, the file system, threads, inotify, leases and the address
+   space is made here, and nowhere else: a port to another system (Windows: LoadLibrary,
+   ReadDirectoryChangesW, VirtualAlloc) writes this section again with the same names.
+   docs/porting.md lists each function and what it must guarantee. Linux/glibc follows. */
 namespace platform {
 
+/* ---- The machine: what an ELF file built for this process says in its header ---- */
 #if defined(__x86_64__)
 constexpr int host_machine = EM_X86_64;
 #elif defined(__aarch64__)
@@ -941,6 +945,17 @@ constexpr int host_machine = EM_RISCV;
 #error "relib: add this machine's ELF e_machine value"
 #endif
 constexpr unsigned char host_class = sizeof(void*) == 8 ? ELFCLASS64 : ELFCLASS32;
+using elf_header = ElfW(Ehdr);
+using elf_segment = ElfW(Phdr);
+using elf_section = ElfW(Shdr);
+using elf_symbol = ElfW(Sym);
+using elf_dynamic = ElfW(Dyn);
+
+/* The file the modules' mimalloc comes from, as the dynamic loader names it. */
+constexpr const char* mimalloc_library_names[] = {"libmimalloc.so.2", "libmimalloc.so"};
+
+/* ---- Libraries: open, look up, close, and whether one is still mapped ---- */
+using library = void*;  // an open handle; null: none
 
 #if RELIB_DETAIL_UNLOADING
 constexpr int open_flags = RTLD_NOW | RTLD_LOCAL;
@@ -948,23 +963,40 @@ constexpr int open_flags = RTLD_NOW | RTLD_LOCAL;
 constexpr int open_flags = RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE;
 #endif
 
-std::string last_dl_error() {
-  const char* text = dlerror();
-  return text != nullptr ? text : "unknown dynamic loader error";
+/* Opens the library at `path`, running its constructors; null and the loader's reason on failure. */
+library open_library(const std::string& path, std::string& error) {
+  dlerror();
+  library opened = dlopen(path.c_str(), open_flags);
+  if (opened == nullptr) {
+    const char* text = dlerror();
+    error = text != nullptr ? text : "unknown dynamic loader error";
+  }
+  return opened;
 }
 
+/* Opens a library by name for the rest of the process's life (never closed, never unloaded);
+   with `only_if_loaded`, only when something in the process loaded it already. */
+library pin_library(const char* name, bool only_if_loaded) {
+  return dlopen(name, RTLD_NOW | RTLD_NODELETE | (only_if_loaded ? RTLD_NOLOAD : RTLD_LOCAL));
+}
+
+/* The address of a symbol the library itself defines (or one of its dependencies); null if none. */
+void* find_symbol(library opened, const char* name) { return dlsym(opened, name); }
+
+void close_library(library opened) { dlclose(opened); }
+
 /* An open library is identified by its base address and link-map name, both read before
-   dlclose() so that afterwards we can ask whether that very object is still in the process. */
+   close_library() so that afterwards we can ask whether that very object is still in the process. */
 struct loaded_object {
-  ElfW(Addr) base = 0;
+  std::uintptr_t base = 0;
   std::string name;
 };
 
-loaded_object describe(void* handle) {
+loaded_object describe_library(library opened) {
   loaded_object object;
   struct link_map* map = nullptr;
-  if (dlinfo(handle, RTLD_DI_LINKMAP, &map) == 0 && map != nullptr) {
-    object.base = map->l_addr;
+  if (dlinfo(opened, RTLD_DI_LINKMAP, &map) == 0 && map != nullptr) {
+    object.base = static_cast<std::uintptr_t>(map->l_addr);
     object.name = map->l_name != nullptr ? map->l_name : "";
   }
   return object;
@@ -978,20 +1010,20 @@ bool any_loaded_object(Visit visit) {
              &visit) != 0;
 }
 
-std::vector<ElfW(Addr)> loaded_bases() {
-  std::vector<ElfW(Addr)> bases;
+std::vector<std::uintptr_t> loaded_library_bases() {
+  std::vector<std::uintptr_t> bases;
   bases.reserve(32);
   any_loaded_object([&](const dl_phdr_info& info) { return bases.push_back(info.dlpi_addr), false; });
   return bases;
 }
 
-bool still_loaded(const loaded_object& object) {
+bool still_mapped(const loaded_object& object) {
   return any_loaded_object([&](const dl_phdr_info& info) {
     return info.dlpi_addr == object.base && info.dlpi_name != nullptr && object.name == info.dlpi_name;
   });
 }
 
-std::vector<std::string> loaded_names() {
+std::vector<std::string> loaded_library_names() {
   std::vector<std::string> names;
   any_loaded_object([&](const dl_phdr_info& info) {
     if (info.dlpi_name != nullptr && info.dlpi_name[0] != '\0') names.emplace_back(info.dlpi_name);
@@ -1000,6 +1032,117 @@ std::vector<std::string> loaded_names() {
   return names;
 }
 
+/* The function that `name` would resolve to if this executable did not define it (the process
+   allocator's free, for the host's own free); null if there is none. */
+void* next_definition(const char* name) { return dlsym(RTLD_NEXT, name); }
+
+/* glibc's own allocator functions, which answer while next_definition() itself is running. */
+extern "C" void __libc_free(void*) noexcept;
+extern "C" void* __libc_realloc(void*, std::size_t) noexcept;
+void process_free(void* block) noexcept { __libc_free(block); }
+void* process_realloc(void* block, std::size_t size) noexcept { return __libc_realloc(block, size); }
+
+/* ---- Files: open for reading, read a range, identity ---- */
+class file_descriptor {
+ public:
+  explicit file_descriptor(int fd = -1) : fd_(fd) {}
+  file_descriptor(const file_descriptor&) = delete;
+  file_descriptor& operator=(const file_descriptor&) = delete;
+  ~file_descriptor() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  int get() const { return fd_; }
+  void reset(int fd) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = fd;
+  }
+
+ private:
+  int fd_;
+};
+
+/* A file opened for reading, with what relib needs to know of it. */
+class readable_file {
+ public:
+  enum class status { opened, not_found, failed };
+  enum class kind { regular, directory, other };
+
+  /* Never blocks: a FIFO opens at once (and is then not a regular file). On failure, error() says why. */
+  status open(const std::string& path) {
+    fd_.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+    struct stat info {};
+    if (fd_.get() < 0 || ::fstat(fd_.get(), &info) != 0) {
+      const int failure = errno;
+      error_ = std::strerror(failure);
+      return failure == ENOENT || failure == ENOTDIR ? status::not_found : status::failed;
+    }
+    kind_ = S_ISREG(info.st_mode) ? kind::regular : S_ISDIR(info.st_mode) ? kind::directory : kind::other;
+    size_ = static_cast<std::uint64_t>(info.st_size);
+    device_ = static_cast<std::uint64_t>(info.st_dev);
+    inode_ = static_cast<std::uint64_t>(info.st_ino);
+    return status::opened;
+  }
+
+  /* Reads exactly `length` bytes at `offset`; false if the file ends first or reading fails. */
+  bool read_range(std::uint64_t offset, void* out, std::uint64_t length) const {
+    auto* bytes = static_cast<char*>(out);
+    while (length > 0) {
+      const ssize_t got = ::pread(fd_.get(), bytes, length, static_cast<off_t>(offset));
+      if (got < 0 && errno == EINTR) continue;
+      if (got <= 0) return false;
+      bytes += got;
+      offset += static_cast<std::uint64_t>(got);
+      length -= static_cast<std::uint64_t>(got);
+    }
+    return true;
+  }
+
+  kind type() const { return kind_; }
+  std::uint64_t size() const { return size_; }
+  // Device and inode: the same file whatever the path (symlinks, hard links).
+  std::uint64_t device() const { return device_; }
+  std::uint64_t inode() const { return inode_; }
+  const std::string& error() const { return error_; }
+
+ private:
+  file_descriptor fd_;
+  kind kind_ = kind::other;
+  std::uint64_t size_ = 0, device_ = 0, inode_ = 0;
+  std::string error_;
+};
+
+/* The file a symbolic link at `path` names, resolved; empty when `path` is not a symbolic link. */
+std::string symlink_target(const std::string& path) {
+  struct stat link_info {};
+  if (::lstat(path.c_str(), &link_info) != 0 || !S_ISLNK(link_info.st_mode)) return "";
+  char* target = ::realpath(path.c_str(), nullptr);
+  if (target == nullptr) return "";
+  std::string resolved = target;
+  std::free(target);
+  return resolved;
+}
+
+/* Where a private directory may go when the module's own directory refuses one. */
+std::vector<std::string> temporary_directories() {
+  const char* temporary = std::getenv("TMPDIR");
+  return {temporary != nullptr ? temporary : "", "/tmp"};
+}
+
+/* ---- Threads and thread keys ---- */
+using thread_id = pthread_t;
+thread_id this_thread() { return pthread_self(); }
+bool same_thread(thread_id a, thread_id b) { return pthread_equal(a, b) != 0; }
+
+/* Starts a thread, as the module asked (its attributes and start function); 0 or an errno value. */
+int start_thread(thread_id* thread, const pthread_attr_t* attributes, void* (*start)(void*), void* argument) {
+  return pthread_create(thread, attributes, start, argument);
+}
+
+using thread_key = pthread_key_t;
+int create_thread_key(thread_key* key, void (*destructor)(void*)) { return pthread_key_create(key, destructor); }
+int delete_thread_key(thread_key key) { return pthread_key_delete(key); }
+
+/* ---- Address space ---- */
 /* Reserves `size` bytes of address space aligned to `alignment`, all of it below `limit`,
    inaccessible and uncommitted until someone mprotect()s parts of it; 0 when it cannot, or should
    not: under an address-space limit (RLIMIT_AS) a large reservation would starve the rest of the
@@ -1026,23 +1169,334 @@ std::uintptr_t reserve_address_space(std::size_t size, std::size_t alignment, st
   return 0;
 }
 
-void release_address_space(std::uintptr_t begin, std::size_t size) {
-  ::munmap(reinterpret_cast<void*>(begin), size);
+bool release_address_space(std::uintptr_t begin, std::size_t size) {
+  return ::munmap(reinterpret_cast<void*>(begin), size) == 0;
 }
 
-class file_descriptor {
- public:
-  explicit file_descriptor(int fd) : fd_(fd) {}
-  file_descriptor(const file_descriptor&) = delete;
-  file_descriptor& operator=(const file_descriptor&) = delete;
-  ~file_descriptor() {
-    if (fd_ >= 0) ::close(fd_);
+/* ---- Paths ---- */
+std::string base_name(const std::string& path) {
+  const std::size_t slash = path.rfind('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+std::string directory_of(const std::string& path) {
+  const std::size_t slash = path.rfind('/');
+  return slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+}
+
+#if RELIB_DETAIL_UNLOADING
+/* ---- Watching a directory ---- */
+/* Raised by the watcher, read by the frame thread. */
+struct change_signal {
+  std::atomic<bool> changed{false};
+  std::mutex lock;
+  std::condition_variable ready;
+
+  void raise() {
+    {
+      std::lock_guard<std::mutex> guard(lock);
+      changed.store(true, std::memory_order_release);
+    }
+    ready.notify_all();
   }
-  int get() const { return fd_; }
+};
+
+
+/* Watches one name in a directory: builds replace a file by rename as often as they rewrite it in
+   place, and a watch on the file itself would follow the old inode away. A file counts as new
+   once a writer closed it (or renamed it into place) and it then stayed untouched for the settle
+   time; a write in progress cancels a pending change. A reload that finds the file still open
+   for writing (the close event comes a moment before the kernel drops the writer's access) asks
+   for another look a little later. The thread also runs chores the reload leaves behind
+   (removing the old copy), so that they are not part of the reload's latency. */
+class file_watch {
+ public:
+  struct place {  // a name in a directory: the module's path, and the file a symlink there names
+    std::string directory, name;
+    int watch = -1;
+  };
+
+  file_watch(std::vector<place> places, std::chrono::milliseconds settle, change_signal& signal,
+             std::function<void()> chores)
+      : places_(std::move(places)), settle_(settle), signal_(signal), chores_(std::move(chores)) {}
+  file_watch(const file_watch&) = delete;
+  file_watch& operator=(const file_watch&) = delete;
+  ~file_watch() {
+    if (thread_.joinable()) {
+      poke(stop_request);
+      thread_.join();
+    }
+    if (inotify_fd_ >= 0) ::close(inotify_fd_);
+    if (poke_fd_ >= 0) ::close(poke_fd_);
+  }
+
+  void retry_later() { poke(retry_request); }
+  void run_chores() { poke(chores_request); }
+
+  /* Empty on success, else why the directory cannot be watched. */
+  std::string start() {
+    inotify_fd_ = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    poke_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (inotify_fd_ < 0 || poke_fd_ < 0) return std::string("inotify_init1/eventfd failed: ") + std::strerror(errno);
+    for (place& where : places_) {
+      if (!add_watch(where)) return "cannot watch directory '" + where.directory + "': " + std::strerror(errno);
+    }
+    thread_ = std::thread([this] { run(); });
+    return "";
+  }
 
  private:
-  int fd_;
+  static constexpr std::uint32_t watched_events = IN_CREATE | IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVED_TO |
+                                                  IN_MOVED_FROM | IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF |
+                                                  IN_ONLYDIR;
+  using clock = std::chrono::steady_clock;
+  static constexpr unsigned stop_request = 1, retry_request = 2, chores_request = 4;
+
+  void poke(unsigned request) {
+    requests_.fetch_or(request, std::memory_order_release);
+    const std::uint64_t one = 1;
+    while (::write(poke_fd_, &one, sizeof one) < 0 && errno == EINTR) {
+    }
+  }
+
+  bool add_watch(place& where) {
+    where.watch = ::inotify_add_watch(inotify_fd_, where.directory.c_str(), watched_events);
+    return where.watch >= 0;
+  }
+  bool any_directory_gone() const {
+    return std::any_of(places_.begin(), places_.end(), [](const place& where) { return where.watch < 0; });
+  }
+  bool watched(int watch, const char* name) const {  // two places in one directory share its watch
+    return std::any_of(places_.begin(), places_.end(),
+                       [&](const place& where) { return where.watch == watch && where.name == name; });
+  }
+
+  int poll_timeout(bool settling, clock::time_point due) const {
+    int timeout = any_directory_gone() ? 200 : -1;  // a directory went away: look for it again now and then
+    if (settling) {
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(due - clock::now()).count();
+      const int settle_left = left <= 0 ? 0 : static_cast<int>(left);
+      timeout = timeout < 0 ? settle_left : std::min(timeout, settle_left);
+    }
+    return timeout;
+  }
+
+  void run() {
+    bool settling = false;  // closed or renamed into place: waiting for the settle time to pass
+    clock::time_point due{};
+    alignas(inotify_event) char buffer[8192];
+    for (;;) {
+      pollfd fds[2] = {{inotify_fd_, POLLIN, 0}, {poke_fd_, POLLIN, 0}};
+      if (::poll(fds, 2, poll_timeout(settling, due)) < 0 && errno != EINTR) return;
+      if (fds[1].revents != 0) {
+        std::uint64_t count = 0;
+        (void)!::read(poke_fd_, &count, sizeof count);
+        const unsigned requests = requests_.exchange(0, std::memory_order_acquire);
+        if (requests & stop_request) return;
+        if (requests & chores_request) chores_();
+        if (requests & retry_request) {
+          settling = true;
+          due = clock::now() + std::max(settle_, std::chrono::milliseconds(10));
+        }
+      }
+      for (place& where : places_) {
+        if (where.watch < 0 && add_watch(where)) {  // the directory is back, maybe with a new build in it
+          settling = true;
+          due = clock::now() + settle_;
+        }
+      }
+      const ssize_t length = (fds[0].revents & POLLIN) ? ::read(inotify_fd_, buffer, sizeof buffer) : 0;
+      for (ssize_t offset = 0; offset + static_cast<ssize_t>(sizeof(inotify_event)) <= length;) {
+        inotify_event event;
+        std::memcpy(&event, buffer + offset, sizeof event);
+        const char* name = buffer + offset + sizeof event;
+        offset += static_cast<ssize_t>(sizeof event + event.len);
+        if (event.mask & IN_Q_OVERFLOW) {  // events were lost: look at the file again
+          settling = true;
+          due = clock::now() + settle_;
+          continue;
+        }
+        if (event.mask & (IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF)) {
+          if (event.mask & IN_MOVE_SELF) ::inotify_rm_watch(inotify_fd_, event.wd);
+          for (place& where : places_) {
+            if (where.watch == event.wd) where.watch = -1;
+          }
+          continue;
+        }
+        if (event.len == 0 || !watched(event.wd, name)) continue;
+        due = clock::now() + settle_;
+        if (event.mask & (IN_CLOSE_WRITE | IN_MOVED_TO)) {
+          settling = true;
+        } else if (event.mask & (IN_CREATE | IN_MODIFY | IN_DELETE | IN_MOVED_FROM)) {
+          settling = false;  // being written, or gone: wait for the next close or rename
+          signal_.changed.store(false, std::memory_order_release);
+        }  // IN_ATTRIB (chmod, touch) only moves the end of the settle time
+      }
+      if (settling && clock::now() >= due) {
+        settling = false;
+        signal_.raise();
+      }
+    }
+  }
+
+  std::vector<place> places_;
+  std::chrono::milliseconds settle_;
+  change_signal& signal_;
+  std::function<void()> chores_;
+  std::atomic<unsigned> requests_{0};
+  int inotify_fd_ = -1, poke_fd_ = -1;
+  std::thread thread_;
 };
+
+/* The copies that are loaded live in a private directory (mkdtemp: a fresh name, mode 0700), so
+   a build rewriting the module file in place never touches pages the process has mapped, and
+   nobody else can swap a copy between its check and its dlopen(). */
+class shadow_directory {
+ public:
+  enum class copy_status { copied, busy, failed };
+
+  shadow_directory() = default;
+  shadow_directory(const shadow_directory&) = delete;
+  shadow_directory& operator=(const shadow_directory&) = delete;
+  ~shadow_directory() {
+    remove_doomed();
+    for (const std::string& name : names_) ::unlinkat(fd_, name.c_str(), 0);
+    if (fd_ >= 0) ::close(fd_);
+    if (!path_.empty()) ::rmdir(path_.c_str());
+  }
+
+  /* Empty on success, else why no directory could be made in any of the parents. */
+  std::string create(const std::vector<std::string>& parents, const std::string& base_name) {
+    base_ = base_name;
+    std::string failures;
+    for (const std::string& parent : parents) {
+      if (parent.empty()) continue;
+      std::string pattern = parent + "/.relib-" + base_name + "-XXXXXX";
+      if (::mkdtemp(pattern.data()) == nullptr) {
+        failures += (failures.empty() ? "" : ", ") + parent + " (" + std::strerror(errno) + ")";
+        continue;
+      }
+      fd_ = ::open(pattern.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+      if (fd_ >= 0) {
+        path_ = pattern;
+        return "";
+      }
+      ::rmdir(pattern.c_str());
+    }
+    return "cannot make a private directory for its copies in " + failures;
+  }
+
+  /* busy: a writer still has the file open (or changed it while it was copied). */
+  copy_status copy(const std::string& source, std::string& copy_path, std::string& error) {
+    file_descriptor in(::open(source.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+    struct stat before {};
+    if (in.get() < 0 || ::fstat(in.get(), &before) != 0) {
+      error = std::string("cannot open it: ") + std::strerror(errno);
+      return copy_status::failed;
+    }
+    if (!S_ISREG(before.st_mode)) {
+      error = "it is not a regular file";
+      return copy_status::failed;
+    }
+    // A read lease is refused while anyone has the file open for writing, and while it is held a
+    // writer opening the file waits until the lease is released. Where leases are refused for
+    // another reason (file of another owner, file system without them), the size and time
+    // comparison below is what remains. A writer breaking the lease signals its owner, which the
+    // kernel sets to this process: the owner is cleared at once, and for that instant the signal
+    // is SIGWINCH, ignored unless the host handles terminal resizes (SIGIO would end the process).
+    ::fcntl(in.get(), F_SETSIG, SIGWINCH);
+    const bool leased = ::fcntl(in.get(), F_SETLEASE, F_RDLCK) == 0;
+    if (!leased && (errno == EAGAIN || errno == EWOULDBLOCK)) return copy_status::busy;
+    if (leased) ::fcntl(in.get(), F_SETOWN, 0);
+    const std::string name = std::to_string(++copies_made_) + "-" + base_;
+    file_descriptor out(::openat(fd_, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0700));
+    bool copied = out.get() >= 0;
+    if (copied) names_.push_back(name);
+    copied = copied && copy_bytes(in.get(), out.get(), before.st_size);
+    const int copy_errno = errno;
+    struct stat after {};
+    const bool unchanged = ::fstat(in.get(), &after) == 0 && after.st_size == before.st_size &&
+                           after.st_mtim.tv_sec == before.st_mtim.tv_sec &&
+                           after.st_mtim.tv_nsec == before.st_mtim.tv_nsec;
+    if (leased) ::fcntl(in.get(), F_SETLEASE, F_UNLCK);
+    copy_path = path_ + "/" + name;
+    if (copied && unchanged) return copy_status::copied;
+    remove(copy_path);
+    if (copied) return copy_status::busy;
+    error = "cannot copy it into '" + path_ + "': " + std::strerror(copy_errno);
+    return copy_status::failed;
+  }
+
+  void remove(const std::string& copy_path) {
+    if (forget(copy_path)) ::unlinkat(fd_, base_name(copy_path).c_str(), 0);
+  }
+
+  /* Removing a file of a few hundred KB takes tens of microseconds: after a reload, the watcher's
+     thread does it (remove_doomed), not the thread waiting for the new code. */
+  void remove_later(const std::string& copy_path) {
+    if (!forget(copy_path)) return;
+    std::lock_guard<std::mutex> guard(doomed_lock_);
+    doomed_.push_back(base_name(copy_path));
+  }
+  void remove_doomed() {
+    std::vector<std::string> names;
+    {
+      std::lock_guard<std::mutex> guard(doomed_lock_);
+      names.swap(doomed_);
+    }
+    for (const std::string& name : names) ::unlinkat(fd_, name.c_str(), 0);
+  }
+
+ private:
+  static bool copy_bytes(int in, int out, off_t size) {
+    off_t done = 0;
+    while (done < size) {  // in the kernel, and shared extents where the file system can
+      const ssize_t n = ::copy_file_range(in, nullptr, out, nullptr, static_cast<std::size_t>(size - done), 0);
+      if (n > 0) {
+        done += n;
+      } else if (n == 0) {
+        errno = EIO;  // the file shrank under us
+        return false;
+      } else if (errno != EINTR) {
+        if (errno != EXDEV && errno != ENOSYS && errno != EINVAL && errno != EOPNOTSUPP) return false;
+        break;
+      }
+    }
+    char buffer[1 << 16];
+    while (done < size) {
+      const ssize_t got = ::read(in, buffer, sizeof buffer);
+      if (got < 0 && errno == EINTR) continue;
+      if (got <= 0) {
+        if (got == 0) errno = EIO;
+        return false;
+      }
+      for (ssize_t written = 0; written < got;) {
+        const ssize_t n = ::write(out, buffer + written, static_cast<std::size_t>(got - written));
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) return false;
+        written += n;
+      }
+      done += got;
+    }
+    return true;
+  }
+
+  bool forget(const std::string& copy_path) {
+    const auto found = std::find(names_.begin(), names_.end(), base_name(copy_path));
+    if (found == names_.end()) return false;
+    names_.erase(found);
+    return true;
+  }
+
+  std::string path_, base_;
+  int fd_ = -1;
+  std::uint64_t copies_made_ = 0;
+  std::vector<std::string> names_;  // copies still on disk, for the reloading thread
+  std::mutex doomed_lock_;
+  std::vector<std::string> doomed_;  // copies the watcher's thread is to remove
+};
+
+#endif  // RELIB_DETAIL_UNLOADING
 
 }  // namespace platform
 
@@ -1066,30 +1520,21 @@ enum class elf_status { ok, not_elf, wrong_architecture, not_shared_library, unr
 /* Bounds-checked reads at file offsets. */
 class elf_reader {
  public:
-  elf_reader(int fd, std::uint64_t size) : fd_(fd), size_(size) {}
+  explicit elf_reader(const platform::readable_file& file) : file_(file), size_(file.size()) {}
 
-  bool read(std::uint64_t offset, void* out, std::uint64_t length) const {
+  bool read_at(std::uint64_t offset, void* out, std::uint64_t length) const {
     if (offset > size_ || length > size_ - offset) return false;
-    auto* bytes = static_cast<char*>(out);
-    while (length > 0) {
-      const ssize_t got = ::pread(fd_, bytes, length, static_cast<off_t>(offset));
-      if (got < 0 && errno == EINTR) continue;
-      if (got <= 0) return false;
-      bytes += got;
-      offset += static_cast<std::uint64_t>(got);
-      length -= static_cast<std::uint64_t>(got);
-    }
-    return true;
+    return file_.read_range(offset, out, length);
   }
 
-  bool read_section(const ElfW(Shdr) & section, std::string& out) const {
+  bool read_section(const platform::elf_section & section, std::string& out) const {
     if (section.sh_type == SHT_NOBITS || section.sh_size > size_) return false;
     out.resize(section.sh_size);
-    return read(section.sh_offset, out.data(), section.sh_size);
+    return read_at(section.sh_offset, out.data(), section.sh_size);
   }
 
  private:
-  int fd_;
+  const platform::readable_file& file_;
   std::uint64_t size_;
 };
 
@@ -1127,33 +1572,36 @@ void collect_notes(std::string_view notes, std::string& meta) {
   }
 }
 
-elf_status read_elf(int fd, std::uint64_t size, elf_contents& out, std::string& detail, unsigned extras = elf_records_only) {
-  const elf_reader file(fd, size);
+elf_status read_elf(const platform::readable_file& opened, elf_contents& out, std::string& detail,
+                    unsigned extras = elf_records_only) {
+  const elf_reader file(opened);
+  const std::uint64_t size = opened.size();
   // One read of the first page holds the header, the program headers and the notes.
   char first_page[4096];
   const std::size_t head = static_cast<std::size_t>(std::min<std::uint64_t>(size, sizeof first_page));
-  if (!file.read(0, first_page, head)) {
+  if (!file.read_at(0, first_page, head)) {
     detail = "it cannot be read";
     return elf_status::unreadable;
   }
-  auto read = [&](std::uint64_t offset, void* to, std::uint64_t length) {
+  // From the first page when the range lies in it, else from the file.
+  auto read_cached = [&](std::uint64_t offset, void* to, std::uint64_t length) {
     if (offset <= head && length <= head - offset) {
       std::memcpy(to, first_page + offset, static_cast<std::size_t>(length));
       return true;
     }
-    return file.read(offset, to, length);
+    return file.read_at(offset, to, length);
   };
   if (head < SELFMAG || std::memcmp(first_page, ELFMAG, SELFMAG) != 0) {
     detail = size == 0 ? "the file is empty" : "it does not start with the ELF signature";
     return elf_status::not_elf;
   }
-  ElfW(Ehdr) header{};
+  platform::elf_header header{};
   if (head < sizeof header) {
     detail = "it is truncated within the ELF header (is it still being written?)";
     return elf_status::unreadable;
   }
   const unsigned char elf_class = static_cast<unsigned char>(first_page[EI_CLASS]);
-  if (elf_class != platform::host_class || !read(0, &header, sizeof header) ||
+  if (elf_class != platform::host_class || !read_cached(0, &header, sizeof header) ||
       header.e_machine != platform::host_machine) {
     detail = "it is built for ELF machine " + std::to_string(elf_class == platform::host_class ? header.e_machine : 0) +
              (elf_class == ELFCLASS32 ? " (32-bit)" : " (64-bit)") + ", this process is machine " +
@@ -1164,12 +1612,12 @@ elf_status read_elf(int fd, std::uint64_t size, elf_contents& out, std::string& 
     detail = header.e_type == ET_EXEC ? "it is an executable" : header.e_type == ET_REL ? "it is an object file (.o)" : "it is not a shared library";
     return elf_status::not_shared_library;
   }
-  if (header.e_phentsize != sizeof(ElfW(Phdr)) || header.e_phnum == 0) {
+  if (header.e_phentsize != sizeof(platform::elf_segment) || header.e_phnum == 0) {
     detail = "its program headers are missing or malformed";
     return elf_status::unreadable;
   }
-  std::vector<ElfW(Phdr)> segments(header.e_phnum);
-  if (!read(header.e_phoff, segments.data(), sizeof(ElfW(Phdr)) * segments.size())) {
+  std::vector<platform::elf_segment> segments(header.e_phnum);
+  if (!read_cached(header.e_phoff, segments.data(), sizeof(platform::elf_segment) * segments.size())) {
     detail = "its program headers are truncated";
     return elf_status::unreadable;
   }
@@ -1178,7 +1626,7 @@ elf_status read_elf(int fd, std::uint64_t size, elf_contents& out, std::string& 
   // must be refused here.
   const std::uint64_t section_headers_end =
       std::uint64_t{header.e_shoff} + std::uint64_t{header.e_shnum} * header.e_shentsize;
-  for (const ElfW(Phdr) & segment : segments) {
+  for (const platform::elf_segment & segment : segments) {
     if ((segment.p_type == PT_LOAD || segment.p_type == PT_DYNAMIC || segment.p_type == PT_NOTE) &&
         (segment.p_offset > size || segment.p_filesz > size - segment.p_offset)) {
       detail = "it is truncated: a segment ends at byte " + std::to_string(segment.p_offset + segment.p_filesz) +
@@ -1192,20 +1640,20 @@ elf_status read_elf(int fd, std::uint64_t size, elf_contents& out, std::string& 
     return elf_status::unreadable;
   }
   std::string notes;
-  for (const ElfW(Phdr) & segment : segments) {
+  for (const platform::elf_segment & segment : segments) {
     if (segment.p_type != PT_NOTE) continue;
     notes.resize(segment.p_filesz);
-    if (read(segment.p_offset, notes.data(), segment.p_filesz)) collect_notes(notes, out.meta);
+    if (read_cached(segment.p_offset, notes.data(), segment.p_filesz)) collect_notes(notes, out.meta);
   }
   if (extras == elf_records_only) return elf_status::ok;
 
   // Only for explaining a failed unload: dynamic symbols and DT_NEEDED, from the section headers.
-  std::vector<ElfW(Shdr)> sections(header.e_shentsize == sizeof(ElfW(Shdr)) ? header.e_shnum : 0);
-  if (sections.empty() || !file.read(header.e_shoff, sections.data(), sizeof(ElfW(Shdr)) * sections.size())) {
+  std::vector<platform::elf_section> sections(header.e_shentsize == sizeof(platform::elf_section) ? header.e_shnum : 0);
+  if (sections.empty() || !file.read_at(header.e_shoff, sections.data(), sizeof(platform::elf_section) * sections.size())) {
     return elf_status::ok;
   }
   std::string data, strings;
-  for (const ElfW(Shdr) & section : sections) {
+  for (const platform::elf_section & section : sections) {
     const bool wanted = (section.sh_type == SHT_DYNSYM && (extras & elf_unique_symbols)) ||
                         (section.sh_type == SHT_DYNAMIC && (extras & elf_needed));
     if (!wanted || section.sh_link >= sections.size() || !file.read_section(section, data) ||
@@ -1213,13 +1661,13 @@ elf_status read_elf(int fd, std::uint64_t size, elf_contents& out, std::string& 
       continue;
     }
     if (section.sh_type == SHT_DYNSYM) {
-      for_each_entry<ElfW(Sym)>(data, [&](const ElfW(Sym) & symbol) {
+      for_each_entry<platform::elf_symbol>(data, [&](const platform::elf_symbol & symbol) {
         if (ELF64_ST_BIND(symbol.st_info) == STB_GNU_UNIQUE && symbol.st_shndx != SHN_UNDEF) {
           out.unique_symbols.emplace_back(string_at(strings, symbol.st_name));
         }
       });
     } else {
-      for_each_entry<ElfW(Dyn)>(data, [&](const ElfW(Dyn) & entry) {
+      for_each_entry<platform::elf_dynamic>(data, [&](const platform::elf_dynamic & entry) {
         if (entry.d_tag == DT_NEEDED) out.needed.emplace_back(string_at(strings, entry.d_un.d_val));
       });
     }
@@ -1541,23 +1989,24 @@ result<void, load_error> inspect_file(const load_request& request, module_core& 
                                       module_records& records) {
   const std::string& path = request.path;
   const std::string& name = core.name;
-  // O_NONBLOCK: opening a FIFO must not hang; it is refused below as not a regular file.
-  platform::file_descriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
-  struct stat info {};
-  if (fd.get() < 0 || ::fstat(fd.get(), &info) != 0) {
-    if (errno == ENOENT || errno == ENOTDIR) {
+  platform::readable_file file;
+  switch (file.open(path)) {
+    case platform::readable_file::status::opened: break;
+    case platform::readable_file::status::not_found:
       return make_load_error(load_errc::file_not_found, name,
                              "no such file; check the path (a relative path starts from the current directory)");
-    }
-    return make_load_error(load_errc::file_not_found, name, std::string("cannot open it: ") + std::strerror(errno));
+    case platform::readable_file::status::failed:
+      return make_load_error(load_errc::file_not_found, name, "cannot open it: " + file.error());
   }
-  if (!S_ISREG(info.st_mode)) {
+  if (file.type() != platform::readable_file::kind::regular) {
     return make_load_error(load_errc::not_a_file, name,
-                           std::string(S_ISDIR(info.st_mode) ? "it is a directory" : "it is not a regular file") +
+                           std::string(file.type() == platform::readable_file::kind::directory
+                                           ? "it is a directory"
+                                           : "it is not a regular file") +
                                "; pass the path of the built shared library (.so)");
   }
-  core.device = static_cast<std::uint64_t>(info.st_dev);
-  core.inode = static_cast<std::uint64_t>(info.st_ino);
+  core.device = file.device();
+  core.inode = file.inode();
   if (const registry_entry* other = global_registry().find(core.device, core.inode)) {
     return make_load_error(load_errc::already_loaded, name,
                            "this file is already loaded as module '" + other->path + "'; " +
@@ -1567,7 +2016,7 @@ result<void, load_error> inspect_file(const load_request& request, module_core& 
   }
 
   std::string detail;
-  switch (read_elf(fd.get(), static_cast<std::uint64_t>(info.st_size), contents, detail)) {
+  switch (read_elf(file, contents, detail)) {
     case elf_status::ok: break;
     case elf_status::not_elf:
       return make_load_error(load_errc::not_elf, name, "not an ELF shared library: " + detail);
@@ -1615,7 +2064,7 @@ result<void, load_error> inspect_into(const load_request& request, inspected_fil
    host thread_local), and the unloading thread its own during unload(). */
 
 struct thread_local_entry {
-  pthread_t thread;
+  platform::thread_id thread;
   void (*destructor)(void*);
   void* object;
 };
@@ -1645,17 +2094,17 @@ std::atomic<const module_block_functions*> module_blocks{nullptr};
 const mimalloc_api& pinned_mimalloc() {
   static const mimalloc_api api = [] {
     mimalloc_api found;
-    for (const char* name : {"libmimalloc.so.2", "libmimalloc.so"}) {
-      void* library = dlopen(name, RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+    for (const char* name : platform::mimalloc_library_names) {
+      platform::library library = platform::pin_library(name, /*only_if_loaded=*/true);
       if (library == nullptr) continue;
-      found.heap_destroy = reinterpret_cast<decltype(found.heap_destroy)>(dlsym(library, "mi_heap_destroy"));
+      found.heap_destroy = reinterpret_cast<decltype(found.heap_destroy)>(platform::find_symbol(library, "mi_heap_destroy"));
       found.heap_visit_blocks =
-          reinterpret_cast<decltype(found.heap_visit_blocks)>(dlsym(library, "mi_heap_visit_blocks"));
+          reinterpret_cast<decltype(found.heap_visit_blocks)>(platform::find_symbol(library, "mi_heap_visit_blocks"));
       static module_block_functions blocks{};
-      blocks.owns = reinterpret_cast<decltype(blocks.owns)>(dlsym(library, "mi_is_in_heap_region"));
-      blocks.free = reinterpret_cast<decltype(blocks.free)>(dlsym(library, "mi_free"));
-      blocks.realloc = reinterpret_cast<decltype(blocks.realloc)>(dlsym(library, "mi_realloc"));
-      blocks.usable_size = reinterpret_cast<decltype(blocks.usable_size)>(dlsym(library, "mi_usable_size"));
+      blocks.owns = reinterpret_cast<decltype(blocks.owns)>(platform::find_symbol(library, "mi_is_in_heap_region"));
+      blocks.free = reinterpret_cast<decltype(blocks.free)>(platform::find_symbol(library, "mi_free"));
+      blocks.realloc = reinterpret_cast<decltype(blocks.realloc)>(platform::find_symbol(library, "mi_realloc"));
+      blocks.usable_size = reinterpret_cast<decltype(blocks.usable_size)>(platform::find_symbol(library, "mi_usable_size"));
       if (blocks.owns && blocks.free && blocks.realloc && blocks.usable_size) module_blocks.store(&blocks);
       break;
     }
@@ -1679,9 +2128,9 @@ const address_range& module_arena() {
     constexpr std::uintptr_t tracked_below = std::uintptr_t{20} << 40;  // its segment map's reach
     const std::size_t size = (std::size_t{RELIB_MODULE_ARENA_SIZE} / segment_alignment) * segment_alignment;
     // The library the modules will need anyway, loaded first so that no segment predates the arena.
-    void* library = dlopen("libmimalloc.so.2", RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
+    platform::library library = platform::pin_library(platform::mimalloc_library_names[0], /*only_if_loaded=*/false);
     using manage_function = bool (*)(void*, std::size_t, bool, bool, bool, int);
-    const auto manage = library != nullptr ? reinterpret_cast<manage_function>(dlsym(library, "mi_manage_os_memory"))
+    const auto manage = library != nullptr ? reinterpret_cast<manage_function>(platform::find_symbol(library, "mi_manage_os_memory"))
                                            : nullptr;
     const std::uintptr_t begin =
         manage != nullptr ? platform::reserve_address_space(size, segment_alignment, tracked_below) : 0;
@@ -1730,7 +2179,7 @@ memory_count count_heap(void* heap) {
 }
 
 struct heap_entry {
-  pthread_t owner;
+  platform::thread_id owner;
   void* heap;
   std::atomic<std::uintptr_t>* slot = nullptr;  // the module's lookup slot for the owner, if any
 };
@@ -1749,7 +2198,7 @@ void destroy_orphaned_heaps_of_this_thread() {
   if (orphan_count.load(std::memory_order_relaxed) == 0) return;
   std::lock_guard<std::mutex> guard(orphans_lock);
   for (auto it = orphans.begin(); it != orphans.end();) {
-    if (pthread_equal(it->entry.owner, pthread_self()) != 0) {
+    if (platform::same_thread(it->entry.owner, platform::this_thread()) != 0) {
       pinned_mimalloc().heap_destroy(it->entry.heap);
       it = orphans.erase(it);
     } else {
@@ -1766,11 +2215,11 @@ struct module_runtime : std::enable_shared_from_this<module_runtime> {
   std::vector<thread_local_entry> thread_locals;
   std::vector<heap_entry> heaps;       // one per thread that allocated in module code, while alive
   struct key {
-    pthread_key_t id;
+    platform::thread_key id;
     bool has_destructor;
   };
   std::vector<key> keys;                // created by module code and not deleted
-  std::optional<pthread_key_t> heap_key;  // where the module finds each thread's heap
+  std::optional<platform::thread_key> heap_key;  // where the module finds each thread's heap
   struct mapping {
     std::uintptr_t begin, end;
   };
@@ -1781,7 +2230,7 @@ struct module_runtime : std::enable_shared_from_this<module_runtime> {
   void abandon_heap_of_this_thread() {
     std::lock_guard<std::mutex> guard(lock);
     for (auto it = heaps.begin(); it != heaps.end(); ++it) {
-      if (pthread_equal(it->owner, pthread_self()) != 0) {
+      if (platform::same_thread(it->owner, platform::this_thread()) != 0) {
         if (it->slot != nullptr) it->slot->store(0, std::memory_order_release);  // the module is still loaded
         left_by_exited_threads.add(count_heap(it->heap));
         heaps.erase(it);
@@ -1791,13 +2240,13 @@ struct module_runtime : std::enable_shared_from_this<module_runtime> {
   }
 
   /* Removes and returns this thread's entries, newest first (the order C++ destroys them). */
-  std::vector<thread_local_entry> take_thread_locals_of(pthread_t thread) {
+  std::vector<thread_local_entry> take_thread_locals_of(platform::thread_id thread) {
     std::vector<thread_local_entry> mine;
     for (auto it = thread_locals.rbegin(); it != thread_locals.rend(); ++it) {
-      if (pthread_equal(it->thread, thread)) mine.push_back(*it);
+      if (platform::same_thread(it->thread, thread)) mine.push_back(*it);
     }
     thread_locals.erase(std::remove_if(thread_locals.begin(), thread_locals.end(),
-                                       [&](const thread_local_entry& e) { return pthread_equal(e.thread, thread); }),
+                                       [&](const thread_local_entry& e) { return platform::same_thread(e.thread, thread); }),
                         thread_locals.end());
     return mine;
   }
@@ -1818,7 +2267,7 @@ struct module_runtime : std::enable_shared_from_this<module_runtime> {
       std::vector<thread_local_entry> mine;
       {
         std::lock_guard<std::mutex> guard(lock);
-        mine = take_thread_locals_of(pthread_self());
+        mine = take_thread_locals_of(platform::this_thread());
       }
       if (mine.empty()) return run;
       for (const thread_local_entry& entry : mine) entry.destructor(entry.object);
@@ -1867,7 +2316,7 @@ void* module_thread_main(void* raw_launch) {
   return launch->start(launch->argument);
 }
 
-int create_module_thread(void* context, pthread_t* thread, const pthread_attr_t* attributes, void* (*start)(void*),
+int create_module_thread(void* context, platform::thread_id* thread, const pthread_attr_t* attributes, void* (*start)(void*),
                          void* argument) {
   auto* runtime = static_cast<module_runtime*>(context);
   auto* launch = new (std::nothrow) thread_launch{runtime->shared_from_this(), start, argument};
@@ -1877,7 +2326,7 @@ int create_module_thread(void* context, pthread_t* thread, const pthread_attr_t*
     ++runtime->live_threads;
     ++runtime->threads_started;
   }
-  const int created = pthread_create(thread, attributes, &module_thread_main, launch);
+  const int created = platform::start_thread(thread, attributes, &module_thread_main, launch);
   if (created != 0) {
     std::lock_guard<std::mutex> guard(runtime->lock);
     --runtime->live_threads;
@@ -1891,7 +2340,7 @@ int register_module_thread_local(void* context, void (*destructor)(void*), void*
   auto* runtime = static_cast<module_runtime*>(context);
   {
     std::lock_guard<std::mutex> guard(runtime->lock);
-    runtime->thread_locals.push_back(thread_local_entry{pthread_self(), destructor, object});
+    runtime->thread_locals.push_back(thread_local_entry{platform::this_thread(), destructor, object});
   }
   watch_this_thread(runtime);
   return 0;
@@ -1915,7 +2364,7 @@ void register_module_heap(void* context, void* heap) {
   auto* runtime = static_cast<module_runtime*>(context);
   {
     std::lock_guard<std::mutex> guard(runtime->lock);
-    runtime->heaps.push_back(heap_entry{pthread_self(), heap});
+    runtime->heaps.push_back(heap_entry{platform::this_thread(), heap});
   }
   watch_this_thread(runtime);
 }
@@ -1924,13 +2373,13 @@ void register_module_heap_slot(void* context, std::atomic<std::uintptr_t>* slot)
   auto* runtime = static_cast<module_runtime*>(context);
   std::lock_guard<std::mutex> guard(runtime->lock);
   for (heap_entry& entry : runtime->heaps) {
-    if (pthread_equal(entry.owner, pthread_self()) != 0) entry.slot = slot;
+    if (platform::same_thread(entry.owner, platform::this_thread()) != 0) entry.slot = slot;
   }
 }
 
-int create_module_key(void* context, pthread_key_t* key, void (*destructor)(void*)) {
+int create_module_key(void* context, platform::thread_key* key, void (*destructor)(void*)) {
   auto* runtime = static_cast<module_runtime*>(context);
-  const int created = pthread_key_create(key, destructor);
+  const int created = platform::create_thread_key(key, destructor);
   if (created == 0) {
     std::lock_guard<std::mutex> guard(runtime->lock);
     runtime->keys.push_back({*key, destructor != nullptr});
@@ -1938,15 +2387,15 @@ int create_module_key(void* context, pthread_key_t* key, void (*destructor)(void
   return created;
 }
 
-int delete_module_key(void* context, pthread_key_t key) {
+int delete_module_key(void* context, platform::thread_key key) {
   auto* runtime = static_cast<module_runtime*>(context);
   {
     std::lock_guard<std::mutex> guard(runtime->lock);
     runtime->keys.erase(std::remove_if(runtime->keys.begin(), runtime->keys.end(),
-                                       [&](const module_runtime::key& k) { return pthread_equal(k.id, key) != 0; }),
+                                       [&](const module_runtime::key& k) { return platform::same_thread(k.id, key) != 0; }),
                         runtime->keys.end());
   }
-  return pthread_key_delete(key);
+  return platform::delete_thread_key(key);
 }
 
 void module_mapped(void* context, void* address, std::size_t length) {
@@ -1978,7 +2427,7 @@ std::size_t delete_module_keys(module_runtime* runtime, bool with_destructor) {
   std::lock_guard<std::mutex> guard(runtime->lock);
   std::size_t deleted = 0;
   for (const module_runtime::key& key : runtime->keys) {
-    if (key.has_destructor == with_destructor) deleted += pthread_key_delete(key.id) == 0;
+    if (key.has_destructor == with_destructor) deleted += platform::delete_thread_key(key.id) == 0;
   }
   runtime->keys.erase(std::remove_if(runtime->keys.begin(), runtime->keys.end(),
                                      [&](const module_runtime::key& k) { return k.has_destructor == with_destructor; }),
@@ -1999,7 +2448,7 @@ host_link make_host_link(module_core& core) {
   link.delete_key = &delete_module_key;
   link.mapped = &module_mapped;
   link.unmapped = &module_unmapped;
-  if (pthread_key_create(&link.heap_key, nullptr) == 0) {
+  if (platform::create_thread_key(&link.heap_key, nullptr) == 0) {
     core.runtime->heap_key = link.heap_key;
   } else {
     link.register_heap = nullptr;  // no key: the module keeps to one heap, adopted at load
@@ -2036,17 +2485,17 @@ result<std::unique_ptr<module_core>, load_error> open_core(load_request request,
 #if RELIB_DETAIL_UNLOADING
   if (core->uses_heaps) (void)module_arena();  // before the module's static constructors allocate
 #endif
-  const std::vector<ElfW(Addr)> before = platform::loaded_bases();
-  dlerror();
-  core->handle = dlopen(path.c_str(), platform::open_flags);
+  const std::vector<std::uintptr_t> before = platform::loaded_library_bases();
+  std::string refusal;
+  core->handle = platform::open_library(path, refusal);
   if (core->handle == nullptr) {
     return make_load_error(load_errc::dlopen_failed, core->name,
-                           "the dynamic loader refused it: " + platform::last_dl_error() +
+                           "the dynamic loader refused it: " + refusal +
                                " (check that every symbol it uses is defined and its dependencies are installed)");
   }
-  const platform::loaded_object opened = platform::describe(core->handle);
+  const platform::loaded_object opened = platform::describe_library(core->handle);
   if (std::find(before.begin(), before.end(), opened.base) != before.end()) {
-    dlclose(core->handle);
+    platform::close_library(core->handle);
     return make_load_error(load_errc::already_loaded, core->name,
                            "this file is already loaded in the process outside relib (by dlopen() or as a "
                            "dependency); close it first or load a copy of the file");
@@ -2056,7 +2505,7 @@ result<std::unique_ptr<module_core>, load_error> open_core(load_request request,
   // library the module depends on.
   auto find = [&](const char* prefix, std::string_view name) {
     const std::string symbol = prefix + std::string(name);
-    const void* address = dlsym(core->handle, symbol.c_str());
+    const void* address = platform::find_symbol(core->handle, symbol.c_str());
     if (address == nullptr) missing += " " + symbol;
     return address;
   };
@@ -2068,7 +2517,7 @@ result<std::unique_ptr<module_core>, load_error> open_core(load_request request,
 #if RELIB_DETAIL_UNLOADING
   // A module that routes its memory (relib_static_init_heap exists) made a heap on this thread if
   // its static constructors allocated.
-  if (const void* heap = dlsym(core->handle, "relib_static_init_heap")) {
+  if (const void* heap = platform::find_symbol(core->handle, "relib_static_init_heap")) {
     (void)pinned_mimalloc();
     void* static_heap = **static_cast<void** const*>(heap);
     if (static_heap != nullptr && core->runtime) register_module_heap(core->runtime.get(), static_heap);
@@ -2180,22 +2629,12 @@ result<std::unique_ptr<module_core>, load_error> load_core(load_request request)
    symbols, for other open handles, for libraries that depend on it, and while thread_local
    destructors it registered are pending. So unload verifies, and explains what it can. */
 
-std::string base_name(const std::string& path) {
-  const std::size_t slash = path.rfind('/');
-  return slash == std::string::npos ? path : path.substr(slash + 1);
-}
-
-std::string directory_of(const std::string& path) {
-  const std::size_t slash = path.rfind('/');
-  return slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
-}
-
 bool read_elf_file(const std::string& path, unsigned extras, elf_contents& contents) {
-  platform::file_descriptor fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
-  struct stat info {};
+  platform::readable_file file;
   std::string ignored;
-  return fd.get() >= 0 && ::fstat(fd.get(), &info) == 0 && S_ISREG(info.st_mode) &&
-         read_elf(fd.get(), static_cast<std::uint64_t>(info.st_size), contents, ignored, extras) == elf_status::ok;
+  return file.open(path) == platform::readable_file::status::opened &&
+         file.type() == platform::readable_file::kind::regular &&
+         read_elf(file, contents, ignored, extras) == elf_status::ok;
 }
 
 std::string explain_still_loaded(const module_core& core, const std::string& link_name) {
@@ -2209,11 +2648,11 @@ std::string explain_still_loaded(const module_core& core, const std::string& lin
     return "it defines STB_GNU_UNIQUE symbols (" + names +
            "), which glibc never unloads; build it with relib_add_module() or the flag -fno-gnu-unique";
   }
-  for (const std::string& name : platform::loaded_names()) {
+  for (const std::string& name : platform::loaded_library_names()) {
     elf_contents other;
     if (name == link_name || !read_elf_file(name, elf_needed, other)) continue;
     for (const std::string& needed : other.needed) {
-      if (needed == core.path || needed == link_name || base_name(needed) == base_name(core.path)) {
+      if (needed == core.path || needed == link_name || platform::base_name(needed) == platform::base_name(core.path)) {
         return "the library '" + name + "' depends on it (DT_NEEDED '" + needed +
                "') and is still loaded; unload that library first";
       }
@@ -2232,7 +2671,7 @@ void release_heaps(module_runtime& runtime, unload_report& report) {
   std::size_t holders = 0;
   for (const heap_entry& entry : runtime.heaps) {
     const memory_count count = count_heap(entry.heap);
-    if (pthread_equal(entry.owner, pthread_self()) != 0 && pinned_mimalloc().heap_destroy != nullptr) {
+    if (platform::same_thread(entry.owner, platform::this_thread()) != 0 && pinned_mimalloc().heap_destroy != nullptr) {
       pinned_mimalloc().heap_destroy(entry.heap);
       reclaimed.add(count);
     } else {
@@ -2293,11 +2732,11 @@ result<unload_report, unload_error> unload_core(module_core& core, before_unload
                       "they run. Stop and join them in before_unload (RELIB_MODULE_BEFORE_UNLOAD) and unload "
                       "again; the module stays loaded and usable");
     }
-    std::vector<pthread_t> holders;
+    std::vector<platform::thread_id> holders;
     for (const thread_local_entry& entry : runtime.thread_locals) {
-      const bool mine = pthread_equal(entry.thread, pthread_self()) != 0;
+      const bool mine = platform::same_thread(entry.thread, platform::this_thread()) != 0;
       const bool counted = std::any_of(holders.begin(), holders.end(),
-                                       [&](pthread_t t) { return pthread_equal(t, entry.thread) != 0; });
+                                       [&](platform::thread_id t) { return platform::same_thread(t, entry.thread) != 0; });
       if (!mine && !counted) holders.push_back(entry.thread);
     }
     if (!holders.empty()) {
@@ -2321,15 +2760,15 @@ result<unload_report, unload_error> unload_core(module_core& core, before_unload
   std::size_t keys_deleted = delete_module_keys(core.runtime.get(), true);
 
   for (const export_binding& binding : core.exports) binding.unbind(binding.object, &core);
-  const platform::loaded_object object = platform::describe(core.handle);
-  dlclose(core.handle);
+  const platform::loaded_object object = platform::describe_library(core.handle);
+  platform::close_library(core.handle);
   core.handle = nullptr;
   core.loaded = false;
   core.main_symbol = nullptr;
   core.before_unload_symbol = nullptr;
   modules.remove(core.device, core.inode);
 
-  if (platform::still_loaded(object)) {
+  if (platform::still_mapped(object)) {
     // The library stays, and its code may still run (static destructors at exit): it must not
     // reach this core, which goes away with the module object.
     if (core.link_slot != nullptr) *core.link_slot = nullptr;
@@ -2341,12 +2780,12 @@ result<unload_report, unload_error> unload_core(module_core& core, before_unload
   report.threads_started = threads_started;
   report.thread_local_destructors_run = destructors_run;
   report.pthread_keys_deleted = keys_deleted + delete_module_keys(core.runtime.get(), false);
-  if (core.runtime && core.runtime->heap_key) pthread_key_delete(*core.runtime->heap_key);
+  if (core.runtime && core.runtime->heap_key) platform::delete_thread_key(*core.runtime->heap_key);
   if (core.runtime) {
     release_heaps(*core.runtime, report);
     std::lock_guard<std::mutex> guard(core.runtime->lock);
     for (const module_runtime::mapping& m : core.runtime->mappings) {
-      if (::munmap(reinterpret_cast<void*>(m.begin), m.end - m.begin) == 0) report.mapped_bytes_unmapped += m.end - m.begin;
+      if (platform::release_address_space(m.begin, m.end - m.begin)) report.mapped_bytes_unmapped += m.end - m.begin;
     }
     core.runtime->mappings.clear();
   }
@@ -2509,323 +2948,11 @@ pending_memory memory_awaiting_reclamation() {
 namespace relib {
 namespace detail {
 
-/* Raised by the watcher, read by the frame thread. */
-struct change_signal {
-  std::atomic<bool> changed{false};
-  std::mutex lock;
-  std::condition_variable ready;
-
-  void raise() {
-    {
-      std::lock_guard<std::mutex> guard(lock);
-      changed.store(true, std::memory_order_release);
-    }
-    ready.notify_all();
-  }
-};
-
-namespace platform {
-
-/* Watches one name in a directory: builds replace a file by rename as often as they rewrite it in
-   place, and a watch on the file itself would follow the old inode away. A file counts as new
-   once a writer closed it (or renamed it into place) and it then stayed untouched for the settle
-   time; a write in progress cancels a pending change. A reload that finds the file still open
-   for writing (the close event comes a moment before the kernel drops the writer's access) asks
-   for another look a little later. The thread also runs chores the reload leaves behind
-   (removing the old copy), so that they are not part of the reload's latency. */
-class file_watch {
- public:
-  struct place {  // a name in a directory: the module's path, and the file a symlink there names
-    std::string directory, name;
-    int watch = -1;
-  };
-
-  file_watch(std::vector<place> places, std::chrono::milliseconds settle, change_signal& signal,
-             std::function<void()> chores)
-      : places_(std::move(places)), settle_(settle), signal_(signal), chores_(std::move(chores)) {}
-  file_watch(const file_watch&) = delete;
-  file_watch& operator=(const file_watch&) = delete;
-  ~file_watch() {
-    if (thread_.joinable()) {
-      poke(stop_request);
-      thread_.join();
-    }
-    if (inotify_fd_ >= 0) ::close(inotify_fd_);
-    if (poke_fd_ >= 0) ::close(poke_fd_);
-  }
-
-  void retry_later() { poke(retry_request); }
-  void run_chores() { poke(chores_request); }
-
-  /* Empty on success, else why the directory cannot be watched. */
-  std::string start() {
-    inotify_fd_ = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
-    poke_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (inotify_fd_ < 0 || poke_fd_ < 0) return std::string("inotify_init1/eventfd failed: ") + std::strerror(errno);
-    for (place& where : places_) {
-      if (!add_watch(where)) return "cannot watch directory '" + where.directory + "': " + std::strerror(errno);
-    }
-    thread_ = std::thread([this] { run(); });
-    return "";
-  }
-
- private:
-  static constexpr std::uint32_t watched_events = IN_CREATE | IN_MODIFY | IN_ATTRIB | IN_CLOSE_WRITE | IN_MOVED_TO |
-                                                  IN_MOVED_FROM | IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF |
-                                                  IN_ONLYDIR;
-  using clock = std::chrono::steady_clock;
-  static constexpr unsigned stop_request = 1, retry_request = 2, chores_request = 4;
-
-  void poke(unsigned request) {
-    requests_.fetch_or(request, std::memory_order_release);
-    const std::uint64_t one = 1;
-    while (::write(poke_fd_, &one, sizeof one) < 0 && errno == EINTR) {
-    }
-  }
-
-  bool add_watch(place& where) {
-    where.watch = ::inotify_add_watch(inotify_fd_, where.directory.c_str(), watched_events);
-    return where.watch >= 0;
-  }
-  bool any_directory_gone() const {
-    return std::any_of(places_.begin(), places_.end(), [](const place& where) { return where.watch < 0; });
-  }
-  bool watched(int watch, const char* name) const {  // two places in one directory share its watch
-    return std::any_of(places_.begin(), places_.end(),
-                       [&](const place& where) { return where.watch == watch && where.name == name; });
-  }
-
-  int poll_timeout(bool settling, clock::time_point due) const {
-    int timeout = any_directory_gone() ? 200 : -1;  // a directory went away: look for it again now and then
-    if (settling) {
-      const auto left = std::chrono::ceil<std::chrono::milliseconds>(due - clock::now()).count();
-      const int settle_left = left <= 0 ? 0 : static_cast<int>(left);
-      timeout = timeout < 0 ? settle_left : std::min(timeout, settle_left);
-    }
-    return timeout;
-  }
-
-  void run() {
-    bool settling = false;  // closed or renamed into place: waiting for the settle time to pass
-    clock::time_point due{};
-    alignas(inotify_event) char buffer[8192];
-    for (;;) {
-      pollfd fds[2] = {{inotify_fd_, POLLIN, 0}, {poke_fd_, POLLIN, 0}};
-      if (::poll(fds, 2, poll_timeout(settling, due)) < 0 && errno != EINTR) return;
-      if (fds[1].revents != 0) {
-        std::uint64_t count = 0;
-        (void)!::read(poke_fd_, &count, sizeof count);
-        const unsigned requests = requests_.exchange(0, std::memory_order_acquire);
-        if (requests & stop_request) return;
-        if (requests & chores_request) chores_();
-        if (requests & retry_request) {
-          settling = true;
-          due = clock::now() + std::max(settle_, std::chrono::milliseconds(10));
-        }
-      }
-      for (place& where : places_) {
-        if (where.watch < 0 && add_watch(where)) {  // the directory is back, maybe with a new build in it
-          settling = true;
-          due = clock::now() + settle_;
-        }
-      }
-      const ssize_t length = (fds[0].revents & POLLIN) ? ::read(inotify_fd_, buffer, sizeof buffer) : 0;
-      for (ssize_t offset = 0; offset + static_cast<ssize_t>(sizeof(inotify_event)) <= length;) {
-        inotify_event event;
-        std::memcpy(&event, buffer + offset, sizeof event);
-        const char* name = buffer + offset + sizeof event;
-        offset += static_cast<ssize_t>(sizeof event + event.len);
-        if (event.mask & IN_Q_OVERFLOW) {  // events were lost: look at the file again
-          settling = true;
-          due = clock::now() + settle_;
-          continue;
-        }
-        if (event.mask & (IN_IGNORED | IN_DELETE_SELF | IN_MOVE_SELF)) {
-          if (event.mask & IN_MOVE_SELF) ::inotify_rm_watch(inotify_fd_, event.wd);
-          for (place& where : places_) {
-            if (where.watch == event.wd) where.watch = -1;
-          }
-          continue;
-        }
-        if (event.len == 0 || !watched(event.wd, name)) continue;
-        due = clock::now() + settle_;
-        if (event.mask & (IN_CLOSE_WRITE | IN_MOVED_TO)) {
-          settling = true;
-        } else if (event.mask & (IN_CREATE | IN_MODIFY | IN_DELETE | IN_MOVED_FROM)) {
-          settling = false;  // being written, or gone: wait for the next close or rename
-          signal_.changed.store(false, std::memory_order_release);
-        }  // IN_ATTRIB (chmod, touch) only moves the end of the settle time
-      }
-      if (settling && clock::now() >= due) {
-        settling = false;
-        signal_.raise();
-      }
-    }
-  }
-
-  std::vector<place> places_;
-  std::chrono::milliseconds settle_;
-  change_signal& signal_;
-  std::function<void()> chores_;
-  std::atomic<unsigned> requests_{0};
-  int inotify_fd_ = -1, poke_fd_ = -1;
-  std::thread thread_;
-};
-
-/* The copies that are loaded live in a private directory (mkdtemp: a fresh name, mode 0700), so
-   a build rewriting the module file in place never touches pages the process has mapped, and
-   nobody else can swap a copy between its check and its dlopen(). */
-class shadow_directory {
- public:
-  enum class copy_status { copied, busy, failed };
-
-  shadow_directory() = default;
-  shadow_directory(const shadow_directory&) = delete;
-  shadow_directory& operator=(const shadow_directory&) = delete;
-  ~shadow_directory() {
-    remove_doomed();
-    for (const std::string& name : names_) ::unlinkat(fd_, name.c_str(), 0);
-    if (fd_ >= 0) ::close(fd_);
-    if (!path_.empty()) ::rmdir(path_.c_str());
-  }
-
-  /* Empty on success, else why no directory could be made in any of the parents. */
-  std::string create(const std::vector<std::string>& parents, const std::string& base_name) {
-    base_ = base_name;
-    std::string failures;
-    for (const std::string& parent : parents) {
-      if (parent.empty()) continue;
-      std::string pattern = parent + "/.relib-" + base_name + "-XXXXXX";
-      if (::mkdtemp(pattern.data()) == nullptr) {
-        failures += (failures.empty() ? "" : ", ") + parent + " (" + std::strerror(errno) + ")";
-        continue;
-      }
-      fd_ = ::open(pattern.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-      if (fd_ >= 0) {
-        path_ = pattern;
-        return "";
-      }
-      ::rmdir(pattern.c_str());
-    }
-    return "cannot make a private directory for its copies in " + failures;
-  }
-
-  /* busy: a writer still has the file open (or changed it while it was copied). */
-  copy_status copy(const std::string& source, std::string& copy_path, std::string& error) {
-    file_descriptor in(::open(source.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
-    struct stat before {};
-    if (in.get() < 0 || ::fstat(in.get(), &before) != 0) {
-      error = std::string("cannot open it: ") + std::strerror(errno);
-      return copy_status::failed;
-    }
-    if (!S_ISREG(before.st_mode)) {
-      error = "it is not a regular file";
-      return copy_status::failed;
-    }
-    // A read lease is refused while anyone has the file open for writing, and while it is held a
-    // writer opening the file waits until the lease is released. Where leases are refused for
-    // another reason (file of another owner, file system without them), the size and time
-    // comparison below is what remains. A writer breaking the lease signals its owner, which the
-    // kernel sets to this process: the owner is cleared at once, and for that instant the signal
-    // is SIGWINCH, ignored unless the host handles terminal resizes (SIGIO would end the process).
-    ::fcntl(in.get(), F_SETSIG, SIGWINCH);
-    const bool leased = ::fcntl(in.get(), F_SETLEASE, F_RDLCK) == 0;
-    if (!leased && (errno == EAGAIN || errno == EWOULDBLOCK)) return copy_status::busy;
-    if (leased) ::fcntl(in.get(), F_SETOWN, 0);
-    const std::string name = std::to_string(++copies_made_) + "-" + base_;
-    file_descriptor out(::openat(fd_, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0700));
-    bool copied = out.get() >= 0;
-    if (copied) names_.push_back(name);
-    copied = copied && copy_bytes(in.get(), out.get(), before.st_size);
-    const int copy_errno = errno;
-    struct stat after {};
-    const bool unchanged = ::fstat(in.get(), &after) == 0 && after.st_size == before.st_size &&
-                           after.st_mtim.tv_sec == before.st_mtim.tv_sec &&
-                           after.st_mtim.tv_nsec == before.st_mtim.tv_nsec;
-    if (leased) ::fcntl(in.get(), F_SETLEASE, F_UNLCK);
-    copy_path = path_ + "/" + name;
-    if (copied && unchanged) return copy_status::copied;
-    remove(copy_path);
-    if (copied) return copy_status::busy;
-    error = "cannot copy it into '" + path_ + "': " + std::strerror(copy_errno);
-    return copy_status::failed;
-  }
-
-  void remove(const std::string& copy_path) {
-    if (forget(copy_path)) ::unlinkat(fd_, base_name(copy_path).c_str(), 0);
-  }
-
-  /* Removing a file of a few hundred KB takes tens of microseconds: after a reload, the watcher's
-     thread does it (remove_doomed), not the thread waiting for the new code. */
-  void remove_later(const std::string& copy_path) {
-    if (!forget(copy_path)) return;
-    std::lock_guard<std::mutex> guard(doomed_lock_);
-    doomed_.push_back(base_name(copy_path));
-  }
-  void remove_doomed() {
-    std::vector<std::string> names;
-    {
-      std::lock_guard<std::mutex> guard(doomed_lock_);
-      names.swap(doomed_);
-    }
-    for (const std::string& name : names) ::unlinkat(fd_, name.c_str(), 0);
-  }
-
- private:
-  static bool copy_bytes(int in, int out, off_t size) {
-    off_t done = 0;
-    while (done < size) {  // in the kernel, and shared extents where the file system can
-      const ssize_t n = ::copy_file_range(in, nullptr, out, nullptr, static_cast<std::size_t>(size - done), 0);
-      if (n > 0) {
-        done += n;
-      } else if (n == 0) {
-        errno = EIO;  // the file shrank under us
-        return false;
-      } else if (errno != EINTR) {
-        if (errno != EXDEV && errno != ENOSYS && errno != EINVAL && errno != EOPNOTSUPP) return false;
-        break;
-      }
-    }
-    char buffer[1 << 16];
-    while (done < size) {
-      const ssize_t got = ::read(in, buffer, sizeof buffer);
-      if (got < 0 && errno == EINTR) continue;
-      if (got <= 0) {
-        if (got == 0) errno = EIO;
-        return false;
-      }
-      for (ssize_t written = 0; written < got;) {
-        const ssize_t n = ::write(out, buffer + written, static_cast<std::size_t>(got - written));
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return false;
-        written += n;
-      }
-      done += got;
-    }
-    return true;
-  }
-
-  bool forget(const std::string& copy_path) {
-    const auto found = std::find(names_.begin(), names_.end(), base_name(copy_path));
-    if (found == names_.end()) return false;
-    names_.erase(found);
-    return true;
-  }
-
-  std::string path_, base_;
-  int fd_ = -1;
-  std::uint64_t copies_made_ = 0;
-  std::vector<std::string> names_;  // copies still on disk, for the reloading thread
-  std::mutex doomed_lock_;
-  std::vector<std::string> doomed_;  // copies the watcher's thread is to remove
-};
-
-}  // namespace platform
 
 class live_core {
  public:
   load_request prototype;  // exports bound to the live_module's one Exports object, and imports
-  mutable change_signal signal;  // waited on through a const live_module
+  mutable platform::change_signal signal;  // waited on through a const live_module
   platform::shadow_directory shadows;
   std::unique_ptr<platform::file_watch> watch;  // after signal: stopped before it goes
   std::unique_ptr<module_core> current;
@@ -3077,27 +3204,21 @@ result<live_core_pointer, reload_error> open_live_core(load_request prototype, c
   live->prototype = std::move(prototype);
   live->nothing_loaded.name = live->path();
   const std::string& path = live->path();
-  const std::string directory = directory_of(path), name = base_name(path);
+  const std::string directory = platform::directory_of(path), name = platform::base_name(path);
   if (name.empty()) {
     return make_reload_error(*live, reload_errc::watch_failed, "the path ends with '/'", "give the module file's path");
   }
   std::vector<std::string> parents{options.shadow_parent};
   if (options.shadow_parent.empty()) {
-    const char* temporary = std::getenv("TMPDIR");
-    parents = {directory, temporary != nullptr ? temporary : "", "/tmp"};
+    parents = {directory};
+    for (std::string& temporary : platform::temporary_directories()) parents.push_back(std::move(temporary));
   }
   std::string why = live->shadows.create(parents, name);
   if (!why.empty()) return make_reload_error(*live, reload_errc::copy_failed, why, "");
   // A symlink: builds write the file it names, so that file's directory is watched too.
   std::vector<platform::file_watch::place> places{{directory, name}};
-  struct stat link_info {};
-  const bool symlink = ::lstat(path.c_str(), &link_info) == 0 && S_ISLNK(link_info.st_mode);
-  char* target = symlink ? ::realpath(path.c_str(), nullptr) : nullptr;
-  if (target != nullptr) {
-    const std::string resolved = target;
-    std::free(target);
-    places.push_back({directory_of(resolved), base_name(resolved)});
-  }
+  const std::string resolved = platform::symlink_target(path);
+  if (!resolved.empty()) places.push_back({platform::directory_of(resolved), platform::base_name(resolved)});
   live_core& core = *live;
   live->watch = std::make_unique<platform::file_watch>(std::move(places), options.settle_time, live->signal,
                                                        [&core] { core.shadows.remove_doomed(); });
@@ -3115,7 +3236,7 @@ result<live_core_pointer, reload_error> open_live_core(load_request prototype, c
 
 bool live_wait_for_change(const live_core* core, std::chrono::milliseconds timeout) {
   if (core == nullptr) return false;
-  change_signal& signal = core->signal;
+  platform::change_signal& signal = core->signal;
   std::unique_lock<std::mutex> guard(signal.lock);
   return signal.ready.wait_for(guard, timeout, [&] { return signal.changed.load(std::memory_order_acquire); });
 }
@@ -3170,9 +3291,6 @@ result<unload_report, unload_error> live_unload(live_core* live) {
    mimalloc or jemalloc linked by the host), which RTLD_NEXT finds for everything else. Define
    RELIB_NO_FREE_INTERPOSITION if the host defines these itself; memory returned by modules must
    then be released by module code. */
-extern "C" void __libc_free(void*) noexcept;
-extern "C" void* __libc_realloc(void*, std::size_t) noexcept;
-
 namespace relib {
 namespace detail {
 /* The allocator function after the host's own in lookup order, found once. dlsym may itself call
@@ -3184,7 +3302,7 @@ Function next_allocator_function(std::atomic<Function>& slot, const char* name, 
   static thread_local bool resolving = false;
   if (resolving) return fallback;
   resolving = true;
-  found = reinterpret_cast<Function>(dlsym(RTLD_NEXT, name));
+  found = reinterpret_cast<Function>(platform::next_definition(name));
   resolving = false;
   if (found == nullptr) found = fallback;
   slot.store(found, std::memory_order_release);
@@ -3209,13 +3327,13 @@ const module_block_functions* module_block_owner(const void* block) {
 extern "C" void free(void* block) noexcept {
   using namespace relib::detail;
   if (const auto* blocks = module_block_owner(block)) return blocks->free(block);
-  next_allocator_function(next_free, "free", &__libc_free)(block);
+  next_allocator_function(next_free, "free", &platform::process_free)(block);
 }
 
 extern "C" void* realloc(void* block, std::size_t size) noexcept {
   using namespace relib::detail;
   if (const auto* blocks = module_block_owner(block)) return blocks->realloc(block, size);
-  return next_allocator_function(next_realloc, "realloc", &__libc_realloc)(block, size);
+  return next_allocator_function(next_realloc, "realloc", &platform::process_realloc)(block, size);
 }
 
 extern "C" std::size_t malloc_usable_size(void* block) noexcept {
