@@ -410,41 +410,24 @@ struct load_request {
   std::shared_ptr<inspected_file> inspected;  // a live module's private copy, checked already
 };
 
-struct module_core {
-  std::string path;  // the file opened
-  std::string name;  // what errors and reports call it (load_request::name)
-  void* handle = nullptr;
-  bool loaded = false;
-  std::uint64_t device = 0;
-  std::uint64_t inode = 0;
-  std::vector<export_binding> exports;
-  const void* main_symbol = nullptr;
-  std::string main_signature;  // "int()" and layout, as recorded by the module
-  std::string main_layout;
-  const void* before_unload_symbol = nullptr;
-  bool uses_heaps = false;  // its memory goes to relib's mimalloc heaps (not RELIB_CUSTOM_ALLOCATOR)
-  // RELIB_MODULE_STATE: the declared type and where its block lives (empty type: no state).
-  std::string state_type;
-  std::uint32_t state_version = 0;
-  std::size_t state_size = 0, state_alignment = 0;
-  const void* state_attach_symbol = nullptr;
-  const void* migrate_state_symbol = nullptr;
-  std::shared_ptr<kept_state> state;
-  bool owns_state = false;
-  std::shared_ptr<struct module_runtime> runtime;  // threads and thread_locals; outlives the core
-  host_link link{};                                  // what the module calls back into
-  const host_link** link_slot = nullptr;             // the module's pointer to `link`
+struct module_core;  // a loaded module's private record (see the implementation)
+struct module_core_deleter {
+  void operator()(module_core* core) const noexcept;
 };
+using module_core_pointer = std::unique_ptr<module_core, module_core_deleter>;
 
-result<std::unique_ptr<module_core>, load_error> load_core(load_request request);
+result<module_core_pointer, load_error> load_core(load_request request);
 enum class before_unload_step { run, skip };  // skip: main and the state never reached the module
 result<unload_report, unload_error> unload_core(module_core& core, before_unload_step step = before_unload_step::run);
 void abandon_core(module_core& core) noexcept;  // RELIB_NO_UNLOADING: keep it loaded for good
-/* A core whose library could not be unloaded is leaked on purpose: module threads may still call
-   back through its link. */
-inline void keep_alive(std::unique_ptr<module_core>& core) noexcept {
-  if (core && core->loaded) (void)core.release();
-}
+/* What a module object does as it goes: unloads the module (printing an error it cannot return)
+   or, with RELIB_NO_UNLOADING, leaves it loaded for good. */
+void release_core(module_core_pointer& core) noexcept;
+/* For module<Exports>'s accessors; `core` is null for a moved-from object. */
+bool core_is_loaded(const module_core* core) noexcept;
+const std::string& core_path(const module_core* core) noexcept;
+/* The module's main thunk when it is loaded, has a main, and that main is `signature`. */
+result<const void*, call_error> find_main(const module_core* core, std::string_view signature, std::string_view layout);
 
 void record_call_failure(const char* mangled_type, const char* what);
 unload_error make_unload_error(unload_errc code, const std::string& module, std::string reason);
@@ -639,23 +622,15 @@ class module {
 
   template <class R>
   call_result<R> call_main() const {
-    const detail::module_core* core = core_.get();
-    constexpr std::string_view asked = detail::type_name<R()>::view;
-    if (core == nullptr || !core->loaded) return detail::make_main_error(core, call_errc::not_loaded, asked);
-    if (core->main_symbol == nullptr) return detail::make_main_error(core, call_errc::no_main, asked);
-    if (core->main_signature != asked || core->main_layout != detail::layout<R()>::value.view()) {
-      return detail::make_main_error(core, call_errc::main_signature_mismatch, asked);
-    }
-    auto thunk = *static_cast<const typename detail::export_thunk<R()>::pointer*>(core->main_symbol);
-    return detail::invoke_export<R>(thunk, detail::call_site{core, "main"});
+    auto main = detail::find_main(core_.get(), detail::type_name<R()>::view, detail::layout<R()>::value.view());
+    if (!main) return main.error();
+    auto thunk = *static_cast<const typename detail::export_thunk<R()>::pointer*>(*main);
+    return detail::invoke_export<R>(thunk, detail::call_site{core_.get(), "main"});
   }
 
-  bool is_loaded() const noexcept { return core_ && core_->loaded; }
+  bool is_loaded() const noexcept { return detail::core_is_loaded(core_.get()); }
 
-  const std::string& path() const noexcept {
-    static const std::string none;
-    return core_ ? core_->path : none;
-  }
+  const std::string& path() const noexcept { return detail::core_path(core_.get()); }
 
 #if RELIB_DETAIL_UNLOADING
   /* Runs before_unload, closes the library and checks it is gone. On before_unload_failed the
@@ -673,29 +648,18 @@ class module {
   template <class E, class I>
   friend result<module<E>, load_error> load_module(const std::string& path, I imports);
 
-  module(std::unique_ptr<detail::module_core> core, std::unique_ptr<Exports> exports)
+  module(detail::module_core_pointer core, std::unique_ptr<Exports> exports)
       : core_(std::move(core)), exports_(std::move(exports)) {}
 
   void release() noexcept;
 
-  std::unique_ptr<detail::module_core> core_;
+  detail::module_core_pointer core_;
   std::unique_ptr<Exports> exports_;
 };
 
-void report_destructor_unload_failure(const unload_error& error) noexcept;
-
 template <class Exports>
 void module<Exports>::release() noexcept {
-  if (!core_ || !core_->loaded) return;
-#if RELIB_DETAIL_UNLOADING
-  auto unloaded = detail::unload_core(*core_);
-  if (!unloaded) {
-    report_destructor_unload_failure(unloaded.error());
-    detail::keep_alive(core_);
-  }
-#else
-  detail::abandon_core(*core_);
-#endif
+  detail::release_core(core_);
 }
 
 template <class Exports = no_exports, class Imports = no_imports>
@@ -915,11 +879,6 @@ RELIB_DETAIL_ERROR_TEXTS(call_errc, RELIB_CALL_ERRORS)
 #if RELIB_DETAIL_UNLOADING
 RELIB_DETAIL_ERROR_TEXTS(reload_errc, RELIB_RELOAD_ERRORS)
 #endif
-
-void report_destructor_unload_failure(const unload_error& error) noexcept {
-  std::fprintf(stderr, "%s (while destroying the module object; call unload() to handle this error)\n",
-               error.message.c_str());
-}
 
 namespace detail {
 
@@ -1797,9 +1756,40 @@ struct kept_state {
   }
 };
 
+/* Everything relib knows of one loaded module: what it read from the file, the symbols it bound,
+   and what the module's runtime recorded. module<Exports> and live_core own one each. */
+struct module_core {
+  std::string path;  // the file opened
+  std::string name;  // what errors and reports call it (load_request::name)
+  platform::library handle = nullptr;
+  bool loaded = false;
+  std::uint64_t device = 0;
+  std::uint64_t inode = 0;
+  std::vector<export_binding> exports;
+  const void* main_symbol = nullptr;
+  std::string main_signature;  // "int()" and layout, as recorded by the module
+  std::string main_layout;
+  const void* before_unload_symbol = nullptr;
+  bool uses_heaps = false;  // its memory goes to relib's mimalloc heaps (not RELIB_CUSTOM_ALLOCATOR)
+  // RELIB_MODULE_STATE: the declared type and where its block lives (empty type: no state).
+  std::string state_type;
+  std::uint32_t state_version = 0;
+  std::size_t state_size = 0, state_alignment = 0;
+  const void* state_attach_symbol = nullptr;
+  const void* migrate_state_symbol = nullptr;
+  std::shared_ptr<kept_state> state;
+  bool owns_state = false;
+  std::shared_ptr<struct module_runtime> runtime;  // threads and thread_locals; outlives the core
+  host_link link{};                                  // what the module calls back into
+  const host_link** link_slot = nullptr;             // the module's pointer to `link`
+};
+
+void module_core_deleter::operator()(module_core* core) const noexcept { delete core; }
+void keep_alive(module_core_pointer& core) noexcept;
+
 /* What inspect_file() learned about a file, kept for its load. */
 struct inspected_file {
-  std::unique_ptr<module_core> core;
+  module_core_pointer core;
   elf_contents contents;
   module_records records;  // views into contents
 };
@@ -1843,7 +1833,7 @@ std::string describe_entry(std::string_view kind, std::string_view name, std::st
 }
 
 /* Compares the host's interface with the module's records; every problem is listed at once. */
-struct interface_check {
+struct interface_problems {
   load_errc first_code = load_errc::signature_mismatch;
   std::vector<std::string> problems;
 
@@ -1885,7 +1875,7 @@ unload_error make_unload_error(unload_errc code, const std::string& module, std:
   return error;
 }
 
-void check_interface(const load_request& request, const module_records& records, interface_check& check) {
+void compare_interfaces(const load_request& request, const module_records& records, interface_problems& check) {
   for (const export_binding& wanted : request.exports) {
     const module_records::entry* found = records.find("export", wanted.entry.name);
     if (found == nullptr) {
@@ -1938,8 +1928,8 @@ result<void, load_error> check_records(const std::string& name, const module_rec
             " RELIB_NO_UNLOADING and the host " + (RELIB_DETAIL_UNLOADING ? "without" : "with") +
             " it; define it the same way for both");
   }
-  interface_check check;
-  check_interface(request, records, check);
+  interface_problems check;
+  compare_interfaces(request, records, check);
   if (check.problems.empty()) return {};
   std::string text = check.problems.size() == 1 ? "the interfaces differ: "
                                                  : std::to_string(check.problems.size()) + " interface problems: ";
@@ -2049,7 +2039,7 @@ result<void, load_error> inspect_file(const load_request& request, module_core& 
 
 /* inspect_file() into a fresh core with request.path; the registry lock is held by the caller. */
 result<void, load_error> inspect_into(const load_request& request, inspected_file& file) {
-  file.core = std::make_unique<module_core>();
+  file.core = module_core_pointer(new module_core);
   file.core->path = request.path;
   file.core->name = request.name.empty() ? request.path : request.name;
   return inspect_file(request, *file.core, file.contents, file.records);
@@ -2120,9 +2110,9 @@ const mimalloc_api& pinned_mimalloc() {
    mapped for the life of the process, so nothing but mimalloc ever owns an address inside it, and
    module code answers with two compares (host_link::arena). mimalloc still
    decommits what it frees there (MADV_DONTNEED), and goes to the OS once the range is full. */
-std::atomic<const address_range*> made_module_arena{nullptr};  // read by the host's free()
+std::atomic<const address_range*> reserved_module_heap_arena{nullptr};  // read by the host's free()
 
-const address_range& module_arena() {
+const address_range& reserve_module_heap_arena() {
   static const address_range arena = [] {
     constexpr std::size_t segment_alignment = std::size_t{32} << 20;  // mimalloc 2.0's segments
     constexpr std::uintptr_t tracked_below = std::uintptr_t{20} << 40;  // its segment map's reach
@@ -2142,7 +2132,7 @@ const address_range& module_arena() {
     }
     return address_range{begin, size};
   }();
-  made_module_arena.store(&arena, std::memory_order_release);
+  reserved_module_heap_arena.store(&arena, std::memory_order_release);
   return arena;
 }
 
@@ -2454,7 +2444,7 @@ host_link make_host_link(module_core& core) {
     link.register_heap = nullptr;  // no key: the module keeps to one heap, adopted at load
   }
   link.context = core.runtime.get();
-  if (core.uses_heaps) link.arena = module_arena();
+  if (core.uses_heaps) link.module_heap_arena = reserve_module_heap_arena();
 #else
   (void)core;
 #endif
@@ -2464,7 +2454,7 @@ host_link make_host_link(module_core& core) {
 /* Opens the file and binds what its records list. Symbols the records name but the library lacks
    land in `missing`: the module is open by then (its static constructors ran), so the caller
    unloads it like any other rather than leaving behind what those constructors made. */
-result<std::unique_ptr<module_core>, load_error> open_core(load_request request, std::string& missing) {
+result<module_core_pointer, load_error> open_core(load_request request, std::string& missing) {
 #if RELIB_DETAIL_UNLOADING
   destroy_orphaned_heaps_of_this_thread();
 #endif
@@ -2476,14 +2466,14 @@ result<std::unique_ptr<module_core>, load_error> open_core(load_request request,
     auto inspected = inspect_into(request, own);
     if (!inspected) return inspected.error();
   }
-  std::unique_ptr<module_core> core = std::move(file.core);
+  module_core_pointer core = std::move(file.core);
   const std::string& path = core->path;
   const module_records& records = file.records;
 
   // The registry knows relib's own modules. The same file opened by anyone else shows up as a
   // dlopen() that returns an object which was already in the process.
 #if RELIB_DETAIL_UNLOADING
-  if (core->uses_heaps) (void)module_arena();  // before the module's static constructors allocate
+  if (core->uses_heaps) (void)reserve_module_heap_arena();  // before the module's static constructors allocate
 #endif
   const std::vector<std::uintptr_t> before = platform::loaded_library_bases();
   std::string refusal;
@@ -2558,7 +2548,7 @@ std::string describe_call_failure(const call_error& error) {
 
 /* Gives the module its state block: the kept one when the version is the same, else a fresh one,
    converted from the kept one by the module's migrate hook. */
-result<void, load_error> attach_state(module_core& core) {
+result<void, load_error> hand_state_to_module(module_core& core) {
   kept_state& kept = *core.state;
   using attach_pointer = export_thunk<void(void*, int)>::pointer;
   const attach_pointer attach = *static_cast<const attach_pointer*>(core.state_attach_symbol);
@@ -2596,7 +2586,7 @@ result<void, load_error> attach_state(module_core& core) {
   return {};
 }
 
-result<std::unique_ptr<module_core>, load_error> load_core(load_request request) {
+result<module_core_pointer, load_error> load_core(load_request request) {
   std::string missing;
   auto opened = open_core(std::move(request), missing);
   if (!opened) return opened;
@@ -2607,7 +2597,7 @@ result<std::unique_ptr<module_core>, load_error> load_core(load_request request)
                             "its records list functions whose symbols are missing:" + missing +
                                 "; it was not built with relib_module.hpp's macros");
   } else if (!core.state_type.empty()) {
-    ready = attach_state(core);  // module code runs here (constructor, migrate hook): outside the registry lock
+    ready = hand_state_to_module(core);  // module code runs here (constructor, migrate hook): outside the registry lock
   }
   if (ready) return opened;
   const load_error& error = ready.error();
@@ -2874,6 +2864,46 @@ call_error make_main_error(const module_core* owner, call_errc code, std::string
   return error;
 }
 
+bool core_is_loaded(const module_core* core) noexcept { return core != nullptr && core->loaded; }
+
+const std::string& core_path(const module_core* core) noexcept {
+  static const std::string none;
+  return core != nullptr ? core->path : none;
+}
+
+result<const void*, call_error> find_main(const module_core* core, std::string_view signature, std::string_view layout) {
+  if (core == nullptr || !core->loaded) return make_main_error(core, call_errc::not_loaded, signature);
+  if (core->main_symbol == nullptr) return make_main_error(core, call_errc::no_main, signature);
+  if (core->main_signature != signature || core->main_layout != layout) {
+    return make_main_error(core, call_errc::main_signature_mismatch, signature);
+  }
+  return core->main_symbol;
+}
+
+void report_destructor_unload_failure(const unload_error& error) noexcept {
+  std::fprintf(stderr, "%s (while destroying the module object; call unload() to handle this error)\n",
+               error.message.c_str());
+}
+
+/* A core whose library could not be unloaded is leaked on purpose: module threads may still call
+   back through its link. */
+void keep_alive(module_core_pointer& core) noexcept {
+  if (core && core->loaded) (void)core.release();
+}
+
+void release_core(module_core_pointer& core) noexcept {
+  if (!core || !core->loaded) return;
+#if RELIB_DETAIL_UNLOADING
+  auto unloaded = unload_core(*core);
+  if (!unloaded) {
+    report_destructor_unload_failure(unloaded.error());
+    keep_alive(core);
+  }
+#else
+  abandon_core(*core);
+#endif
+}
+
 void import_threw(const char* name, const char* signature) noexcept {
   std::string type = "an unknown type", what;
   try {
@@ -2916,7 +2946,7 @@ std::string to_string(const unload_report& report) {
 
 address_range module_heap_arena() noexcept {
 #if RELIB_DETAIL_UNLOADING
-  if (const address_range* arena = detail::made_module_arena.load(std::memory_order_acquire)) return *arena;
+  if (const address_range* arena = detail::reserved_module_heap_arena.load(std::memory_order_acquire)) return *arena;
 #endif
   return {};
 }
@@ -2955,7 +2985,7 @@ class live_core {
   mutable platform::change_signal signal;  // waited on through a const live_module
   platform::shadow_directory shadows;
   std::unique_ptr<platform::file_watch> watch;  // after signal: stopped before it goes
-  std::unique_ptr<module_core> current;
+  module_core_pointer current;
   std::string current_copy;  // the copy `current` was loaded from, kept to bring it back
   // What the exports name in their not_loaded error while no version is loaded: the cores of
   // failed versions are gone by then.
@@ -3032,7 +3062,7 @@ load_request request_for(const live_core& live, const std::string& copy) {
 
 /* One attempt to start a version from a copy. */
 struct started_version {
-  std::unique_ptr<module_core> core;  // null when nothing of it stays loaded
+  module_core_pointer core;  // null when nothing of it stays loaded
   std::optional<load_error> load;     // it failed to load
   std::optional<call_error> call;     // its main threw
   std::string stuck;  // main threw and it could not be unloaded: why (it stays, in `core`)
@@ -3318,7 +3348,7 @@ std::size_t no_usable_size(void*) { return 0; }
 const module_block_functions* module_block_owner(const void* block) {
   const module_block_functions* blocks = module_blocks.load(std::memory_order_acquire);
   if (blocks == nullptr || block == nullptr) return nullptr;
-  const address_range* arena = made_module_arena.load(std::memory_order_acquire);
+  const address_range* arena = reserved_module_heap_arena.load(std::memory_order_acquire);
   return (arena != nullptr && arena->contains(block)) || blocks->owns(block) ? blocks : nullptr;
 }
 }  // namespace detail

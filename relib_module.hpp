@@ -182,7 +182,7 @@
 namespace relib {
 
 /* A range of addresses [begin, begin + size). The host's arena for module heaps is one; both
-   sides ask it whether it holds a block (see host_link::arena). */
+   sides ask it whether it holds a block (see host_link::module_heap_arena). */
 struct address_range {
   std::uintptr_t begin = 0;
   std::size_t size = 0;
@@ -346,7 +346,7 @@ struct host_link {
   void* context;
   // Address space the host reserved for mimalloc and keeps mapped for good: a block inside it is
   // a mimalloc block, known without asking mimalloc (empty when there is none).
-  address_range arena;
+  address_range module_heap_arena;
 };
 __attribute__((visibility("hidden"))) inline const host_link* module_host = nullptr;
 
@@ -825,7 +825,7 @@ inline mi_heap_t* module_heap() {
    arena are answered with two compares; mimalloc is asked about the others. */
 inline bool is_mimalloc_block(const void* block) noexcept {
   const host_link* host = module_host;  // null while static constructors run: mimalloc is asked
-  if (RELIB_DETAIL_LIKELY(host != nullptr) && host->arena.contains(block)) return true;
+  if (RELIB_DETAIL_LIKELY(host != nullptr) && host->module_heap_arena.contains(block)) return true;
   return mi_is_in_heap_region(block);
 }
 
