@@ -375,7 +375,7 @@ struct no_imports {
 namespace relib {
 namespace detail {
 
-struct module_core;
+struct module_core;  // a loaded module's private record (see the implementation)
 
 struct interface_entry {
   std::string_view name;
@@ -410,7 +410,6 @@ struct load_request {
   std::shared_ptr<inspected_file> inspected;  // a live module's private copy, checked already
 };
 
-struct module_core;  // a loaded module's private record (see the implementation)
 struct module_core_deleter {
   void operator()(module_core* core) const noexcept;
 };
@@ -829,19 +828,6 @@ result<live_module<Exports>, reload_error> load_live_module(const std::string& p
 #if defined(RELIB_IMPLEMENTATION) && !defined(RELIB_DETAIL_HOST_IMPLEMENTED)
 #define RELIB_DETAIL_HOST_IMPLEMENTED
 #include <cxxabi.h>
-#include <dlfcn.h>
-#include <elf.h>
-#include <fcntl.h>
-#include <link.h>
-#include <poll.h>
-#include <signal.h>
-#include <sys/auxv.h>
-#include <sys/eventfd.h>
-#include <sys/inotify.h>
-#include <sys/mman.h>
-#include <sys/resource.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -880,6 +866,23 @@ RELIB_DETAIL_ERROR_TEXTS(call_errc, RELIB_CALL_ERRORS)
 RELIB_DETAIL_ERROR_TEXTS(reload_errc, RELIB_RELOAD_ERRORS)
 #endif
 
+}  // namespace relib
+
+#include <dlfcn.h>
+#include <elf.h>
+#include <fcntl.h>
+#include <link.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/auxv.h>
+#include <sys/eventfd.h>
+#include <sys/inotify.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace relib {
 namespace detail {
 
 /* >>platform: the OS seam ----------------------------------------------------------------------
@@ -1458,6 +1461,11 @@ class shadow_directory {
 #endif  // RELIB_DETAIL_UNLOADING
 
 }  // namespace platform
+}  // namespace detail
+}  // namespace relib
+
+namespace relib {
+namespace detail {
 
 /* ---- ELF reader --------------------------------------------------------------------------
    dlopen() runs the library's constructors, so everything relib checks is read from the file
@@ -1785,7 +1793,17 @@ struct module_core {
 };
 
 void module_core_deleter::operator()(module_core* core) const noexcept { delete core; }
+
+/* Loading sets up what later sections define: the host link and the module's heaps, and on a
+   failure the unload and the calls' error texts. */
 void keep_alive(module_core_pointer& core) noexcept;
+std::string describe_call_failure(const call_error& error);
+host_link make_host_link(module_core& core);
+struct mimalloc_api;
+const mimalloc_api& pinned_mimalloc();
+const address_range& reserve_module_heap_arena();
+void destroy_orphaned_heaps_of_this_thread();
+void register_module_heap(void* context, void* heap);
 
 /* What inspect_file() learned about a file, kept for its load. */
 struct inspected_file {
