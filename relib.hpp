@@ -839,35 +839,6 @@ result<live_module<Exports>, reload_error> load_live_module(const std::string& p
 #include <mutex>
 #include <thread>
 
-namespace relib {
-
-#define RELIB_DETAIL_CODE_NAME(code, explanation) \
-  case errc::code:                                \
-    return #code;
-#define RELIB_DETAIL_CODE_EXPLANATION(code, explanation) \
-  case errc::code:                                       \
-    return explanation;
-#define RELIB_DETAIL_ERROR_TEXTS(errc_type, LIST)                                            \
-  const char* to_string(errc_type code) noexcept {                                           \
-    using errc = errc_type;                                                                  \
-    switch (code) { LIST(RELIB_DETAIL_CODE_NAME) }                                           \
-    return "unknown";                                                                        \
-  }                                                                                          \
-  const char* explain(errc_type code) noexcept {                                             \
-    using errc = errc_type;                                                                  \
-    switch (code) { LIST(RELIB_DETAIL_CODE_EXPLANATION) }                                    \
-    return "an unknown error code";                                                          \
-  }
-
-RELIB_DETAIL_ERROR_TEXTS(load_errc, RELIB_LOAD_ERRORS)
-RELIB_DETAIL_ERROR_TEXTS(unload_errc, RELIB_UNLOAD_ERRORS)
-RELIB_DETAIL_ERROR_TEXTS(call_errc, RELIB_CALL_ERRORS)
-#if RELIB_DETAIL_UNLOADING
-RELIB_DETAIL_ERROR_TEXTS(reload_errc, RELIB_RELOAD_ERRORS)
-#endif
-
-}  // namespace relib
-
 #include <dlfcn.h>
 #include <elf.h>
 #include <fcntl.h>
@@ -1465,7 +1436,55 @@ class shadow_directory {
 }  // namespace relib
 
 namespace relib {
+
+#define RELIB_DETAIL_CODE_NAME(code, explanation) \
+  case errc::code:                                \
+    return #code;
+#define RELIB_DETAIL_CODE_EXPLANATION(code, explanation) \
+  case errc::code:                                       \
+    return explanation;
+#define RELIB_DETAIL_ERROR_TEXTS(errc_type, LIST)                                            \
+  const char* to_string(errc_type code) noexcept {                                           \
+    using errc = errc_type;                                                                  \
+    switch (code) { LIST(RELIB_DETAIL_CODE_NAME) }                                           \
+    return "unknown";                                                                        \
+  }                                                                                          \
+  const char* explain(errc_type code) noexcept {                                             \
+    using errc = errc_type;                                                                  \
+    switch (code) { LIST(RELIB_DETAIL_CODE_EXPLANATION) }                                    \
+    return "an unknown error code";                                                          \
+  }
+
+RELIB_DETAIL_ERROR_TEXTS(load_errc, RELIB_LOAD_ERRORS)
+RELIB_DETAIL_ERROR_TEXTS(unload_errc, RELIB_UNLOAD_ERRORS)
+RELIB_DETAIL_ERROR_TEXTS(call_errc, RELIB_CALL_ERRORS)
+#if RELIB_DETAIL_UNLOADING
+RELIB_DETAIL_ERROR_TEXTS(reload_errc, RELIB_RELOAD_ERRORS)
+#endif
+
+}  // namespace relib
+
+namespace relib {
 namespace detail {
+
+/* The error's fields first, then its message, formatted once from them. An empty module name
+   stands for a moved-from object, whose reason says so. */
+std::string error_message(const char* operation, const std::string& module, const std::string& reason) {
+  if (module.empty()) return "relib: " + reason;
+  return std::string("relib: cannot ") + operation + " module '" + module + "': " + reason;
+}
+
+load_error make_load_error(load_errc code, const std::string& module, std::string reason) {
+  load_error error{code, module, std::move(reason), ""};
+  error.message = error_message("load", module, error.reason);
+  return error;
+}
+
+unload_error make_unload_error(unload_errc code, const std::string& module, std::string reason) {
+  unload_error error{code, module, std::move(reason), ""};
+  error.message = error_message("unload", module, error.reason);
+  return error;
+}
 
 /* ---- ELF reader --------------------------------------------------------------------------
    dlopen() runs the library's constructors, so everything relib checks is read from the file
@@ -1844,6 +1863,140 @@ registry& global_registry() {
   return instance;
 }
 
+/* ---- Errors from calls -------------------------------------------------------------------- */
+
+struct call_failure {
+  bool not_loaded = false;
+  std::string type;
+  std::string what;
+};
+
+call_failure& last_call_failure() {
+  static thread_local call_failure failure;
+  return failure;
+}
+
+std::string demangle(const char* mangled) {
+  if (mangled == nullptr || *mangled == '\0') return "an unknown type";
+  int status = 0;
+  char* readable = abi::__cxa_demangle(mangled, nullptr, nullptr, &status);
+  std::string out = status == 0 && readable != nullptr ? readable : mangled;
+  std::free(readable);
+  return out;
+}
+
+void record_call_failure(const char* mangled_type, const char* what) {
+  call_failure& failure = last_call_failure();
+  failure.not_loaded = mangled_type == nullptr && what == nullptr;
+  failure.type = failure.not_loaded ? "" : demangle(mangled_type);
+  failure.what = what != nullptr ? what : "";
+}
+
+
+std::string module_label(const module_core* owner) {
+  return owner != nullptr ? "module '" + owner->name + "'" : "a module object that was moved from";
+}
+
+call_error take_call_error(const call_site& site) {
+  const module_core* owner = site.owner;
+  const char* function = site.function;
+  call_failure& failure = last_call_failure();
+  call_error error;
+  error.module = owner != nullptr ? owner->name : "";
+  error.function = function;
+  if (failure.not_loaded) {
+    error.code = call_errc::not_loaded;
+    error.message = "relib: cannot call '" + error.function + "' of " + module_label(owner) +
+                    ": it is not loaded (unloaded or moved from); load the module again";
+    return error;
+  }
+  error.code = call_errc::exception;
+  error.exception_type = std::move(failure.type);
+  error.what = std::move(failure.what);
+  error.message = "relib: '" + error.function + "' of " + module_label(owner) + " threw " + error.exception_type;
+  if (!error.what.empty()) error.message += ": " + error.what;
+  return error;
+}
+
+call_error make_main_error(const module_core* owner, call_errc code, std::string_view asked_signature) {
+  call_error error;
+  error.code = code;
+  error.module = owner != nullptr ? owner->name : "";
+  error.function = "main";
+  const std::string prefix = "relib: cannot call main of " + module_label(owner) + ": ";
+  switch (code) {
+    case call_errc::no_main:
+      error.message = prefix + "the module defines no main; add RELIB_MODULE_MAIN(type) { ... } to it";
+      break;
+    case call_errc::main_signature_mismatch:
+      error.message = prefix + "it is " + owner->main_signature + " but the host asked for " +
+                      std::string(asked_signature) + "; call call_main<R>() with the module's return type";
+      break;
+    default:
+      error.message = prefix + "it is not loaded (unloaded or moved from); load the module again";
+      break;
+  }
+  return error;
+}
+
+bool core_is_loaded(const module_core* core) noexcept { return core != nullptr && core->loaded; }
+
+const std::string& core_path(const module_core* core) noexcept {
+  static const std::string none;
+  return core != nullptr ? core->path : none;
+}
+
+result<const void*, call_error> find_main(const module_core* core, std::string_view signature, std::string_view layout) {
+  if (core == nullptr || !core->loaded) return make_main_error(core, call_errc::not_loaded, signature);
+  if (core->main_symbol == nullptr) return make_main_error(core, call_errc::no_main, signature);
+  if (core->main_signature != signature || core->main_layout != layout) {
+    return make_main_error(core, call_errc::main_signature_mismatch, signature);
+  }
+  return core->main_symbol;
+}
+
+void report_destructor_unload_failure(const unload_error& error) noexcept {
+  std::fprintf(stderr, "%s (while destroying the module object; call unload() to handle this error)\n",
+               error.message.c_str());
+}
+
+/* A core whose library could not be unloaded is leaked on purpose: module threads may still call
+   back through its link. */
+void keep_alive(module_core_pointer& core) noexcept {
+  if (core && core->loaded) (void)core.release();
+}
+
+void release_core(module_core_pointer& core) noexcept {
+  if (!core || !core->loaded) return;
+#if RELIB_DETAIL_UNLOADING
+  auto unloaded = unload_core(*core);
+  if (!unloaded) {
+    report_destructor_unload_failure(unloaded.error());
+    keep_alive(core);
+  }
+#else
+  abandon_core(*core);
+#endif
+}
+
+void import_threw(const char* name, const char* signature) noexcept {
+  std::string type = "an unknown type", what;
+  try {
+    throw;
+  } catch (const std::exception& error) {
+    type = demangle(typeid(error).name());
+    what = error.what();
+  } catch (...) {
+    type = demangle(abi::__cxa_current_exception_type() ? abi::__cxa_current_exception_type()->name() : nullptr);
+  }
+  std::fprintf(stderr,
+               "relib: import '%s' (%s) threw %s%s%s. Imports must not throw: the exception would unwind "
+               "through module code. Catch it inside the import. Aborting.\n",
+               name, signature, type.c_str(), what.empty() ? "" : ": ", what.c_str());
+  std::fflush(stderr);
+  std::abort();
+}
+
 /* ---- Loading ------------------------------------------------------------------------------ */
 
 std::string describe_entry(std::string_view kind, std::string_view name, std::string_view signature) {
@@ -1873,25 +2026,6 @@ struct interface_problems {
     }
   }
 };
-
-/* The error's fields first, then its message, formatted once from them. An empty module name
-   stands for a moved-from object, whose reason says so. */
-std::string error_message(const char* operation, const std::string& module, const std::string& reason) {
-  if (module.empty()) return "relib: " + reason;
-  return std::string("relib: cannot ") + operation + " module '" + module + "': " + reason;
-}
-
-load_error make_load_error(load_errc code, const std::string& module, std::string reason) {
-  load_error error{code, module, std::move(reason), ""};
-  error.message = error_message("load", module, error.reason);
-  return error;
-}
-
-unload_error make_unload_error(unload_errc code, const std::string& module, std::string reason) {
-  unload_error error{code, module, std::move(reason), ""};
-  error.message = error_message("unload", module, error.reason);
-  return error;
-}
 
 void compare_interfaces(const load_request& request, const module_records& records, interface_problems& check) {
   for (const export_binding& wanted : request.exports) {
@@ -2063,19 +2197,168 @@ result<void, load_error> inspect_into(const load_request& request, inspected_fil
   return inspect_file(request, *file.core, file.contents, file.records);
 }
 
-/* ---- Module runtime: threads and thread_local destructors ----------------------------------
-   A module built with relib_add_module() sends pthread_create and __cxa_thread_atexit_impl here
-   (see relib_module.hpp). Threads run module code between two pieces of host code: the start
-   counts them, the end runs the thread's module thread_local destructors and uncounts them, so
-   once the count is zero no thread can be inside the module. thread_local destructors are kept
-   per thread: a module thread runs its own as it ends, a host thread when it exits (through a
-   host thread_local), and the unloading thread its own during unload(). */
+/* Opens the file and binds what its records list. Symbols the records name but the library lacks
+   land in `missing`: the module is open by then (its static constructors ran), so the caller
+   unloads it like any other rather than leaving behind what those constructors made. */
+result<module_core_pointer, load_error> open_core(load_request request, std::string& missing) {
+#if RELIB_DETAIL_UNLOADING
+  destroy_orphaned_heaps_of_this_thread();
+#endif
+  registry& modules = global_registry();
+  std::lock_guard<std::mutex> guard(modules.lock);
+  inspected_file own;
+  inspected_file& file = request.inspected ? *request.inspected : own;
+  if (!request.inspected) {
+    auto inspected = inspect_into(request, own);
+    if (!inspected) return inspected.error();
+  }
+  module_core_pointer core = std::move(file.core);
+  const std::string& path = core->path;
+  const module_records& records = file.records;
 
-struct thread_local_entry {
-  platform::thread_id thread;
-  void (*destructor)(void*);
-  void* object;
-};
+  // The registry knows relib's own modules. The same file opened by anyone else shows up as a
+  // dlopen() that returns an object which was already in the process.
+#if RELIB_DETAIL_UNLOADING
+  if (core->uses_heaps) (void)reserve_module_heap_arena();  // before the module's static constructors allocate
+#endif
+  const std::vector<std::uintptr_t> before = platform::loaded_library_bases();
+  std::string refusal;
+  core->handle = platform::open_library(path, refusal);
+  if (core->handle == nullptr) {
+    return make_load_error(load_errc::dlopen_failed, core->name,
+                           "the dynamic loader refused it: " + refusal +
+                               " (check that every symbol it uses is defined and its dependencies are installed)");
+  }
+  const platform::loaded_object opened = platform::describe_library(core->handle);
+  if (std::find(before.begin(), before.end(), opened.base) != before.end()) {
+    platform::close_library(core->handle);
+    return make_load_error(load_errc::already_loaded, core->name,
+                           "this file is already loaded in the process outside relib (by dlopen() or as a "
+                           "dependency); close it first or load a copy of the file");
+  }
+
+  // Symbols are looked up only for what the records list: a failed dlsym() searches every
+  // library the module depends on.
+  auto find = [&](const char* prefix, std::string_view name) {
+    const std::string symbol = prefix + std::string(name);
+    const void* address = platform::find_symbol(core->handle, symbol.c_str());
+    if (address == nullptr) missing += " " + symbol;
+    return address;
+  };
+  if (const void* link = find("relib_", "host_link")) {
+    core->link = make_host_link(*core);
+    core->link_slot = *static_cast<const host_link** const*>(link);
+    *core->link_slot = &core->link;
+  }
+#if RELIB_DETAIL_UNLOADING
+  // A module that routes its memory (relib_static_init_heap exists) made a heap on this thread if
+  // its static constructors allocated.
+  if (const void* heap = platform::find_symbol(core->handle, "relib_static_init_heap")) {
+    (void)pinned_mimalloc();
+    void* static_heap = **static_cast<void** const*>(heap);
+    if (static_heap != nullptr && core->runtime) register_module_heap(core->runtime.get(), static_heap);
+  }
+#endif
+  for (const module_records::entry& needed : records.entries) {
+    if (needed.kind != "import") continue;
+    for (const import_binding& import : request.imports) {
+      if (import.entry.name != needed.name) continue;
+      if (const void* symbol = find("relib_import_", needed.name)) import.link(symbol);
+    }
+  }
+  for (const export_binding& binding : request.exports) {
+    if (const void* symbol = find("relib_export_", binding.entry.name)) binding.bind(binding.object, symbol, core.get());
+  }
+  if (!core->main_signature.empty()) core->main_symbol = find("relib_", "main");
+  if (records.find("before_unload", "before_unload") != nullptr) {
+    core->before_unload_symbol = find("relib_", "before_unload");
+  }
+  if (!core->state_type.empty()) {
+    core->state_attach_symbol = find("relib_", "state_attach");
+    if (records.find("migrate_state", "migrate_state") != nullptr) {
+      core->migrate_state_symbol = find("relib_", "migrate_state");
+    }
+    core->owns_state = request.state == nullptr;
+    core->state = core->owns_state ? std::make_shared<kept_state>() : request.state;
+  }
+  core->exports = std::move(request.exports);
+  core->loaded = true;
+  modules.modules.push_back(registry_entry{core->device, core->inode, path});
+  return core;
+}
+
+std::string describe_call_failure(const call_error& error) {
+  if (error.exception_type.empty()) return error.message;
+  return error.exception_type + (error.what.empty() ? "" : ": " + error.what);
+}
+
+/* Gives the module its state block: the kept one when the version is the same, else a fresh one,
+   converted from the kept one by the module's migrate hook. */
+result<void, load_error> hand_state_to_module(module_core& core) {
+  kept_state& kept = *core.state;
+  using attach_pointer = export_thunk<void(void*, int)>::pointer;
+  const attach_pointer attach = *static_cast<const attach_pointer*>(core.state_attach_symbol);
+  if (kept.current.data != nullptr && kept.current.version == core.state_version) {
+    auto attached = invoke_export<void, void*, int>(attach, call_site{&core, "state"}, kept.current.data,
+                                                    state_existing);
+    if (attached) return {};
+    return make_load_error(load_errc::state_migration_failed, core.name,
+                           "attaching the kept state failed: " + describe_call_failure(attached.error()));
+  }
+  kept_block fresh{core.state_version, core.state_type, core.state_size, core.state_alignment,
+                    ::operator new(core.state_size, std::align_val_t(core.state_alignment))};
+  std::memset(fresh.data, 0, fresh.size);
+  auto made = invoke_export<void, void*, int>(attach, call_site{&core, "state"}, fresh.data, state_fresh);
+  std::string failure = made ? "" : "the state's constructor threw " + describe_call_failure(made.error());
+  if (made && kept.current.data != nullptr) {
+    const kept_block& old = kept.current;
+    const old_state view{old.version, old.type.c_str(), old.data, old.size};
+    using migrate_pointer = export_thunk<void(const old_state*)>::pointer;
+    const migrate_pointer migrate = *static_cast<const migrate_pointer*>(core.migrate_state_symbol);
+    auto migrated = invoke_export<void, const old_state*>(migrate, call_site{&core, "migrate_state"}, &view);
+    if (!migrated) {
+      failure = "its RELIB_MODULE_MIGRATE_STATE threw " + describe_call_failure(migrated.error()) +
+                " while converting the state from version " + std::to_string(old.version) + " to " +
+                std::to_string(core.state_version);
+    }
+  }
+  if (!failure.empty()) {
+    free_block(fresh);
+    return make_load_error(load_errc::state_migration_failed, core.name,
+                           failure + "; the kept state is unchanged. Fix it and rebuild");
+  }
+  kept.replace(std::move(fresh));
+  if (core.owns_state) kept.commit();
+  return {};
+}
+
+result<module_core_pointer, load_error> load_core(load_request request) {
+  std::string missing;
+  auto opened = open_core(std::move(request), missing);
+  if (!opened) return opened;
+  module_core& core = **opened;
+  result<void, load_error> ready{};
+  if (!missing.empty()) {
+    ready = make_load_error(load_errc::not_a_relib_module, core.name,
+                            "its records list functions whose symbols are missing:" + missing +
+                                "; it was not built with relib_module.hpp's macros");
+  } else if (!core.state_type.empty()) {
+    ready = hand_state_to_module(core);  // module code runs here (constructor, migrate hook): outside the registry lock
+  }
+  if (ready) return opened;
+  const load_error& error = ready.error();
+#if RELIB_DETAIL_UNLOADING
+  auto unloaded = unload_core(core, before_unload_step::skip);
+  if (unloaded) return error;
+  keep_alive(*opened);  // its static constructors started threads that still run
+  return make_load_error(error.code, error.module,
+                         error.reason + "; the module could not be unloaded afterwards and stays in the process: " +
+                             unloaded.error().reason);
+#else
+  abandon_core(core);  // RTLD_NODELETE keeps it anyway; the registry names it for the next attempt
+  return make_load_error(error.code, error.module, error.reason + "; it stays in the process (RELIB_NO_UNLOADING)");
+#endif
+}
 
 /* ---- Module memory: a mimalloc heap per (module, thread) -------------------------------------
    The host reaches mimalloc through the library the modules load (libmimalloc.so.2), pinned
@@ -2215,6 +2498,20 @@ void destroy_orphaned_heaps_of_this_thread() {
   }
   orphan_count.store(orphans.size(), std::memory_order_relaxed);
 }
+
+/* ---- Module runtime: threads and thread_local destructors ----------------------------------
+   A module built with relib_add_module() sends pthread_create and __cxa_thread_atexit_impl here
+   (see relib_module.hpp). Threads run module code between two pieces of host code: the start
+   counts them, the end runs the thread's module thread_local destructors and uncounts them, so
+   once the count is zero no thread can be inside the module. thread_local destructors are kept
+   per thread: a module thread runs its own as it ends, a host thread when it exits (through a
+   host thread_local), and the unloading thread its own during unload(). */
+
+struct thread_local_entry {
+  platform::thread_id thread;
+  void (*destructor)(void*);
+  void* object;
+};
 
 struct module_runtime : std::enable_shared_from_this<module_runtime> {
   std::mutex lock;
@@ -2469,169 +2766,6 @@ host_link make_host_link(module_core& core) {
   return link;
 }
 
-/* Opens the file and binds what its records list. Symbols the records name but the library lacks
-   land in `missing`: the module is open by then (its static constructors ran), so the caller
-   unloads it like any other rather than leaving behind what those constructors made. */
-result<module_core_pointer, load_error> open_core(load_request request, std::string& missing) {
-#if RELIB_DETAIL_UNLOADING
-  destroy_orphaned_heaps_of_this_thread();
-#endif
-  registry& modules = global_registry();
-  std::lock_guard<std::mutex> guard(modules.lock);
-  inspected_file own;
-  inspected_file& file = request.inspected ? *request.inspected : own;
-  if (!request.inspected) {
-    auto inspected = inspect_into(request, own);
-    if (!inspected) return inspected.error();
-  }
-  module_core_pointer core = std::move(file.core);
-  const std::string& path = core->path;
-  const module_records& records = file.records;
-
-  // The registry knows relib's own modules. The same file opened by anyone else shows up as a
-  // dlopen() that returns an object which was already in the process.
-#if RELIB_DETAIL_UNLOADING
-  if (core->uses_heaps) (void)reserve_module_heap_arena();  // before the module's static constructors allocate
-#endif
-  const std::vector<std::uintptr_t> before = platform::loaded_library_bases();
-  std::string refusal;
-  core->handle = platform::open_library(path, refusal);
-  if (core->handle == nullptr) {
-    return make_load_error(load_errc::dlopen_failed, core->name,
-                           "the dynamic loader refused it: " + refusal +
-                               " (check that every symbol it uses is defined and its dependencies are installed)");
-  }
-  const platform::loaded_object opened = platform::describe_library(core->handle);
-  if (std::find(before.begin(), before.end(), opened.base) != before.end()) {
-    platform::close_library(core->handle);
-    return make_load_error(load_errc::already_loaded, core->name,
-                           "this file is already loaded in the process outside relib (by dlopen() or as a "
-                           "dependency); close it first or load a copy of the file");
-  }
-
-  // Symbols are looked up only for what the records list: a failed dlsym() searches every
-  // library the module depends on.
-  auto find = [&](const char* prefix, std::string_view name) {
-    const std::string symbol = prefix + std::string(name);
-    const void* address = platform::find_symbol(core->handle, symbol.c_str());
-    if (address == nullptr) missing += " " + symbol;
-    return address;
-  };
-  if (const void* link = find("relib_", "host_link")) {
-    core->link = make_host_link(*core);
-    core->link_slot = *static_cast<const host_link** const*>(link);
-    *core->link_slot = &core->link;
-  }
-#if RELIB_DETAIL_UNLOADING
-  // A module that routes its memory (relib_static_init_heap exists) made a heap on this thread if
-  // its static constructors allocated.
-  if (const void* heap = platform::find_symbol(core->handle, "relib_static_init_heap")) {
-    (void)pinned_mimalloc();
-    void* static_heap = **static_cast<void** const*>(heap);
-    if (static_heap != nullptr && core->runtime) register_module_heap(core->runtime.get(), static_heap);
-  }
-#endif
-  for (const module_records::entry& needed : records.entries) {
-    if (needed.kind != "import") continue;
-    for (const import_binding& import : request.imports) {
-      if (import.entry.name != needed.name) continue;
-      if (const void* symbol = find("relib_import_", needed.name)) import.link(symbol);
-    }
-  }
-  for (const export_binding& binding : request.exports) {
-    if (const void* symbol = find("relib_export_", binding.entry.name)) binding.bind(binding.object, symbol, core.get());
-  }
-  if (!core->main_signature.empty()) core->main_symbol = find("relib_", "main");
-  if (records.find("before_unload", "before_unload") != nullptr) {
-    core->before_unload_symbol = find("relib_", "before_unload");
-  }
-  if (!core->state_type.empty()) {
-    core->state_attach_symbol = find("relib_", "state_attach");
-    if (records.find("migrate_state", "migrate_state") != nullptr) {
-      core->migrate_state_symbol = find("relib_", "migrate_state");
-    }
-    core->owns_state = request.state == nullptr;
-    core->state = core->owns_state ? std::make_shared<kept_state>() : request.state;
-  }
-  core->exports = std::move(request.exports);
-  core->loaded = true;
-  modules.modules.push_back(registry_entry{core->device, core->inode, path});
-  return core;
-}
-
-std::string describe_call_failure(const call_error& error) {
-  if (error.exception_type.empty()) return error.message;
-  return error.exception_type + (error.what.empty() ? "" : ": " + error.what);
-}
-
-/* Gives the module its state block: the kept one when the version is the same, else a fresh one,
-   converted from the kept one by the module's migrate hook. */
-result<void, load_error> hand_state_to_module(module_core& core) {
-  kept_state& kept = *core.state;
-  using attach_pointer = export_thunk<void(void*, int)>::pointer;
-  const attach_pointer attach = *static_cast<const attach_pointer*>(core.state_attach_symbol);
-  if (kept.current.data != nullptr && kept.current.version == core.state_version) {
-    auto attached = invoke_export<void, void*, int>(attach, call_site{&core, "state"}, kept.current.data,
-                                                    state_existing);
-    if (attached) return {};
-    return make_load_error(load_errc::state_migration_failed, core.name,
-                           "attaching the kept state failed: " + describe_call_failure(attached.error()));
-  }
-  kept_block fresh{core.state_version, core.state_type, core.state_size, core.state_alignment,
-                    ::operator new(core.state_size, std::align_val_t(core.state_alignment))};
-  std::memset(fresh.data, 0, fresh.size);
-  auto made = invoke_export<void, void*, int>(attach, call_site{&core, "state"}, fresh.data, state_fresh);
-  std::string failure = made ? "" : "the state's constructor threw " + describe_call_failure(made.error());
-  if (made && kept.current.data != nullptr) {
-    const kept_block& old = kept.current;
-    const old_state view{old.version, old.type.c_str(), old.data, old.size};
-    using migrate_pointer = export_thunk<void(const old_state*)>::pointer;
-    const migrate_pointer migrate = *static_cast<const migrate_pointer*>(core.migrate_state_symbol);
-    auto migrated = invoke_export<void, const old_state*>(migrate, call_site{&core, "migrate_state"}, &view);
-    if (!migrated) {
-      failure = "its RELIB_MODULE_MIGRATE_STATE threw " + describe_call_failure(migrated.error()) +
-                " while converting the state from version " + std::to_string(old.version) + " to " +
-                std::to_string(core.state_version);
-    }
-  }
-  if (!failure.empty()) {
-    free_block(fresh);
-    return make_load_error(load_errc::state_migration_failed, core.name,
-                           failure + "; the kept state is unchanged. Fix it and rebuild");
-  }
-  kept.replace(std::move(fresh));
-  if (core.owns_state) kept.commit();
-  return {};
-}
-
-result<module_core_pointer, load_error> load_core(load_request request) {
-  std::string missing;
-  auto opened = open_core(std::move(request), missing);
-  if (!opened) return opened;
-  module_core& core = **opened;
-  result<void, load_error> ready{};
-  if (!missing.empty()) {
-    ready = make_load_error(load_errc::not_a_relib_module, core.name,
-                            "its records list functions whose symbols are missing:" + missing +
-                                "; it was not built with relib_module.hpp's macros");
-  } else if (!core.state_type.empty()) {
-    ready = hand_state_to_module(core);  // module code runs here (constructor, migrate hook): outside the registry lock
-  }
-  if (ready) return opened;
-  const load_error& error = ready.error();
-#if RELIB_DETAIL_UNLOADING
-  auto unloaded = unload_core(core, before_unload_step::skip);
-  if (unloaded) return error;
-  keep_alive(*opened);  // its static constructors started threads that still run
-  return make_load_error(error.code, error.module,
-                         error.reason + "; the module could not be unloaded afterwards and stays in the process: " +
-                             unloaded.error().reason);
-#else
-  abandon_core(core);  // RTLD_NODELETE keeps it anyway; the registry names it for the next attempt
-  return make_load_error(error.code, error.module, error.reason + "; it stays in the process (RELIB_NO_UNLOADING)");
-#endif
-}
-
 /* ---- Unloading ---------------------------------------------------------------------------
    dlclose() returning 0 does not mean the library left: glibc keeps it for STB_GNU_UNIQUE
    symbols, for other open handles, for libraries that depend on it, and while thread_local
@@ -2804,140 +2938,6 @@ result<unload_report, unload_error> unload_core(module_core& core, before_unload
 void abandon_core(module_core& core) noexcept {
   core.loaded = false;  // the handle is never closed: RTLD_NODELETE keeps the library for good
   if (core.link_slot != nullptr) *core.link_slot = nullptr;  // the core goes with the module object
-}
-
-/* ---- Errors from calls -------------------------------------------------------------------- */
-
-struct call_failure {
-  bool not_loaded = false;
-  std::string type;
-  std::string what;
-};
-
-call_failure& last_call_failure() {
-  static thread_local call_failure failure;
-  return failure;
-}
-
-std::string demangle(const char* mangled) {
-  if (mangled == nullptr || *mangled == '\0') return "an unknown type";
-  int status = 0;
-  char* readable = abi::__cxa_demangle(mangled, nullptr, nullptr, &status);
-  std::string out = status == 0 && readable != nullptr ? readable : mangled;
-  std::free(readable);
-  return out;
-}
-
-void record_call_failure(const char* mangled_type, const char* what) {
-  call_failure& failure = last_call_failure();
-  failure.not_loaded = mangled_type == nullptr && what == nullptr;
-  failure.type = failure.not_loaded ? "" : demangle(mangled_type);
-  failure.what = what != nullptr ? what : "";
-}
-
-
-std::string module_label(const module_core* owner) {
-  return owner != nullptr ? "module '" + owner->name + "'" : "a module object that was moved from";
-}
-
-call_error take_call_error(const call_site& site) {
-  const module_core* owner = site.owner;
-  const char* function = site.function;
-  call_failure& failure = last_call_failure();
-  call_error error;
-  error.module = owner != nullptr ? owner->name : "";
-  error.function = function;
-  if (failure.not_loaded) {
-    error.code = call_errc::not_loaded;
-    error.message = "relib: cannot call '" + error.function + "' of " + module_label(owner) +
-                    ": it is not loaded (unloaded or moved from); load the module again";
-    return error;
-  }
-  error.code = call_errc::exception;
-  error.exception_type = std::move(failure.type);
-  error.what = std::move(failure.what);
-  error.message = "relib: '" + error.function + "' of " + module_label(owner) + " threw " + error.exception_type;
-  if (!error.what.empty()) error.message += ": " + error.what;
-  return error;
-}
-
-call_error make_main_error(const module_core* owner, call_errc code, std::string_view asked_signature) {
-  call_error error;
-  error.code = code;
-  error.module = owner != nullptr ? owner->name : "";
-  error.function = "main";
-  const std::string prefix = "relib: cannot call main of " + module_label(owner) + ": ";
-  switch (code) {
-    case call_errc::no_main:
-      error.message = prefix + "the module defines no main; add RELIB_MODULE_MAIN(type) { ... } to it";
-      break;
-    case call_errc::main_signature_mismatch:
-      error.message = prefix + "it is " + owner->main_signature + " but the host asked for " +
-                      std::string(asked_signature) + "; call call_main<R>() with the module's return type";
-      break;
-    default:
-      error.message = prefix + "it is not loaded (unloaded or moved from); load the module again";
-      break;
-  }
-  return error;
-}
-
-bool core_is_loaded(const module_core* core) noexcept { return core != nullptr && core->loaded; }
-
-const std::string& core_path(const module_core* core) noexcept {
-  static const std::string none;
-  return core != nullptr ? core->path : none;
-}
-
-result<const void*, call_error> find_main(const module_core* core, std::string_view signature, std::string_view layout) {
-  if (core == nullptr || !core->loaded) return make_main_error(core, call_errc::not_loaded, signature);
-  if (core->main_symbol == nullptr) return make_main_error(core, call_errc::no_main, signature);
-  if (core->main_signature != signature || core->main_layout != layout) {
-    return make_main_error(core, call_errc::main_signature_mismatch, signature);
-  }
-  return core->main_symbol;
-}
-
-void report_destructor_unload_failure(const unload_error& error) noexcept {
-  std::fprintf(stderr, "%s (while destroying the module object; call unload() to handle this error)\n",
-               error.message.c_str());
-}
-
-/* A core whose library could not be unloaded is leaked on purpose: module threads may still call
-   back through its link. */
-void keep_alive(module_core_pointer& core) noexcept {
-  if (core && core->loaded) (void)core.release();
-}
-
-void release_core(module_core_pointer& core) noexcept {
-  if (!core || !core->loaded) return;
-#if RELIB_DETAIL_UNLOADING
-  auto unloaded = unload_core(*core);
-  if (!unloaded) {
-    report_destructor_unload_failure(unloaded.error());
-    keep_alive(core);
-  }
-#else
-  abandon_core(*core);
-#endif
-}
-
-void import_threw(const char* name, const char* signature) noexcept {
-  std::string type = "an unknown type", what;
-  try {
-    throw;
-  } catch (const std::exception& error) {
-    type = demangle(typeid(error).name());
-    what = error.what();
-  } catch (...) {
-    type = demangle(abi::__cxa_current_exception_type() ? abi::__cxa_current_exception_type()->name() : nullptr);
-  }
-  std::fprintf(stderr,
-               "relib: import '%s' (%s) threw %s%s%s. Imports must not throw: the exception would unwind "
-               "through module code. Catch it inside the import. Aborting.\n",
-               name, signature, type.c_str(), what.empty() ? "" : ": ", what.c_str());
-  std::fflush(stderr);
-  std::abort();
 }
 
 }  // namespace detail
