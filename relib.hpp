@@ -97,6 +97,9 @@
 
 #ifndef RELIB_HPP_INCLUDED
 #define RELIB_HPP_INCLUDED
+#if !defined(RELIB_MODULE_ARENA_SIZE)
+#define RELIB_MODULE_ARENA_SIZE (std::size_t{16} << 30)
+#endif
 
 #define RELIB_DETAIL_HOST_SIDE
 #include "relib_module.hpp"
@@ -285,6 +288,35 @@ struct call_error {
   std::string message;
 };
 
+template <class R>
+using call_result = result<R, call_error>;
+
+#if RELIB_DETAIL_UNLOADING
+struct reload_error {
+  reload_errc code;
+  std::string module;  // the watched path
+  std::string reason;  // what failed (the inner error's reason) and which version runs now
+  std::string message;
+  std::optional<load_error> load;      // load_failed, rollback_failed: why the new version was refused
+  std::optional<unload_error> unload;  // unload_failed
+  std::optional<call_error> call;      // main_failed
+  std::uint64_t running_version = 0;   // the generation() serving calls now; 0: none
+};
+
+#endif
+
+/* A code's name ("file_not_found"), and the line that explains it. */
+const char* to_string(load_errc code) noexcept;
+const char* to_string(unload_errc code) noexcept;
+const char* to_string(call_errc code) noexcept;
+const char* explain(load_errc code) noexcept;
+const char* explain(unload_errc code) noexcept;
+const char* explain(call_errc code) noexcept;
+#if RELIB_DETAIL_UNLOADING
+const char* to_string(reload_errc code) noexcept;
+const char* explain(reload_errc code) noexcept;
+#endif
+
 struct unload_report {
   std::string module;
   std::chrono::nanoseconds duration{};          // from the unload() call to the verified absence
@@ -302,30 +334,8 @@ struct unload_report {
   std::size_t mapped_bytes_unmapped = 0;  // mmap()ed by module code and left behind
 };
 
-template <class R>
-using call_result = result<R, call_error>;
-
-#if RELIB_DETAIL_UNLOADING
-struct reload_error {
-  reload_errc code;
-  std::string module;  // the watched path
-  std::string reason;  // what failed (the inner error's reason) and which version runs now
-  std::string message;
-  std::optional<load_error> load;      // load_failed, rollback_failed: why the new version was refused
-  std::optional<unload_error> unload;  // unload_failed
-  std::optional<call_error> call;      // main_failed
-  std::uint64_t running_version = 0;   // the generation() serving calls now; 0: none
-};
-
-struct live_options {
-  // How long the file must stay untouched after a writer closed it (or renamed it into place)
-  // before it counts as a new build. A file still open for writing never counts.
-  std::chrono::milliseconds settle_time{50};
-  // Where the private directory for the loaded copies is made; empty: next to the module file,
-  // then $TMPDIR, then /tmp.
-  std::string shadow_parent;
-};
-#endif
+/* The report as a few lines a host can print. */
+std::string to_string(const unload_report& report);
 
 /* Module memory that an unload could not reclaim yet because another live thread owns the heap;
    each such thread destroys it when it exits or next calls load_module() or unload(). */
@@ -336,27 +346,9 @@ struct pending_memory {
 };
 pending_memory memory_awaiting_reclamation();
 
-#if !defined(RELIB_MODULE_ARENA_SIZE)
-#define RELIB_MODULE_ARENA_SIZE (std::size_t{16} << 30)
-#endif
 /* The address space reserved for module heaps (RELIB_MODULE_ARENA_SIZE) at the first load of a
    module that uses them; empty before that, when it is 0, or under an address-space limit. */
 address_range module_heap_arena() noexcept;
-
-/* The report as a few lines a host can print. */
-std::string to_string(const unload_report& report);
-
-/* A code's name ("file_not_found"), and the line that explains it. */
-const char* to_string(load_errc code) noexcept;
-const char* to_string(unload_errc code) noexcept;
-const char* to_string(call_errc code) noexcept;
-const char* explain(load_errc code) noexcept;
-const char* explain(unload_errc code) noexcept;
-const char* explain(call_errc code) noexcept;
-#if RELIB_DETAIL_UNLOADING
-const char* to_string(reload_errc code) noexcept;
-const char* explain(reload_errc code) noexcept;
-#endif
 
 /* For modules without exports or imports. */
 struct no_exports {
@@ -675,6 +667,14 @@ result<module<Exports>, load_error> load_module(const std::string& path, Imports
 }
 
 #if RELIB_DETAIL_UNLOADING
+struct live_options {
+  // How long the file must stay untouched after a writer closed it (or renamed it into place)
+  // before it counts as a new build. A file still open for writing never counts.
+  std::chrono::milliseconds settle_time{50};
+  // Where the private directory for the loaded copies is made; empty: next to the module file,
+  // then $TMPDIR, then /tmp.
+  std::string shadow_parent;
+};
 namespace detail {
 class live_core;
 struct live_core_deleter {
