@@ -97,6 +97,14 @@
 
 #ifndef RELIB_HPP_INCLUDED
 #define RELIB_HPP_INCLUDED
+
+/* >>configuration ---- every macro a host may define, with its default --------------------------
+     RELIB_IMPLEMENTATION         in one file of the host: the implementation goes there
+     RELIB_HOST                   this is a host (relib::host defines it): include order is free
+     RELIB_NO_UNLOADING           modules stay loaded (read by relib_module.hpp; host and module agree)
+     RELIB_MODULE_ARENA_SIZE      address space reserved for module heaps (below; 0: none)
+     RELIB_NO_FREE_INTERPOSITION  no free/realloc/malloc_usable_size in the host (>>free interposition)
+   The manual above says what each does. */
 #if !defined(RELIB_MODULE_ARENA_SIZE)
 #define RELIB_MODULE_ARENA_SIZE (std::size_t{16} << 30)
 #endif
@@ -114,7 +122,7 @@
 #include <string>
 #include <vector>
 
-/* ==== Public: results and errors ========================================================= */
+/* >>results ---- result<T, E>: a value or an error ------------------------------------------- */
 
 namespace relib {
 
@@ -211,7 +219,7 @@ class result<void, E> {
   std::optional<E> error_;
 };
 
-/* >>errors: every error code and the one line that explains it, in one list per operation. Each
+/* >>errors ---- every error code and the one line that explains it, in one list per operation. Each
    list expands into the enum, to_string(code) (the code's name) and explain(code) (the line);
    docs/errors.md tells each at length, and a test checks that it names every code. */
 #define RELIB_LOAD_ERRORS(X)                                                                              \
@@ -317,6 +325,8 @@ const char* to_string(reload_errc code) noexcept;
 const char* explain(reload_errc code) noexcept;
 #endif
 
+/* >>reports ---- what unload() measured, and module memory still to reclaim ------------------- */
+
 struct unload_report {
   std::string module;
   std::chrono::nanoseconds duration{};          // from the unload() call to the verified absence
@@ -362,7 +372,7 @@ struct no_imports {
 
 }  // namespace relib
 
-/* ==== Private: what the templates need from the implementation ========================== */
+/* >>template plumbing ---- private: what the public templates need from the implementation ---- */
 
 namespace relib {
 namespace detail {
@@ -589,7 +599,7 @@ struct import_collector {
 
 }  // namespace detail
 
-/* ==== Public: the module object and load_module ========================================= */
+/* >>module ---- module<Exports> and load_module ----------------------------------------------- */
 
 template <class Exports>
 class module {
@@ -665,6 +675,8 @@ result<module<Exports>, load_error> load_module(const std::string& path, Imports
   if (!core) return core.error();
   return module<Exports>(std::move(*core), std::move(exports));
 }
+
+/* >>live module ---- live_module<Exports> and load_live_module (docs/live-reload.md) ---------- */
 
 #if RELIB_DETAIL_UNLOADING
 struct live_options {
@@ -787,7 +799,7 @@ result<live_module<Exports>, reload_error> load_live_module(const std::string& p
 
 }  // namespace relib
 
-/* ==== Public: interface macros for the host ============================================= */
+/* >>interface macros ---- RELIB_HOST_EXPORTS and RELIB_HOST_IMPORTS ---------------------------- */
 
 #define RELIB_DETAIL_HOST_EXPORT_MEMBER(id, ...) relib::detail::export_function<__VA_ARGS__> id{#id};
 #define RELIB_DETAIL_HOST_EXPORT_VISIT(id, ...) visitor(id);
@@ -823,7 +835,23 @@ result<live_module<Exports>, reload_error> load_live_module(const std::string& p
 
 #endif /* RELIB_HPP_INCLUDED */
 
-/* ==== Implementation ===================================================================== */
+/* >>implementation ------------------------------------------------------------------------------
+   Section map, in file order; search for a marker to jump to it. A load reads down from >>load to
+   >>host link, an unload is >>unload, a reload is >>live reload (copy_and_check, swap_in, roll_back).
+     >>platform            the OS seam: libraries, files, threads, address space, watching, copies
+     >>errors              code names and explanations; messages formatted from the fields
+     >>elf reader          the header and relib's notes, read before any module code runs
+     >>module records      relib's records, parsed
+     >>state blocks        the block a live module keeps across versions, owned by the host
+     >>module core         one loaded module (private), and the registry of all
+     >>calls               errors from calls, main, what a module object does as it goes
+     >>load                inspect (read and check the file), open, bind, hand over the state
+     >>heaps               a mimalloc heap per (module, thread), the arena, heaps left to others
+     >>host link           what module code calls back: threads, thread_locals, keys, mappings
+     >>unload              before_unload, the checks, dlclose, the proof it is gone, reclaiming
+     >>reports             the unload report as text, the arena, memory awaiting reclamation
+     >>live reload         the watched module: copy and check, swap in, roll back
+     >>free interposition  the host's free, realloc and malloc_usable_size for module blocks */
 
 #if defined(RELIB_IMPLEMENTATION) && !defined(RELIB_DETAIL_HOST_IMPLEMENTED)
 #define RELIB_DETAIL_HOST_IMPLEMENTED
@@ -839,6 +867,11 @@ result<live_module<Exports>, reload_error> load_live_module(const std::string& p
 #include <mutex>
 #include <thread>
 
+/* >>platform ---- the OS seam -----------------------------------------------------------------
+   Every call into the dynamic loader, the file system, threads, inotify, leases and the address
+   space is made here, and nowhere else: a port to another system (Windows: LoadLibrary,
+   ReadDirectoryChangesW, VirtualAlloc) writes this section again with the same names.
+   docs/porting.md lists each function and what it must guarantee. Linux/glibc follows. */
 #include <dlfcn.h>
 #include <elf.h>
 #include <fcntl.h>
@@ -855,12 +888,6 @@ result<live_module<Exports>, reload_error> load_live_module(const std::string& p
 
 namespace relib {
 namespace detail {
-
-/* >>platform: the OS seam ----------------------------------------------------------------------
-   Every call into the dynamic loader, the file system, threads, inotify, leases and the address
-   space is made here, and nowhere else: a port to another system (Windows: LoadLibrary,
-   ReadDirectoryChangesW, VirtualAlloc) writes this section again with the same names.
-   docs/porting.md lists each function and what it must guarantee. Linux/glibc follows. */
 namespace platform {
 
 /* ---- The machine: what an ELF file built for this process says in its header ---- */
@@ -1435,6 +1462,7 @@ class shadow_directory {
 }  // namespace detail
 }  // namespace relib
 
+/* >>errors ---- each code's name and explanation, from the lists; messages made from fields ---- */
 namespace relib {
 
 #define RELIB_DETAIL_CODE_NAME(code, explanation) \
@@ -1486,7 +1514,7 @@ unload_error make_unload_error(unload_errc code, const std::string& module, std:
   return error;
 }
 
-/* ---- ELF reader --------------------------------------------------------------------------
+/* >>elf reader ------------------------------------------------------------------------------
    dlopen() runs the library's constructors, so everything relib checks is read from the file
    first: the header and relib's notes; to explain a failed unload, also the dynamic symbols (for STB_GNU_UNIQUE, which
    glibc never unloads) and the dynamic section (DT_NEEDED, DT_SONAME). Every offset is checked
@@ -1661,7 +1689,7 @@ elf_status read_elf(const platform::readable_file& opened, elf_contents& out, st
   return elf_status::ok;
 }
 
-/* ---- Module records ----------------------------------------------------------------------
+/* >>module records --------------------------------------------------------------------------
    Written by relib_module.hpp as ELF notes, one record each:
      module <TAB> relib <TAB> version=.. <TAB> compiler=.. <TAB> stdlib=.. <TAB> unloading=0|1
             <TAB> heaps=mimalloc|none
@@ -1724,7 +1752,7 @@ module_records parse_records(std::string_view meta) {
   return records;
 }
 
-/* ---- State blocks ------------------------------------------------------------------------
+/* >>state blocks ----------------------------------------------------------------------------
    The host allocates the block, so it outlives every version of the module. While a reload
    migrates, the previous block waits in `previous` until the new version is kept (commit) or
    the reload is undone (rollback). */
@@ -1782,6 +1810,8 @@ struct kept_state {
     current = std::exchange(previous, kept_block{});
   }
 };
+
+/* >>module core ---- one loaded module, and the registry of all -------------------------------- */
 
 /* Everything relib knows of one loaded module: what it read from the file, the symbols it bound,
    and what the module's runtime recorded. module<Exports> and live_core own one each. */
@@ -1863,7 +1893,7 @@ registry& global_registry() {
   return instance;
 }
 
-/* ---- Errors from calls -------------------------------------------------------------------- */
+/* >>calls ---- errors from calls, main, and what a module object does as it goes -------------- */
 
 struct call_failure {
   bool not_loaded = false;
@@ -1997,7 +2027,9 @@ void import_threw(const char* name, const char* signature) noexcept {
   std::abort();
 }
 
-/* ---- Loading ------------------------------------------------------------------------------ */
+/* >>load ---- inspect (read and check the file), open, bind, hand over the state -------------- */
+
+/* ---- Inspect: the file and its records against the host's interface, before any module code ---- */
 
 std::string describe_entry(std::string_view kind, std::string_view name, std::string_view signature) {
   return std::string(kind) + " '" + std::string(name) + "' (" + std::string(signature) + ")";
@@ -2197,6 +2229,8 @@ result<void, load_error> inspect_into(const load_request& request, inspected_fil
   return inspect_file(request, *file.core, file.contents, file.records);
 }
 
+/* ---- Open and bind ---- */
+
 /* Opens the file and binds what its records list. Symbols the records name but the library lacks
    land in `missing`: the module is open by then (its static constructors ran), so the caller
    unloads it like any other rather than leaving behind what those constructors made. */
@@ -2292,6 +2326,8 @@ std::string describe_call_failure(const call_error& error) {
   return error.exception_type + (error.what.empty() ? "" : ": " + error.what);
 }
 
+/* ---- Hand over the state; the whole load ---- */
+
 /* Gives the module its state block: the kept one when the version is the same, else a fresh one,
    converted from the kept one by the module's migrate hook. */
 result<void, load_error> hand_state_to_module(module_core& core) {
@@ -2360,7 +2396,7 @@ result<module_core_pointer, load_error> load_core(load_request request) {
 #endif
 }
 
-/* ---- Module memory: a mimalloc heap per (module, thread) -------------------------------------
+/* >>heaps ---- a mimalloc heap per (module, thread) ---------------------------------------------
    The host reaches mimalloc through the library the modules load (libmimalloc.so.2), pinned
    with RTLD_NODELETE once the first module is loaded, so the host's own allocator is left as it
    is (glibc, or mimalloc if the host chose it). */
@@ -2499,7 +2535,7 @@ void destroy_orphaned_heaps_of_this_thread() {
   orphan_count.store(orphans.size(), std::memory_order_relaxed);
 }
 
-/* ---- Module runtime: threads and thread_local destructors ----------------------------------
+/* >>host link ---- module threads, thread_local destructors, keys and mappings -----------------
    A module built with relib_add_module() sends pthread_create and __cxa_thread_atexit_impl here
    (see relib_module.hpp). Threads run module code between two pieces of host code: the start
    counts them, the end runs the thread's module thread_local destructors and uncounts them, so
@@ -2766,7 +2802,7 @@ host_link make_host_link(module_core& core) {
   return link;
 }
 
-/* ---- Unloading ---------------------------------------------------------------------------
+/* >>unload ----------------------------------------------------------------------------------
    dlclose() returning 0 does not mean the library left: glibc keeps it for STB_GNU_UNIQUE
    symbols, for other open handles, for libraries that depend on it, and while thread_local
    destructors it registered are pending. So unload verifies, and explains what it can. */
@@ -2943,6 +2979,7 @@ void abandon_core(module_core& core) noexcept {
 }  // namespace detail
 }  // namespace relib
 
+/* >>reports ---- the unload report as text, the arena, memory awaiting reclamation ----------- */
 namespace relib {
 std::string to_string(const unload_report& report) {
   std::string text = "relib: unloaded '" + report.module + "' in " +
@@ -2985,7 +3022,7 @@ pending_memory memory_awaiting_reclamation() {
 }  // namespace relib
 
 #if RELIB_DETAIL_UNLOADING
-/* ---- Live reload ----------------------------------------------------------------------------
+/* >>live reload -----------------------------------------------------------------------------
    A thread watches the module's directory with inotify and raises one flag when a new build is
    complete; the host's per-frame update() reads only that flag. The reload itself runs on the
    host's thread: copy the file into a private directory, check the copy, unload the running
@@ -3334,7 +3371,7 @@ result<unload_report, unload_error> live_unload(live_core* live) {
 #endif
 
 #if RELIB_DETAIL_UNLOADING && !defined(RELIB_NO_FREE_INTERPOSITION)
-/* ---- The host's free: module blocks to mimalloc, the rest to the process allocator ---------
+/* >>free interposition ---- module blocks to mimalloc, the rest to the process allocator -----
    Defined in the host executable, these take precedence over the allocator's own (glibc, or
    mimalloc or jemalloc linked by the host), which RTLD_NEXT finds for everything else. Define
    RELIB_NO_FREE_INTERPOSITION if the host defines these itself; memory returned by modules must

@@ -102,7 +102,7 @@
 #include <typeinfo>
 #include <utility>
 
-/* ==== Configuration ==================================================================== */
+/* >>configuration ---- version, the side this file is on, and what both sides record --------- */
 
 #define RELIB_VERSION_MAJOR 0
 #define RELIB_VERSION_MINOR 1
@@ -177,7 +177,7 @@
    been included (it redefines this), whichever header came first. */
 #define RELIB_DETAIL_IF_MODULE_IMPL(...)
 
-/* ==== Shared: compile-time signature strings ============================================ */
+/* >>signatures ---- shared: compile-time signature strings and records ---------------------- */
 
 namespace relib {
 
@@ -319,7 +319,7 @@ constexpr auto entry_record(const fixed_string<N>& kind_and_name) {
 template <class T>
 using identity_t = T;
 
-/* ==== Shared: the C ABI between host and module ========================================= */
+/* >>abi ---- shared: the C ABI between host and module ---------------------------------------- */
 
 /* What the host offers the module, set right after dlopen() through the visible pointer
    relib_host_link (so it is null while static constructors run):
@@ -497,7 +497,7 @@ struct old_state {
 
 namespace detail {
 
-/* ---- State that survives reloads (see docs/live-reload.md) ---------------------------------
+/* >>state ---- state that survives reloads (see docs/live-reload.md) --------------------------
    The host owns the block; the module declares its type and version with RELIB_MODULE_STATE.
    Only trivially copyable types qualify: the block outlives the module's heap and code, so it
    must hold no pointer into either. The record "state" carries the type's name and
@@ -546,7 +546,7 @@ void migrate_state(const old_state* old) {
 }  // namespace detail
 }  // namespace relib
 
-/* ==== Module side: interface macros ===================================================== */
+/* >>module macros ---- RELIB_MODULE_EXPORTS, _IMPORTS, _MAIN, _BEFORE_UNLOAD, _STATE ------------ */
 
 #define RELIB_DETAIL_RECORD(variable, kind_and_name, ...) \
   RELIB_DETAIL_META static constexpr auto variable =      \
@@ -647,7 +647,15 @@ T& module_state() noexcept {
 
 #endif /* RELIB_MODULE_HPP_INCLUDED */
 
-/* ==== Module side: implementation ======================================================== */
+/* >>implementation ------------------------------------------------------------------------------
+   The module side, in the one module file that defines RELIB_IMPLEMENTATION. Section map:
+     >>records             the module record the host reads before any module code runs
+     >>threads             pthread_create and __cxa_thread_atexit_impl, sent to the host
+     >>keys and mappings   pthread keys and mmap/munmap, recorded so unload releases them
+     >>memory              malloc, free and operator new on per-thread mimalloc heaps
+     >>fatal mistakes      an import called too early, the state used too early
+   The definitions in >>threads, >>keys and mappings and >>memory replace the C library's own for
+   module code only (relib_add_module's version script): they are this side's platform section. */
 
 #if defined(RELIB_IMPLEMENTATION) && RELIB_DETAIL_MODULE_SIDE && !defined(RELIB_DETAIL_MODULE_IMPLEMENTED)
 #define RELIB_DETAIL_MODULE_IMPLEMENTED
@@ -657,7 +665,7 @@ T& module_state() noexcept {
 #include <cstdio>
 #include <cstdlib>
 
-/* The module record: what the host compares before it lets any module code run. */
+/* >>records ---- the module record: what the host compares before it lets any module code run. */
 RELIB_DETAIL_META static constexpr auto relib_meta_module = relib::detail::make_note(relib::detail::fixed_string(
     "module\trelib\tversion=" RELIB_DETAIL_RECORDED_VERSION "\tcompiler=" RELIB_DETAIL_COMPILER
     "\tstdlib=" RELIB_DETAIL_STDLIB "\tunloading=" RELIB_DETAIL_STR(RELIB_DETAIL_UNLOADING)
@@ -667,7 +675,7 @@ RELIB_DETAIL_META static constexpr auto relib_meta_module = relib::detail::make_
 extern "C" RELIB_DETAIL_VISIBLE const relib::detail::host_link** const relib_host_link = &relib::detail::module_host;
 
 #if RELIB_DETAIL_UNLOADING
-/* ---- Threads and thread_local destructors ------------------------------------------------
+/* >>threads ---- threads and thread_local destructors -----------------------------------------
    relib_add_module() links the C++ runtime statically and keeps these two definitions local to
    the module, so std::thread and thread_local objects in module code come here. Threads are
    started by the host, which counts them (unload refuses while any runs) and runs their
@@ -699,8 +707,9 @@ extern "C" int __cxa_thread_atexit_impl(void (*destructor)(void*), void* object,
   return glibc_register(destructor, object, dso_handle);
 }
 
-/* pthread keys: one left behind keeps a destructor pointing into the unmapped module, which
-   glibc would call when a thread with a value for it exits. */
+/* >>keys and mappings ------------------------------------------------------------------------
+   pthread keys: one left behind keeps a destructor pointing into the unmapped module, which glibc
+   would call when a thread with a value for it exits. */
 extern "C" int pthread_key_create(pthread_key_t* key, void (*destructor)(void*)) noexcept {
   const relib::detail::host_link* host = relib::detail::module_host;
   if (host != nullptr && host->create_key != nullptr) return host->create_key(host->context, key, destructor);
@@ -739,7 +748,7 @@ extern "C" int munmap(void* address, std::size_t length) noexcept {
 }
 
 #if !defined(RELIB_CUSTOM_ALLOCATOR)
-/* ---- Memory: the module's allocations go to its own mimalloc heaps -------------------------
+/* >>memory ---- the module's allocations go to its own mimalloc heaps --------------------------
    These definitions are local to the module (relib_add_module's version script), so they serve
    exactly the code in the module's image, its static copy of libstdc++ included, and never libc
    or the dynamic loader. mimalloc heaps are bound to a thread, so each thread that allocates in
@@ -924,6 +933,7 @@ void operator delete[](void* block, std::align_val_t, const std::nothrow_t&) noe
 #endif /* RELIB_CUSTOM_ALLOCATOR */
 #endif
 
+/* >>fatal mistakes ---- reported, then the process ends: they happen inside module code ---- */
 namespace relib {
 namespace detail {
 void report_unlinked_import(const char* name, const char* signature) noexcept {
