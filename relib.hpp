@@ -1948,6 +1948,11 @@ call_error take_call_error(const call_site& site) {
   return error;
 }
 
+std::string describe_call_failure(const call_error& error) {
+  if (error.exception_type.empty()) return error.message;
+  return error.exception_type + (error.what.empty() ? "" : ": " + error.what);
+}
+
 call_error make_main_error(const module_core* owner, call_errc code, std::string_view asked_signature) {
   call_error error;
   error.code = code;
@@ -2319,11 +2324,6 @@ result<module_core_pointer, load_error> open_core(load_request request, std::str
   core->loaded = true;
   modules.modules.push_back(registry_entry{core->device, core->inode, path});
   return core;
-}
-
-std::string describe_call_failure(const call_error& error) {
-  if (error.exception_type.empty()) return error.message;
-  return error.exception_type + (error.what.empty() ? "" : ": " + error.what);
 }
 
 /* ---- Hand over the state; the whole load ---- */
