@@ -2445,7 +2445,7 @@ const mimalloc_api& pinned_mimalloc() {
    segment header. Instead, relib gives mimalloc one range of address space before the first
    module that uses heaps is opened, so that every segment (32 MiB) comes from it. The range stays
    mapped for the life of the process, so nothing but mimalloc ever owns an address inside it, and
-   module code answers with two compares (host_link::arena). mimalloc still
+   module code answers with two compares (host_link::module_heap_arena). mimalloc still
    decommits what it frees there (MADV_DONTNEED), and goes to the OS once the range is full. */
 std::atomic<const address_range*> reserved_module_heap_arena{nullptr};  // read by the host's free()
 
