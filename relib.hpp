@@ -64,8 +64,11 @@
                                         still own; each thread destroys its own at exit
        result<T, E>                     value or error: has_value(), operator bool, value(), *, ->,
                                         error(); value() on an error throws bad_result_access
-       load_error, unload_error, call_error: a code (load_errc, unload_errc, call_errc) and a
-                                        message naming the module, the function and the fix.
+       load_error, unload_error, call_error, reload_error: a code (load_errc...), the fields it is
+                                        about (module, reason; function and exception for calls;
+                                        the inner error for reloads) and a message made from them
+                                        that names the module, the function and the fix
+       to_string(code), explain(code)   a code's name, and one line on its cause
 
    After unload (or a move), the module's exports stay callable and return call_errc::not_loaded
    instead of crashing. Loading, calling and unloading are safe from several threads; two threads
@@ -88,6 +91,9 @@
                             malloc_usable_size, which otherwise recognize blocks that module code
                             allocated and the host frees (a std::string returned by value); with
                             it, such blocks must be freed by module code.
+
+   READING THE IMPLEMENTATION: search for ">>implementation"; its section map names each part
+   (>>platform holds every OS call, >>load, >>unload and >>live reload the three main paths).
 
    LICENSE: MIT, in full at the end of this file and in LICENSE.
 */
