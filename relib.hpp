@@ -1501,11 +1501,43 @@ RELIB_DETAIL_ERROR_TEXTS(reload_errc, RELIB_RELOAD_ERRORS)
 namespace relib {
 namespace detail {
 
+/* Text that comes from a file (records, symbol and library names, the loader's and the module's
+   words) or a path, as messages show it: control characters, and bytes that are not UTF-8, become
+   \xHH, so that nothing read from a module can drive the terminal that prints the message. */
+std::string shown(std::string_view text) {
+  static constexpr char digits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(text.size());
+  for (std::size_t i = 0; i < text.size();) {
+    const auto byte = static_cast<unsigned char>(text[i]);
+    if (byte >= 0x20 && byte < 0x7f) {
+      out += text[i++];
+      continue;
+    }
+    const std::size_t length = byte >= 0xc2 && byte <= 0xdf ? 2 : byte >= 0xe0 && byte <= 0xef ? 3
+                               : byte >= 0xf0 && byte <= 0xf4                                  ? 4
+                                                                                               : 0;
+    bool whole = length > 0 && length <= text.size() - i;
+    for (std::size_t k = 1; whole && k < length; ++k) whole = (static_cast<unsigned char>(text[i + k]) & 0xc0) == 0x80;
+    const bool c1_control = whole && byte == 0xc2 && static_cast<unsigned char>(text[i + 1]) < 0xa0;
+    if (whole && !c1_control) {
+      out.append(text.substr(i, length));
+      i += length;
+    } else {
+      out += "\\x";
+      out += digits[byte >> 4];
+      out += digits[byte & 15];
+      ++i;
+    }
+  }
+  return out;
+}
+
 /* The error's fields first, then its message, formatted once from them. An empty module name
    stands for a moved-from object, whose reason says so. */
 std::string error_message(const char* operation, const std::string& module, const std::string& reason) {
   if (module.empty()) return "relib: " + reason;
-  return std::string("relib: cannot ") + operation + " module '" + module + "': " + reason;
+  return std::string("relib: cannot ") + operation + " module '" + shown(module) + "': " + reason;
 }
 
 load_error make_load_error(load_errc code, const std::string& module, std::string reason) {
@@ -1537,6 +1569,11 @@ enum elf_extras : unsigned { elf_records_only = 0, elf_unique_symbols = 1, elf_n
 
 enum class elf_status { ok, not_elf, wrong_architecture, not_shared_library, unreadable };
 
+/* How much relib reads of a file at most: the notes holding its records before loading, and each
+   section read to explain a failed unload (a larger one goes unexplained). */
+constexpr std::uint64_t notes_read_limit = std::uint64_t{1} << 20;
+constexpr std::uint64_t section_read_limit = std::uint64_t{16} << 20;
+
 /* Bounds-checked reads at file offsets. */
 class elf_reader {
  public:
@@ -1548,7 +1585,7 @@ class elf_reader {
   }
 
   bool read_section(const platform::elf_section & section, std::string& out) const {
-    if (section.sh_type == SHT_NOBITS || section.sh_size > size_) return false;
+    if (section.sh_type == SHT_NOBITS || section.sh_size > size_ || section.sh_size > section_read_limit) return false;
     out.resize(section.sh_size);
     return read_at(section.sh_offset, out.data(), section.sh_size);
   }
@@ -1659,9 +1696,18 @@ elf_status read_elf(const platform::readable_file& opened, elf_contents& out, st
              " but the file has " + std::to_string(size) + " bytes (is it still being written?)";
     return elf_status::unreadable;
   }
+  // The records are read from a bounded area, so that no file makes relib read or allocate much
+  // before it refuses: a module's notes take a few KB (about 100 bytes per export or import).
   std::string notes;
+  std::uint64_t notes_size = 0;
   for (const platform::elf_segment & segment : segments) {
     if (segment.p_type != PT_NOTE) continue;
+    notes_size += segment.p_filesz;
+    if (notes_size > notes_read_limit) {
+      detail = "its notes take " + std::to_string(notes_size) + " bytes or more, and relib reads at most " +
+               std::to_string(notes_read_limit) + " (relib's records of a module with thousands of exports take less)";
+      return elf_status::unreadable;
+    }
     notes.resize(segment.p_filesz);
     if (read_cached(segment.p_offset, notes.data(), segment.p_filesz)) collect_notes(notes, out.meta);
   }
@@ -1930,7 +1976,7 @@ void record_call_failure(const char* mangled_type, const char* what) {
 
 
 std::string module_label(const module_core* owner) {
-  return owner != nullptr ? "module '" + owner->name + "'" : "a module object that was moved from";
+  return owner != nullptr ? "module '" + shown(owner->name) + "'" : "a module object that was moved from";
 }
 
 call_error take_call_error(const call_site& site) {
@@ -1949,14 +1995,14 @@ call_error take_call_error(const call_site& site) {
   error.code = call_errc::exception;
   error.exception_type = std::move(failure.type);
   error.what = std::move(failure.what);
-  error.message = "relib: '" + error.function + "' of " + module_label(owner) + " threw " + error.exception_type;
-  if (!error.what.empty()) error.message += ": " + error.what;
+  error.message = "relib: '" + error.function + "' of " + module_label(owner) + " threw " + shown(error.exception_type);
+  if (!error.what.empty()) error.message += ": " + shown(error.what);
   return error;
 }
 
 std::string describe_call_failure(const call_error& error) {
   if (error.exception_type.empty()) return error.message;
-  return error.exception_type + (error.what.empty() ? "" : ": " + error.what);
+  return shown(error.exception_type) + (error.what.empty() ? "" : ": " + shown(error.what));
 }
 
 call_error make_main_error(const module_core* owner, call_errc code, std::string_view asked_signature) {
@@ -1970,7 +2016,7 @@ call_error make_main_error(const module_core* owner, call_errc code, std::string
       error.message = prefix + "the module defines no main; add RELIB_MODULE_MAIN(type) { ... } to it";
       break;
     case call_errc::main_signature_mismatch:
-      error.message = prefix + "it is " + owner->main_signature + " but the host asked for " +
+      error.message = prefix + "it is " + shown(owner->main_signature) + " but the host asked for " +
                       std::string(asked_signature) + "; call call_main<R>() with the module's return type";
       break;
     default:
@@ -2043,7 +2089,7 @@ void import_threw(const char* name, const char* signature) noexcept {
 /* ---- Inspect: the file and its records against the host's interface, before any module code ---- */
 
 std::string describe_entry(std::string_view kind, std::string_view name, std::string_view signature) {
-  return std::string(kind) + " '" + std::string(name) + "' (" + std::string(signature) + ")";
+  return std::string(kind) + " '" + shown(name) + "' (" + shown(signature) + ")";
 }
 
 /* Compares the host's interface with the module's records; every problem is listed at once. */
@@ -2058,14 +2104,14 @@ struct interface_problems {
 
   void compare(std::string_view kind, const interface_entry& host, const module_records::entry& module) {
     if (host.signature != module.signature) {
-      fail(load_errc::signature_mismatch, std::string(kind) + " '" + std::string(module.name) + "' is " +
-                                              std::string(host.signature) + " in the host but " +
-                                              std::string(module.signature) + " in the module");
+      fail(load_errc::signature_mismatch, std::string(kind) + " '" + shown(module.name) + "' is " +
+                                              shown(host.signature) + " in the host but " +
+                                              shown(module.signature) + " in the module");
     } else if (host.layout != module.layout) {
       fail(load_errc::signature_mismatch,
-           std::string(kind) + " '" + std::string(module.name) + "' is " + std::string(module.signature) +
-               " on both sides, but the sizes of its types differ (host " + std::string(host.layout) + ", module " +
-               std::string(module.layout) + ", as return:parameters): a type with this name is defined differently");
+           std::string(kind) + " '" + shown(module.name) + "' is " + shown(module.signature) +
+               " on both sides, but the sizes of its types differ (host " + shown(host.layout) + ", module " +
+               shown(module.layout) + ", as return:parameters): a type with this name is defined differently");
     }
   }
 };
@@ -2100,7 +2146,7 @@ result<void, load_error> check_records(const std::string& name, const module_rec
   auto mismatch = [&](load_errc code, const char* what, std::string_view module_value, const char* host_value,
                       const char* fix) {
     return make_load_error(code, name,
-                           std::string("it was built with ") + what + " '" + std::string(module_value) +
+                           std::string("it was built with ") + what + " '" + shown(module_value) +
                                "' but this host uses '" +
                                host_value + "'; " + fix);
   };
@@ -2133,7 +2179,7 @@ result<void, load_error> check_records(const std::string& name, const module_rec
 }
 
 std::string describe_state(std::string_view type, std::size_t size, std::uint32_t version) {
-  return "'" + std::string(type) + "' (" + std::to_string(size) + " bytes, version " + std::to_string(version) + ")";
+  return "'" + shown(type) + "' (" + std::to_string(size) + " bytes, version " + std::to_string(version) + ")";
 }
 
 /* Whether the module's state can take over the block a live module kept from earlier versions. */
@@ -2271,7 +2317,7 @@ result<module_core_pointer, load_error> open_core(load_request request, std::str
   core->handle = platform::open_library(path, refusal);
   if (core->handle == nullptr) {
     return make_load_error(load_errc::dlopen_failed, core->name,
-                           "the dynamic loader refused it: " + refusal +
+                           "the dynamic loader refused it: " + shown(refusal) +
                                " (check that every symbol it uses is defined and its dependencies are installed)");
   }
   const platform::loaded_object opened = platform::describe_library(core->handle);
@@ -2287,7 +2333,7 @@ result<module_core_pointer, load_error> open_core(load_request request, std::str
   auto find = [&](const char* prefix, std::string_view name) {
     const std::string symbol = prefix + std::string(name);
     const void* address = platform::find_symbol(core->handle, symbol.c_str());
-    if (address == nullptr) missing += " " + symbol;
+    if (address == nullptr) missing += " " + shown(symbol);
     return address;
   };
   if (const void* link = find("relib_", "host_link")) {
@@ -2826,7 +2872,7 @@ std::string explain_still_loaded(const module_core& core, const std::string& lin
   if (read_elf_file(core.path, elf_unique_symbols, module) && !module.unique_symbols.empty()) {
     std::string names;
     for (std::size_t i = 0; i < module.unique_symbols.size() && i < 5; ++i) {
-      names += (i ? ", " : "") + module.unique_symbols[i];
+      names += (i ? ", " : "") + shown(module.unique_symbols[i]);
     }
     if (module.unique_symbols.size() > 5) names += ", ...";
     return "it defines STB_GNU_UNIQUE symbols (" + names +
@@ -2837,7 +2883,7 @@ std::string explain_still_loaded(const module_core& core, const std::string& lin
     if (name == link_name || !read_elf_file(name, elf_needed, other)) continue;
     for (const std::string& needed : other.needed) {
       if (needed == core.path || needed == link_name || platform::base_name(needed) == platform::base_name(core.path)) {
-        return "the library '" + name + "' depends on it (DT_NEEDED '" + needed +
+        return "the library '" + shown(name) + "' depends on it (DT_NEEDED '" + shown(needed) +
                "') and is still loaded; unload that library first";
       }
     }
@@ -3104,7 +3150,7 @@ result<std::shared_ptr<inspected_file>, load_error> check_copy(const load_reques
   const module_core& core = *file->core;
   if (!core.main_signature.empty() && core.main_signature != type_name<void()>::view) {
     return make_load_error(load_errc::signature_mismatch, core.name,
-                           "its main is " + core.main_signature +
+                           "its main is " + shown(core.main_signature) +
                                ", but a live module calls main at every load and needs RELIB_MODULE_MAIN(void); "
                                "move the rest into an export");
   }

@@ -1,0 +1,104 @@
+// Files made to hurt the reader: text from a file reaches messages escaped, and the records are
+// read from a bounded area, whatever the file says about itself.
+#include "support.hpp"
+
+#include <elf.h>
+#include <fcntl.h>
+#include <link.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+namespace {
+
+std::string read_whole(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream bytes;
+  bytes << in.rdbuf();
+  return bytes.str();
+}
+
+// A copy of `module` in `dir` with the first `from` after `after` replaced by `to` (same length).
+std::string patched_copy(const test::temp_dir& dir, const char* module, const std::string& after,
+                         const std::string& from, const std::string& to) {
+  REQUIRE(from.size() == to.size());
+  std::string image = read_whole(module);
+  const std::size_t anchor = image.find(after);
+  REQUIRE(anchor != std::string::npos);
+  const std::size_t at = image.find(from, anchor);
+  REQUIRE(at != std::string::npos);
+  image.replace(at, from.size(), to);
+  return dir.write_file("libpatched.so", image);
+}
+
+bool has_control_characters(const std::string& text) {
+  for (unsigned char c : text) {
+    if (c < 0x20 || c == 0x7f) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE("hostile: an escape sequence in a module's version is shown escaped", "[hostile]") {
+  test::temp_dir dir;
+  const std::string path = patched_copy(dir, TEST_MINIMAL_PATH, "version=", "0.1.0", "\x1b[31m");
+  auto loaded = relib::load_module(path);
+  REQUIRE_FALSE(loaded);
+  CHECK(loaded.error().code == relib::load_errc::version_mismatch);
+  CHECK(test::contains(loaded.error().message, "'\\x1b[31m'"));
+  CHECK_FALSE(has_control_characters(loaded.error().message));
+  CHECK_FALSE(has_control_characters(loaded.error().reason));
+}
+
+TEST_CASE("hostile: control characters in an export's recorded signature are shown escaped", "[hostile]") {
+  test::temp_dir dir;
+  const std::string path = patched_copy(dir, TEST_GAME_PATH, "export\tadd\t", "int(int, int)", "int(int,\x1bint)");
+  auto loaded = relib::load_module<game_exports>(path, game_imports{});
+  REQUIRE_FALSE(loaded);
+  CHECK(loaded.error().code == relib::load_errc::signature_mismatch);
+  CHECK(test::contains(loaded.error().message, "int(int,\\x1bint) in the module"));
+  CHECK_FALSE(has_control_characters(loaded.error().message));
+}
+
+TEST_CASE("hostile: a path is shown escaped, and UTF-8 in it stays as it is", "[hostile]") {
+  auto control = relib::load_module("/nonexistent/\x1b]0;title\x07.so");
+  REQUIRE_FALSE(control);
+  CHECK(test::contains(control.error().message, "/nonexistent/\\x1b]0;title\\x07.so"));
+  CHECK(control.error().module == "/nonexistent/\x1b]0;title\x07.so");  // the field keeps the bytes
+  auto accented = relib::load_module("/nonexistent/d\xc3\xa9j\xc3\xa0.so");
+  REQUIRE_FALSE(accented);
+  CHECK(test::contains(accented.error().message, "/nonexistent/d\xc3\xa9j\xc3\xa0.so"));
+  auto broken = relib::load_module("/nonexistent/\xc3(\xc2\x9b.so");  // not UTF-8, and a C1 control
+  REQUIRE_FALSE(broken);
+  CHECK(test::contains(broken.error().message, "/nonexistent/\\xc3(\\xc2\\x9b.so"));
+}
+
+TEST_CASE("hostile: a note segment of 2 GiB is refused without reading it", "[hostile]") {
+  test::temp_dir dir;
+  std::string image = read_whole(TEST_MINIMAL_PATH);
+  ElfW(Ehdr) header;
+  std::memcpy(&header, image.data(), sizeof header);
+  bool patched = false;
+  ElfW(Off) note_offset = 0;
+  for (unsigned i = 0; i < header.e_phnum && !patched; ++i) {
+    ElfW(Phdr) segment;
+    const std::size_t at = header.e_phoff + i * sizeof segment;
+    std::memcpy(&segment, image.data() + at, sizeof segment);
+    if (segment.p_type != PT_NOTE) continue;
+    note_offset = segment.p_offset;
+    segment.p_filesz = segment.p_memsz = ElfW(Xword){2} << 30;
+    std::memcpy(image.data() + at, &segment, sizeof segment);
+    patched = true;
+  }
+  REQUIRE(patched);
+  const std::string path = dir.write_file("libhuge.so", image);
+  // Sparse: the file claims 2 GiB of notes and really has them, as holes.
+  REQUIRE(::truncate(path.c_str(), static_cast<off_t>(note_offset + (std::uint64_t{2} << 30))) == 0);
+  auto loaded = relib::load_module(path);
+  REQUIRE_FALSE(loaded);
+  CHECK(loaded.error().code == relib::load_errc::damaged_file);
+  CHECK(test::contains(loaded.error().reason, "its notes take 2147483648 bytes or more, and relib reads at most 1048576"));
+}
