@@ -33,8 +33,10 @@
    PUBLIC API (namespace relib)
        load_module<Exports, Imports>(path, Imports{}) -> result<module<Exports>, load_error>
            Reads the file first (ELF type and machine, relib version, compiler, standard-library
-           ABI, every signature, already-loaded check by file identity), then dlopen()s it and
-           links imports. Omit Exports/Imports for a module without them (no_exports, no_imports).
+           ABI, every signature, already-loaded check by file identity), then loads that very
+           file through the descriptor it checked (kept open while the module is loaded) and
+           links imports. A path without a slash is a file in the working directory, never a
+           library search. Omit Exports/Imports for a module without them (no_exports, no_imports).
        module<Exports>::exports()       the typed exports; each call returns call_result<R>
        module<Exports>::call_main<R>()  calls RELIB_MODULE_MAIN; R is checked against the module
        module<Exports>::unload()        before_unload; refuses while module threads run or other
@@ -920,6 +922,90 @@ using elf_dynamic = ElfW(Dyn);
 /* The file the modules' mimalloc comes from, as the dynamic loader names it. */
 constexpr const char* mimalloc_library_names[] = {"libmimalloc.so.2", "libmimalloc.so"};
 
+/* ---- Files: open for reading, read a range, identity ---- */
+class file_descriptor {
+ public:
+  explicit file_descriptor(int fd = -1) : fd_(fd) {}
+  file_descriptor(const file_descriptor&) = delete;
+  file_descriptor& operator=(const file_descriptor&) = delete;
+  ~file_descriptor() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  int get() const { return fd_; }
+  void reset(int fd) {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = fd;
+  }
+  void release() { fd_ = -1; }
+
+ private:
+  int fd_;
+};
+
+/* A file opened for reading, with what relib needs to know of it. */
+class readable_file {
+ public:
+  enum class status { opened, not_found, failed };
+  enum class kind { regular, directory, other };
+
+  /* Never blocks: a FIFO opens at once (and is then not a regular file). On failure, error() says why. */
+  status open(const std::string& path) {
+    fd_.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+    struct stat info {};
+    if (fd_.get() < 0 || ::fstat(fd_.get(), &info) != 0) {
+      const int failure = errno;
+      error_ = std::strerror(failure);
+      return failure == ENOENT || failure == ENOTDIR ? status::not_found : status::failed;
+    }
+    kind_ = S_ISREG(info.st_mode) ? kind::regular : S_ISDIR(info.st_mode) ? kind::directory : kind::other;
+    size_ = static_cast<std::uint64_t>(info.st_size);
+    device_ = static_cast<std::uint64_t>(info.st_dev);
+    inode_ = static_cast<std::uint64_t>(info.st_ino);
+    return status::opened;
+  }
+
+  /* Reads exactly `length` bytes at `offset`; false if the file ends first or reading fails. */
+  bool read_range(std::uint64_t offset, void* out, std::uint64_t length) const {
+    auto* bytes = static_cast<char*>(out);
+    while (length > 0) {
+      const ssize_t got = ::pread(fd_.get(), bytes, length, static_cast<off_t>(offset));
+      if (got < 0 && errno == EINTR) continue;
+      if (got <= 0) return false;
+      bytes += got;
+      offset += static_cast<std::uint64_t>(got);
+      length -= static_cast<std::uint64_t>(got);
+    }
+    return true;
+  }
+
+  /* The file's absolute path now, as the kernel names it (it follows renames). */
+  std::string current_path() const {
+    char buffer[4096];
+    const std::string link = "/proc/self/fd/" + std::to_string(fd_.get());
+    const ssize_t length = ::readlink(link.c_str(), buffer, sizeof buffer);
+    return length > 0 && static_cast<std::size_t>(length) < sizeof buffer ? std::string(buffer, static_cast<std::size_t>(length))
+                                                                           : std::string();
+  }
+  /* What the dynamic loader can open to get exactly this file. */
+  std::string loader_path() const { return "/proc/self/fd/" + std::to_string(fd_.get()); }
+  /* Leaves the descriptor open until the process exits (see open_library). */
+  void keep_open_for_good() { fd_.release(); }
+  void close() { fd_.reset(-1); }
+
+  kind type() const { return kind_; }
+  std::uint64_t size() const { return size_; }
+  // Device and inode: the same file whatever the path (symlinks, hard links).
+  std::uint64_t device() const { return device_; }
+  std::uint64_t inode() const { return inode_; }
+  const std::string& error() const { return error_; }
+
+ private:
+  file_descriptor fd_;
+  kind kind_ = kind::other;
+  std::uint64_t size_ = 0, device_ = 0, inode_ = 0;
+  std::string error_;
+};
+
 /* ---- Libraries: open, look up, close, and whether one is still mapped ---- */
 using library = void*;  // an open handle; null: none
 
@@ -929,16 +1015,40 @@ constexpr int open_flags = RTLD_NOW | RTLD_LOCAL;
 constexpr int open_flags = RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE;
 #endif
 
-/* Opens the library at `path`, running its constructors; null and the loader's reason on failure. */
-library open_library(const std::string& path, std::string& error) {
+/* Opens the library in `file`: the very file that was checked, whatever has been renamed onto its
+   path since, and never one found in the library search path. Runs its constructors. On failure:
+   null, and `error` says why in the loader's words, naming the file by its path.
+   The loader remembers the library under "/proc/self/fd/N" as well, and would hand it out for any
+   other file opened later under that number: `file` stays open while the library is in the
+   process (keep_open_for_good() when it may never leave). */
+library open_library(const readable_file& file, std::string& error) {
+  const std::string loader_path = file.loader_path();
   dlerror();
-  library opened = dlopen(path.c_str(), open_flags);
+  library opened = dlopen(loader_path.c_str(), open_flags);
   if (opened == nullptr) {
     const char* text = dlerror();
     error = text != nullptr ? text : "unknown dynamic loader error";
+    if (error.compare(0, loader_path.size() + 1, loader_path + ":") == 0) {
+      error.replace(0, loader_path.size(), file.current_path());
+    }
   }
   return opened;
 }
+
+/* Names a library just opened by open_library() after its file's real path in the loader's list,
+   which dladdr(), dl_iterate_phdr() and debuggers read. Returns the name it replaces, for
+   forget_library_name() once the library is gone: a thread reading the list may hold it until
+   then. The loader frees the new name when it unloads the library. */
+char* name_library(library opened, const std::string& name) {
+  struct link_map* map = nullptr;
+  if (name.empty() || dlinfo(opened, RTLD_DI_LINKMAP, &map) != 0 || map == nullptr) return nullptr;
+  auto* copy = static_cast<char*>(std::malloc(name.size() + 1));
+  if (copy == nullptr) return nullptr;
+  std::memcpy(copy, name.c_str(), name.size() + 1);
+  return std::exchange(map->l_name, copy);
+}
+
+void forget_library_name(char* replaced) { std::free(replaced); }
 
 /* Opens a library by name for the rest of the process's life (never closed, never unloaded);
    with `only_if_loaded`, only when something in the process loaded it already. */
@@ -1008,74 +1118,16 @@ extern "C" void* __libc_realloc(void*, std::size_t) noexcept;
 void process_free(void* block) noexcept { __libc_free(block); }
 void* process_realloc(void* block, std::size_t size) noexcept { return __libc_realloc(block, size); }
 
-/* ---- Files: open for reading, read a range, identity ---- */
-class file_descriptor {
- public:
-  explicit file_descriptor(int fd = -1) : fd_(fd) {}
-  file_descriptor(const file_descriptor&) = delete;
-  file_descriptor& operator=(const file_descriptor&) = delete;
-  ~file_descriptor() {
-    if (fd_ >= 0) ::close(fd_);
-  }
-  int get() const { return fd_; }
-  void reset(int fd) {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = fd;
-  }
+/* ---- Paths: names, symbolic links, temporary directories ---- */
+std::string base_name(const std::string& path) {
+  const std::size_t slash = path.rfind('/');
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
 
- private:
-  int fd_;
-};
-
-/* A file opened for reading, with what relib needs to know of it. */
-class readable_file {
- public:
-  enum class status { opened, not_found, failed };
-  enum class kind { regular, directory, other };
-
-  /* Never blocks: a FIFO opens at once (and is then not a regular file). On failure, error() says why. */
-  status open(const std::string& path) {
-    fd_.reset(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
-    struct stat info {};
-    if (fd_.get() < 0 || ::fstat(fd_.get(), &info) != 0) {
-      const int failure = errno;
-      error_ = std::strerror(failure);
-      return failure == ENOENT || failure == ENOTDIR ? status::not_found : status::failed;
-    }
-    kind_ = S_ISREG(info.st_mode) ? kind::regular : S_ISDIR(info.st_mode) ? kind::directory : kind::other;
-    size_ = static_cast<std::uint64_t>(info.st_size);
-    device_ = static_cast<std::uint64_t>(info.st_dev);
-    inode_ = static_cast<std::uint64_t>(info.st_ino);
-    return status::opened;
-  }
-
-  /* Reads exactly `length` bytes at `offset`; false if the file ends first or reading fails. */
-  bool read_range(std::uint64_t offset, void* out, std::uint64_t length) const {
-    auto* bytes = static_cast<char*>(out);
-    while (length > 0) {
-      const ssize_t got = ::pread(fd_.get(), bytes, length, static_cast<off_t>(offset));
-      if (got < 0 && errno == EINTR) continue;
-      if (got <= 0) return false;
-      bytes += got;
-      offset += static_cast<std::uint64_t>(got);
-      length -= static_cast<std::uint64_t>(got);
-    }
-    return true;
-  }
-
-  kind type() const { return kind_; }
-  std::uint64_t size() const { return size_; }
-  // Device and inode: the same file whatever the path (symlinks, hard links).
-  std::uint64_t device() const { return device_; }
-  std::uint64_t inode() const { return inode_; }
-  const std::string& error() const { return error_; }
-
- private:
-  file_descriptor fd_;
-  kind kind_ = kind::other;
-  std::uint64_t size_ = 0, device_ = 0, inode_ = 0;
-  std::string error_;
-};
+std::string directory_of(const std::string& path) {
+  const std::size_t slash = path.rfind('/');
+  return slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+}
 
 /* The file a symbolic link at `path` names, resolved; empty when `path` is not a symbolic link. */
 std::string symlink_target(const std::string& path) {
@@ -1137,17 +1189,6 @@ std::uintptr_t reserve_address_space(std::size_t size, std::size_t alignment, st
 
 bool release_address_space(std::uintptr_t begin, std::size_t size) {
   return ::munmap(reinterpret_cast<void*>(begin), size) == 0;
-}
-
-/* ---- Paths ---- */
-std::string base_name(const std::string& path) {
-  const std::size_t slash = path.rfind('/');
-  return slash == std::string::npos ? path : path.substr(slash + 1);
-}
-
-std::string directory_of(const std::string& path) {
-  const std::size_t slash = path.rfind('/');
-  return slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
 }
 
 #if RELIB_DETAIL_UNLOADING
@@ -1868,9 +1909,12 @@ struct kept_state {
 /* Everything relib knows of one loaded module: what it read from the file, the symbols it bound,
    and what the module's runtime recorded. module<Exports> and live_core own one each. */
 struct module_core {
-  std::string path;  // the file opened
+  std::string path;  // the path the file was opened at
   std::string name;  // what errors and reports call it (load_request::name)
+  // The file as checked, open from the check until the library is gone: it is what gets loaded.
+  platform::readable_file file;
   platform::library handle = nullptr;
+  char* replaced_loader_name = nullptr;  // see platform::name_library
   bool loaded = false;
   std::uint64_t device = 0;
   std::uint64_t inode = 0;
@@ -2220,7 +2264,7 @@ result<void, load_error> inspect_file(const load_request& request, module_core& 
                                       module_records& records) {
   const std::string& path = request.path;
   const std::string& name = core.name;
-  platform::readable_file file;
+  platform::readable_file& file = core.file;
   switch (file.open(path)) {
     case platform::readable_file::status::opened: break;
     case platform::readable_file::status::not_found:
@@ -2304,7 +2348,6 @@ result<module_core_pointer, load_error> open_core(load_request request, std::str
     if (!inspected) return inspected.error();
   }
   module_core_pointer core = std::move(file.core);
-  const std::string& path = core->path;
   const module_records& records = file.records;
 
   // The registry knows relib's own modules. The same file opened by anyone else shows up as a
@@ -2314,7 +2357,7 @@ result<module_core_pointer, load_error> open_core(load_request request, std::str
 #endif
   const std::vector<std::uintptr_t> before = platform::loaded_library_bases();
   std::string refusal;
-  core->handle = platform::open_library(path, refusal);
+  core->handle = platform::open_library(core->file, refusal);
   if (core->handle == nullptr) {
     return make_load_error(load_errc::dlopen_failed, core->name,
                            "the dynamic loader refused it: " + shown(refusal) +
@@ -2322,11 +2365,13 @@ result<module_core_pointer, load_error> open_core(load_request request, std::str
   }
   const platform::loaded_object opened = platform::describe_library(core->handle);
   if (std::find(before.begin(), before.end(), opened.base) != before.end()) {
+    core->file.keep_open_for_good();  // the loader added our descriptor's name to that library's names
     platform::close_library(core->handle);
     return make_load_error(load_errc::already_loaded, core->name,
                            "this file is already loaded in the process outside relib (by dlopen() or as a "
                            "dependency); close it first or load a copy of the file");
   }
+  core->replaced_loader_name = platform::name_library(core->handle, core->file.current_path());
 
   // Symbols are looked up only for what the records list: a failed dlsym() searches every
   // library the module depends on.
@@ -2374,7 +2419,7 @@ result<module_core_pointer, load_error> open_core(load_request request, std::str
   }
   core->exports = std::move(request.exports);
   core->loaded = true;
-  modules.modules.push_back(registry_entry{core->device, core->inode, path});
+  modules.modules.push_back(registry_entry{core->device, core->inode, core->name});
   return core;
 }
 
@@ -2869,7 +2914,8 @@ bool read_elf_file(const std::string& path, unsigned extras, elf_contents& conte
 
 std::string explain_still_loaded(const module_core& core, const std::string& link_name) {
   elf_contents module;
-  if (read_elf_file(core.path, elf_unique_symbols, module) && !module.unique_symbols.empty()) {
+  std::string ignored;  // the file as loaded, still open
+  if (read_elf(core.file, module, ignored, elf_unique_symbols) == elf_status::ok && !module.unique_symbols.empty()) {
     std::string names;
     for (std::size_t i = 0; i < module.unique_symbols.size() && i < 5; ++i) {
       names += (i ? ", " : "") + shown(module.unique_symbols[i]);
@@ -3000,11 +3046,15 @@ result<unload_report, unload_error> unload_core(module_core& core, before_unload
 
   if (platform::still_mapped(object)) {
     // The library stays, and its code may still run (static destructors at exit): it must not
-    // reach this core, which goes away with the module object.
+    // reach this core, which goes away with the module object. Its names stay valid for good.
     if (core.link_slot != nullptr) *core.link_slot = nullptr;
-    return fail(unload_errc::still_loaded, "dlclose() succeeded but the library is still mapped: " +
-                                               explain_still_loaded(core, object.name));
+    const std::string why = explain_still_loaded(core, object.name);
+    core.file.keep_open_for_good();
+    core.replaced_loader_name = nullptr;
+    return fail(unload_errc::still_loaded, "dlclose() succeeded but the library is still mapped: " + why);
   }
+  platform::forget_library_name(std::exchange(core.replaced_loader_name, nullptr));
+  core.file.close();
   unload_report report;
   report.module = core.name;
   report.threads_started = threads_started;
@@ -3025,6 +3075,7 @@ result<unload_report, unload_error> unload_core(module_core& core, before_unload
 
 void abandon_core(module_core& core) noexcept {
   core.loaded = false;  // the handle is never closed: RTLD_NODELETE keeps the library for good
+  core.file.keep_open_for_good();
   if (core.link_slot != nullptr) *core.link_slot = nullptr;  // the core goes with the module object
 }
 
@@ -3451,6 +3502,16 @@ std::atomic<void* (*)(void*, std::size_t)> next_realloc{nullptr};
 std::atomic<std::size_t (*)(void*)> next_usable_size{nullptr};
 
 std::size_t no_usable_size(void*) { return 0; }
+
+/* Found before main rather than at the first call: found lazily, the first realloc would call
+   dlsym(), and when that realloc runs inside dlerror() (which formats its message with
+   asprintf), dlsym() frees the very message dlerror() is still writing. */
+[[maybe_unused]] const bool next_allocator_functions_found = [] {
+  next_allocator_function(next_free, "free", &platform::process_free);
+  next_allocator_function(next_realloc, "realloc", &platform::process_realloc);
+  next_allocator_function(next_usable_size, "malloc_usable_size", &no_usable_size);
+  return true;
+}();
 
 const module_block_functions* module_block_owner(const void* block) {
   const module_block_functions* blocks = module_blocks.load(std::memory_order_acquire);
