@@ -886,8 +886,10 @@ result<live_module<Exports>, reload_error> load_live_module(const std::string& p
 #include <link.h>
 #include <poll.h>
 #include <signal.h>
+#include <dirent.h>
 #include <sys/auxv.h>
 #include <sys/eventfd.h>
+#include <sys/file.h>
 #include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
@@ -1372,22 +1374,29 @@ class shadow_directory {
     if (!path_.empty()) ::rmdir(path_.c_str());
   }
 
-  /* Empty on success, else why no directory could be made in any of the parents. */
+  /* Empty on success, else why no directory could be made in any of the parents. Directories
+     left in the chosen parent by processes that died are removed first. */
   std::string create(const std::vector<std::string>& parents, const std::string& base_name) {
     base_ = base_name;
     std::string failures;
     for (const std::string& parent : parents) {
       if (parent.empty()) continue;
-      std::string pattern = parent + "/.relib-" + base_name + "-XXXXXX";
+      const std::string prefix = ".relib-" + base_name + "-";
+      std::string pattern = parent + "/" + prefix + "XXXXXX";
       if (::mkdtemp(pattern.data()) == nullptr) {
         failures += (failures.empty() ? "" : ", ") + parent + " (" + std::strerror(errno) + ")";
         continue;
       }
       fd_ = ::open(pattern.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-      if (fd_ >= 0) {
+      // A lock on the directory says "its process is alive": the kernel drops it when the
+      // process dies, however it dies.
+      if (fd_ >= 0 && ::flock(fd_, LOCK_EX | LOCK_NB) == 0) {
         path_ = pattern;
+        remove_abandoned(parent, prefix, pattern.substr(parent.size() + 1));
         return "";
       }
+      failures += (failures.empty() ? "" : ", ") + parent + " (" + std::strerror(errno) + ")";
+      if (fd_ >= 0) ::close(std::exchange(fd_, -1));
       ::rmdir(pattern.c_str());
     }
     return "cannot make a private directory for its copies in " + failures;
@@ -1493,6 +1502,41 @@ class shadow_directory {
     if (found == names_.end()) return false;
     names_.erase(found);
     return true;
+  }
+
+  /* Removes this user's directories named `prefix`XXXXXX in `parent` whose lock nobody holds: their
+     process died (SIGKILL, a crash) before it could remove them. Only regular files in them are
+     removed; anything else leaves the directory in place. */
+  static void remove_abandoned(const std::string& parent, const std::string& prefix, const std::string& mine) {
+    file_descriptor parent_fd(::open(parent.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    DIR* listing = parent_fd.get() >= 0 ? ::fdopendir(::dup(parent_fd.get())) : nullptr;
+    if (listing == nullptr) return;
+    std::vector<std::string> candidates;
+    while (const dirent* entry = ::readdir(listing)) {
+      const std::string name = entry->d_name;
+      if (name.size() == prefix.size() + 6 && name.compare(0, prefix.size(), prefix) == 0 && name != mine) {
+        candidates.push_back(name);
+      }
+    }
+    ::closedir(listing);
+    for (const std::string& name : candidates) {
+      file_descriptor directory(::openat(parent_fd.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+      struct stat info {};
+      if (directory.get() < 0 || ::fstat(directory.get(), &info) != 0 || info.st_uid != ::geteuid() ||
+          ::flock(directory.get(), LOCK_EX | LOCK_NB) != 0) {
+        continue;  // not ours, or its process is alive
+      }
+      DIR* contents = ::fdopendir(::dup(directory.get()));
+      if (contents == nullptr) continue;
+      while (const dirent* entry = ::readdir(contents)) {
+        struct stat file {};
+        if (::fstatat(directory.get(), entry->d_name, &file, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(file.st_mode)) {
+          ::unlinkat(directory.get(), entry->d_name, 0);
+        }
+      }
+      ::closedir(contents);
+      ::unlinkat(parent_fd.get(), name.c_str(), AT_REMOVEDIR);
+    }
   }
 
   std::string path_, base_;

@@ -5,8 +5,10 @@
 #include <fcntl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -519,4 +521,51 @@ TEST_CASE("live: when the previous version cannot be brought back, nothing runs 
   if (!restored) FAIL(restored.error().message);
   CHECK(test::version_of(module) == 2);
   CHECK(module.state<live_state>()->loads == 2);  // the state survived it all
+}
+
+namespace {
+std::vector<std::string> copy_directories(const std::string& directory) {
+  std::vector<std::string> found;
+  for (const auto& entry : std::filesystem::directory_iterator(directory)) {
+    if (entry.path().filename().string().rfind(".relib-", 0) == 0) found.push_back(entry.path().string());
+  }
+  return found;
+}
+}  // namespace
+
+TEST_CASE("live: the copy directory of a host killed with SIGKILL is removed by the next live module", "[live]") {
+  test::temp_dir dir;
+  const std::string target = dir.path() + "/libmod.so";
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {  // a fresh process: this one has threads
+    ::setenv("RELIB_TEST_KILLED_HOST_TARGET", target.c_str(), 1);
+    char self[] = "/proc/self/exe", name[] = "live host killed while it runs";
+    char* arguments[] = {self, name, nullptr};
+    ::execv(self, arguments);
+    ::_exit(127);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(child, &status, 0) == child);
+  REQUIRE(WIFSIGNALED(status));
+  CHECK(WTERMSIG(status) == SIGKILL);
+  const std::vector<std::string> left = copy_directories(dir.path());
+  REQUIRE(left.size() == 1);
+  {
+    test::live first = test::load_live(TEST_LIVE_V1_PATH, target);
+    const std::vector<std::string> now = copy_directories(dir.path());
+    REQUIRE(now.size() == 1);
+    CHECK(now[0] != left[0]);  // the dead host's is gone; this one is the new module's
+    test::live second = test::load_live(TEST_LIVE_V1_PATH, target);
+    CHECK(copy_directories(dir.path()).size() == 2);  // a living owner's directory stays
+  }
+  CHECK(copy_directories(dir.path()).empty());
+}
+
+TEST_CASE("live host killed while it runs", "[.]") {
+  const char* target = std::getenv("RELIB_TEST_KILLED_HOST_TARGET");
+  REQUIRE(target != nullptr);
+  test::live module = test::load_live(TEST_LIVE_V1_PATH, target);
+  REQUIRE(module.is_loaded());
+  ::kill(::getpid(), SIGKILL);
 }
