@@ -9,7 +9,9 @@
 #include <catch2/catch.hpp>
 
 #include <condition_variable>
+#include <fstream>
 #include <functional>
+#include <sstream>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -23,6 +25,14 @@ RELIB_HOST_IMPORTS(other_imports, OTHER_IMPORTS);
 namespace test {
 
 inline bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+// The whole file, as bytes (empty if it cannot be read).
+inline std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream bytes;
+  bytes << in.rdbuf();
+  return bytes.str();
+}
 
 // Messages the game module sent through its `log` import, in order.
 std::vector<std::string>& logged();

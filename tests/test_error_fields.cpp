@@ -2,18 +2,9 @@
 // them, a reload error composes its inner error, and docs/errors.md names every code.
 #include "live_support.hpp"
 
-#include <fstream>
-#include <sstream>
 #include <vector>
 
 namespace {
-
-std::string read_text(const char* path) {
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
 struct code_text {
   std::string name, expected_name, explanation;
@@ -40,7 +31,7 @@ std::vector<code_text> every_code() {
 }  // namespace
 
 TEST_CASE("errors: every code has its name and an explanation, and docs/errors.md names it", "[errors]") {
-  const std::string manual = read_text(RELIB_ERRORS_DOC);
+  const std::string manual = test::read_file(RELIB_ERRORS_DOC);
   REQUIRE_FALSE(manual.empty());
   const std::vector<code_text> codes = every_code();
   CHECK(codes.size() == 18 + 5 + 4 + 6);

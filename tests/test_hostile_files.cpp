@@ -8,23 +8,14 @@
 #include <unistd.h>
 
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
 namespace {
-
-std::string read_whole(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream bytes;
-  bytes << in.rdbuf();
-  return bytes.str();
-}
 
 // A copy of `module` in `dir` with the first `from` after `after` replaced by `to` (same length).
 std::string patched_copy(const test::temp_dir& dir, const char* module, const std::string& after,
                          const std::string& from, const std::string& to) {
   REQUIRE(from.size() == to.size());
-  std::string image = read_whole(module);
+  std::string image = test::read_file(module);
   const std::size_t anchor = image.find(after);
   REQUIRE(anchor != std::string::npos);
   const std::size_t at = image.find(from, anchor);
@@ -78,7 +69,7 @@ TEST_CASE("hostile: a path is shown escaped, and UTF-8 in it stays as it is", "[
 
 TEST_CASE("hostile: a note segment of 2 GiB is refused without reading it", "[hostile]") {
   test::temp_dir dir;
-  std::string image = read_whole(TEST_MINIMAL_PATH);
+  std::string image = test::read_file(TEST_MINIMAL_PATH);
   ElfW(Ehdr) header;
   std::memcpy(&header, image.data(), sizeof header);
   bool patched = false;

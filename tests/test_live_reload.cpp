@@ -51,12 +51,7 @@ int version_of(const live& module) {
 
 namespace {
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
+using test::read_file;
 
 // The distinct files of the live module's private directory mapped into the process.
 std::set<std::string> mapped_copies(const std::string& base_name) {
