@@ -35,8 +35,8 @@
            Reads the file first (ELF type and machine, relib version, compiler, standard-library
            ABI, every signature, already-loaded check by file identity), then loads that very
            file through the descriptor it checked (kept open while the module is loaded) and
-           links imports. A path without a slash is a file in the working directory, never a
-           library search. Omit Exports/Imports for a module without them (no_exports, no_imports).
+           links imports ($ORIGIN modules: by path, see README). A path without a slash is a
+           file in the working directory, never a library search. Omit Exports/Imports for a module without them (no_exports, no_imports).
        module<Exports>::exports()       the typed exports; each call returns call_result<R>
        module<Exports>::call_main<R>()  calls RELIB_MODULE_MAIN; R is checked against the module
        module<Exports>::unload()        before_unload; refuses while module threads run or other
@@ -1037,6 +1037,20 @@ library open_library(const readable_file& file, std::string& error) {
   return opened;
 }
 
+/* Opens the library at `path` itself: what is there now, which may no longer be the file that was
+   checked. Only for modules that find their dependencies through $ORIGIN (see open_core). A path
+   without a slash is taken from the working directory, never searched for. */
+library open_library_at(const std::string& path, std::string& error) {
+  const std::string name = path.find('/') == std::string::npos ? "./" + path : path;
+  dlerror();
+  library opened = dlopen(name.c_str(), open_flags);
+  if (opened == nullptr) {
+    const char* text = dlerror();
+    error = text != nullptr ? text : "unknown dynamic loader error";
+  }
+  return opened;
+}
+
 /* Names a library just opened by open_library() after its file's real path in the loader's list,
    which dladdr(), dl_iterate_phdr() and debuggers read. Returns the name it replaces, for
    forget_library_name() once the library is gone: a thread reading the list may hold it until
@@ -1647,10 +1661,11 @@ struct elf_contents {
   std::string meta;  // relib's records, each followed by a NUL byte
   std::vector<std::string> unique_symbols;  // read only when asked for
   std::vector<std::string> needed;          // DT_NEEDED, read only when asked for
+  std::vector<std::string> search_paths;    // DT_RUNPATH and DT_RPATH, read only when asked for
 };
 
 /* What read_elf reads beyond the header and relib's records, which loading always needs. */
-enum elf_extras : unsigned { elf_records_only = 0, elf_unique_symbols = 1, elf_needed = 2 };
+enum elf_extras : unsigned { elf_records_only = 0, elf_unique_symbols = 1, elf_needed = 2, elf_search_paths = 4 };
 
 enum class elf_status { ok, not_elf, wrong_architecture, not_shared_library, unreadable };
 
@@ -1798,7 +1813,8 @@ elf_status read_elf(const platform::readable_file& opened, elf_contents& out, st
   }
   if (extras == elf_records_only) return elf_status::ok;
 
-  // Only for explaining a failed unload: dynamic symbols and DT_NEEDED, from the section headers.
+  // From the section headers: the search paths, and to explain a failed unload, the dynamic
+  // symbols and DT_NEEDED.
   std::vector<platform::elf_section> sections(header.e_shentsize == sizeof(platform::elf_section) ? header.e_shnum : 0);
   if (sections.empty() || !file.read_at(header.e_shoff, sections.data(), sizeof(platform::elf_section) * sections.size())) {
     return elf_status::ok;
@@ -1806,7 +1822,7 @@ elf_status read_elf(const platform::readable_file& opened, elf_contents& out, st
   std::string data, strings;
   for (const platform::elf_section & section : sections) {
     const bool wanted = (section.sh_type == SHT_DYNSYM && (extras & elf_unique_symbols)) ||
-                        (section.sh_type == SHT_DYNAMIC && (extras & elf_needed));
+                        (section.sh_type == SHT_DYNAMIC && (extras & (elf_needed | elf_search_paths)));
     if (!wanted || section.sh_link >= sections.size() || !file.read_section(section, data) ||
         !file.read_section(sections[section.sh_link], strings)) {
       continue;
@@ -1819,7 +1835,11 @@ elf_status read_elf(const platform::readable_file& opened, elf_contents& out, st
       });
     } else {
       for_each_entry<platform::elf_dynamic>(data, [&](const platform::elf_dynamic & entry) {
-        if (entry.d_tag == DT_NEEDED) out.needed.emplace_back(string_at(strings, entry.d_un.d_val));
+        if (entry.d_tag == DT_NEEDED && (extras & elf_needed)) {
+          out.needed.emplace_back(string_at(strings, entry.d_un.d_val));
+        } else if ((entry.d_tag == DT_RUNPATH || entry.d_tag == DT_RPATH) && (extras & elf_search_paths)) {
+          out.search_paths.emplace_back(string_at(strings, entry.d_un.d_val));
+        }
       });
     }
   }
@@ -1959,6 +1979,9 @@ struct module_core {
   platform::readable_file file;
   platform::library handle = nullptr;
   char* replaced_loader_name = nullptr;  // see platform::name_library
+  // Its RUNPATH or RPATH names $ORIGIN, which the loader computes from the name it opens: such a
+  // module is opened by its path (see open_core).
+  bool searches_its_origin = false;
   bool loaded = false;
   std::uint64_t device = 0;
   std::uint64_t inode = 0;
@@ -2335,7 +2358,7 @@ result<void, load_error> inspect_file(const load_request& request, module_core& 
   }
 
   std::string detail;
-  switch (read_elf(file, contents, detail)) {
+  switch (read_elf(file, contents, detail, elf_search_paths)) {
     case elf_status::ok: break;
     case elf_status::not_elf:
       return make_load_error(load_errc::not_elf, name, "not an ELF shared library: " + detail);
@@ -2363,6 +2386,9 @@ result<void, load_error> inspect_file(const load_request& request, module_core& 
     core.main_layout = main->layout;
   }
   core.uses_heaps = records.heaps == "mimalloc";
+  core.searches_its_origin = std::any_of(contents.search_paths.begin(), contents.search_paths.end(), [](const std::string& paths) {
+    return paths.find("$ORIGIN") != std::string::npos || paths.find("${ORIGIN}") != std::string::npos;
+  });
   return {};
 }
 
@@ -2400,8 +2426,11 @@ result<module_core_pointer, load_error> open_core(load_request request, std::str
   if (core->uses_heaps) (void)reserve_module_heap_arena();  // before the module's static constructors allocate
 #endif
   const std::vector<std::uintptr_t> before = platform::loaded_library_bases();
+  // The checked file itself, through its descriptor; but a module that finds its dependencies
+  // through $ORIGIN must be opened by its path, or they would be looked for in /proc/self/fd.
   std::string refusal;
-  core->handle = platform::open_library(core->file, refusal);
+  core->handle = core->searches_its_origin ? platform::open_library_at(core->path, refusal)
+                                           : platform::open_library(core->file, refusal);
   if (core->handle == nullptr) {
     return make_load_error(load_errc::dlopen_failed, core->name,
                            "the dynamic loader refused it: " + shown(refusal) +
@@ -2415,7 +2444,9 @@ result<module_core_pointer, load_error> open_core(load_request request, std::str
                            "this file is already loaded in the process outside relib (by dlopen() or as a "
                            "dependency); close it first or load a copy of the file");
   }
-  core->replaced_loader_name = platform::name_library(core->handle, core->file.current_path());
+  if (!core->searches_its_origin) {
+    core->replaced_loader_name = platform::name_library(core->handle, core->file.current_path());
+  }
 
   // Symbols are looked up only for what the records list: a failed dlsym() searches every
   // library the module depends on.

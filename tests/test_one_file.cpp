@@ -131,3 +131,12 @@ TEST_CASE("one file: the descriptor kept for a module is closed when it unloads"
   }
   CHECK(open_descriptors() == before);
 }
+
+#include "origin_api.hpp"
+RELIB_HOST_EXPORTS(origin_exports, ORIGIN_EXPORTS);
+
+TEST_CASE("one file: a module that finds its dependencies through $ORIGIN loads by its path", "[one file]") {
+  auto module = test::load_or_fail<origin_exports>(TEST_ORIGIN_PATH);
+  CHECK(*module.exports().dependency_value() == 42);
+  test::unload_or_fail(module);
+}
