@@ -1023,16 +1023,22 @@ constexpr int open_flags = RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE;
    The loader remembers the library under "/proc/self/fd/N" as well, and would hand it out for any
    other file opened later under that number: `file` stays open while the library is in the
    process (keep_open_for_good() when it may never leave). */
-library open_library(const readable_file& file, std::string& error) {
-  const std::string loader_path = file.loader_path();
+/* dlopen() with this build's flags; on failure, null and the loader's reason in `error`. */
+library dlopen_or_say_why(const std::string& name, std::string& error) {
   dlerror();
-  library opened = dlopen(loader_path.c_str(), open_flags);
+  library opened = dlopen(name.c_str(), open_flags);
   if (opened == nullptr) {
     const char* text = dlerror();
     error = text != nullptr ? text : "unknown dynamic loader error";
-    if (error.compare(0, loader_path.size() + 1, loader_path + ":") == 0) {
-      error.replace(0, loader_path.size(), file.current_path());
-    }
+  }
+  return opened;
+}
+
+library open_library(const readable_file& file, std::string& error) {
+  const std::string loader_path = file.loader_path();
+  library opened = dlopen_or_say_why(loader_path, error);
+  if (opened == nullptr && error.compare(0, loader_path.size() + 1, loader_path + ":") == 0) {
+    error.replace(0, loader_path.size(), file.current_path());
   }
   return opened;
 }
@@ -1041,14 +1047,7 @@ library open_library(const readable_file& file, std::string& error) {
    checked. Only for modules that find their dependencies through $ORIGIN (see open_core). A path
    without a slash is taken from the working directory, never searched for. */
 library open_library_at(const std::string& path, std::string& error) {
-  const std::string name = path.find('/') == std::string::npos ? "./" + path : path;
-  dlerror();
-  library opened = dlopen(name.c_str(), open_flags);
-  if (opened == nullptr) {
-    const char* text = dlerror();
-    error = text != nullptr ? text : "unknown dynamic loader error";
-  }
-  return opened;
+  return dlopen_or_say_why(path.find('/') == std::string::npos ? "./" + path : path, error);
 }
 
 /* Names a library just opened by open_library() after its file's real path in the loader's list,
