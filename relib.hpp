@@ -1017,12 +1017,6 @@ constexpr int open_flags = RTLD_NOW | RTLD_LOCAL;
 constexpr int open_flags = RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE;
 #endif
 
-/* Opens the library in `file`: the very file that was checked, whatever has been renamed onto its
-   path since, and never one found in the library search path. Runs its constructors. On failure:
-   null, and `error` says why in the loader's words, naming the file by its path.
-   The loader remembers the library under "/proc/self/fd/N" as well, and would hand it out for any
-   other file opened later under that number: `file` stays open while the library is in the
-   process (keep_open_for_good() when it may never leave). */
 /* dlopen() with this build's flags; on failure, null and the loader's reason in `error`. */
 library dlopen_or_say_why(const std::string& name, std::string& error) {
   dlerror();
@@ -1034,6 +1028,12 @@ library dlopen_or_say_why(const std::string& name, std::string& error) {
   return opened;
 }
 
+/* Opens the library in `file`: the very file that was checked, whatever has been renamed onto its
+   path since, and never one found in the library search path. Runs its constructors. On failure:
+   null, and `error` says why in the loader's words, naming the file by its path.
+   The loader remembers the library under "/proc/self/fd/N" as well, and would hand it out for any
+   other file opened later under that number: `file` stays open while the library is in the
+   process (keep_open_for_good() when it may never leave). */
 library open_library(const readable_file& file, std::string& error) {
   const std::string loader_path = file.loader_path();
   library opened = dlopen_or_say_why(loader_path, error);
