@@ -1728,6 +1728,38 @@ void collect_notes(std::string_view notes, std::string& meta) {
   }
 }
 
+/* DT_RUNPATH and DT_RPATH, read through PT_DYNAMIC: the segments are in hand already, and the
+   strings usually lie in the first page, so this costs one small read rather than the section
+   headers at the end of the file. What does not fit the file is left out. */
+template <class Read>
+void read_search_paths(const std::vector<platform::elf_segment>& segments, Read& read_range, std::vector<std::string>& out) {
+  const auto dynamic = std::find_if(segments.begin(), segments.end(),
+                                    [](const platform::elf_segment& segment) { return segment.p_type == PT_DYNAMIC; });
+  if (dynamic == segments.end() || dynamic->p_filesz > section_read_limit) return;
+  std::string entries(dynamic->p_filesz, '\0');
+  if (!read_range(dynamic->p_offset, entries.data(), entries.size())) return;
+  std::uint64_t strings_address = 0, strings_size = 0;
+  std::vector<std::uint64_t> path_offsets;
+  for_each_entry<platform::elf_dynamic>(entries, [&](const platform::elf_dynamic& entry) {
+    if (entry.d_tag == DT_STRTAB) strings_address = entry.d_un.d_ptr;
+    if (entry.d_tag == DT_STRSZ) strings_size = entry.d_un.d_val;
+    if (entry.d_tag == DT_RUNPATH || entry.d_tag == DT_RPATH) path_offsets.push_back(entry.d_un.d_val);
+  });
+  for (const platform::elf_segment& segment : segments) {  // the string table's place in the file
+    if (segment.p_type != PT_LOAD || strings_address < segment.p_vaddr ||
+        strings_address - segment.p_vaddr >= segment.p_filesz) {
+      continue;
+    }
+    const std::uint64_t strings_offset = segment.p_offset + (strings_address - segment.p_vaddr);
+    for (const std::uint64_t offset : path_offsets) {
+      if (offset >= strings_size) continue;
+      std::string text(static_cast<std::size_t>(std::min<std::uint64_t>(strings_size - offset, 4096)), '\0');
+      if (read_range(strings_offset + offset, text.data(), text.size())) out.emplace_back(text.c_str());
+    }
+    return;
+  }
+}
+
 elf_status read_elf(const platform::readable_file& opened, elf_contents& out, std::string& detail,
                     unsigned extras = elf_records_only) {
   const elf_reader file(opened);
@@ -1810,10 +1842,10 @@ elf_status read_elf(const platform::readable_file& opened, elf_contents& out, st
     notes.resize(segment.p_filesz);
     if (read_cached(segment.p_offset, notes.data(), segment.p_filesz)) collect_notes(notes, out.meta);
   }
-  if (extras == elf_records_only) return elf_status::ok;
+  if (extras & elf_search_paths) read_search_paths(segments, read_cached, out.search_paths);
+  if ((extras & (elf_unique_symbols | elf_needed)) == 0) return elf_status::ok;
 
-  // From the section headers: the search paths, and to explain a failed unload, the dynamic
-  // symbols and DT_NEEDED.
+  // Only for explaining a failed unload: dynamic symbols and DT_NEEDED, from the section headers.
   std::vector<platform::elf_section> sections(header.e_shentsize == sizeof(platform::elf_section) ? header.e_shnum : 0);
   if (sections.empty() || !file.read_at(header.e_shoff, sections.data(), sizeof(platform::elf_section) * sections.size())) {
     return elf_status::ok;
@@ -1821,7 +1853,7 @@ elf_status read_elf(const platform::readable_file& opened, elf_contents& out, st
   std::string data, strings;
   for (const platform::elf_section & section : sections) {
     const bool wanted = (section.sh_type == SHT_DYNSYM && (extras & elf_unique_symbols)) ||
-                        (section.sh_type == SHT_DYNAMIC && (extras & (elf_needed | elf_search_paths)));
+                        (section.sh_type == SHT_DYNAMIC && (extras & elf_needed));
     if (!wanted || section.sh_link >= sections.size() || !file.read_section(section, data) ||
         !file.read_section(sections[section.sh_link], strings)) {
       continue;
@@ -1834,11 +1866,7 @@ elf_status read_elf(const platform::readable_file& opened, elf_contents& out, st
       });
     } else {
       for_each_entry<platform::elf_dynamic>(data, [&](const platform::elf_dynamic & entry) {
-        if (entry.d_tag == DT_NEEDED && (extras & elf_needed)) {
-          out.needed.emplace_back(string_at(strings, entry.d_un.d_val));
-        } else if ((entry.d_tag == DT_RUNPATH || entry.d_tag == DT_RPATH) && (extras & elf_search_paths)) {
-          out.search_paths.emplace_back(string_at(strings, entry.d_un.d_val));
-        }
+        if (entry.d_tag == DT_NEEDED) out.needed.emplace_back(string_at(strings, entry.d_un.d_val));
       });
     }
   }
