@@ -3477,7 +3477,7 @@ result<bool, reload_error> swap_in(live_core& live, checked_copy next) {
 result<bool, reload_error> reload_live_module(live_core* live, bool only_if_changed) {
   if (live == nullptr) {
     const std::string reason = "reload() on a live_module that was moved from; use the object it was moved to";
-    return reload_error{reload_errc::load_failed, "", reason, "relib: " + reason, std::nullopt, std::nullopt,
+    return reload_error{reload_errc::load_failed, "", reason, error_message("reload", "", reason), std::nullopt, std::nullopt,
                         std::nullopt, 0};
   }
   // Taken before the copy: a write that starts now raises it again when it ends.
