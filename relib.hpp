@@ -849,6 +849,7 @@ result<live_module<Exports>, reload_error> load_live_module(const std::string& p
      >>platform            the OS seam: libraries, files, threads, address space, watching, copies
      >>errors              code names and explanations; messages formatted from the fields
      >>elf reader          the header and relib's notes, read before any module code runs
+     >>elf gate            what would crash the dynamic loader, refused before dlopen
      >>module records      relib's records, parsed
      >>state blocks        the block a live module keeps across versions, owned by the host
      >>module core         one loaded module (private), and the registry of all
@@ -920,6 +921,62 @@ using elf_segment = ElfW(Phdr);
 using elf_section = ElfW(Shdr);
 using elf_symbol = ElfW(Sym);
 using elf_dynamic = ElfW(Dyn);
+using elf_version_need = ElfW(Verneed);
+using elf_version_need_entry = ElfW(Vernaux);
+using elf_version_definition = ElfW(Verdef);
+using elf_version_definition_name = ElfW(Verdaux);
+using elf_word = ElfW(Addr);
+
+/* ---- The machine's relocations, as glibc's dynamic loader applies them (for the ELF gate) ----
+   What one relocation type does: how many bytes it writes at r_offset, and whether the loader
+   calls, copies or reads something through it. Types glibc does not apply are `unknown`. */
+enum class relocation_kind { none, relative, symbol_word, other_data, thread_local_data, resolver_call, copy, unknown, unchecked };
+struct relocation_effect {
+  relocation_kind kind;
+  unsigned bytes_written;
+};
+#if defined(__x86_64__)
+constexpr bool relocations_have_addends = true;  // DT_RELA; glibc ignores DT_REL here
+using elf_relocation = ElfW(Rela);
+inline std::uint64_t relocation_addend(const elf_relocation& relocation) { return static_cast<std::uint64_t>(relocation.r_addend); }
+inline relocation_effect relocation_effect_of(std::uint32_t type) {
+  switch (type) {
+    case R_X86_64_NONE: return {relocation_kind::none, 0};
+    case R_X86_64_RELATIVE: return {relocation_kind::relative, 8};
+    case R_X86_64_64: case R_X86_64_GLOB_DAT: case R_X86_64_JUMP_SLOT: return {relocation_kind::symbol_word, 8};
+    case R_X86_64_SIZE64: return {relocation_kind::other_data, 8};
+    case R_X86_64_PC32: case R_X86_64_32: case R_X86_64_32S: case R_X86_64_SIZE32: return {relocation_kind::other_data, 4};
+    case R_X86_64_DTPMOD64: case R_X86_64_DTPOFF64: case R_X86_64_TPOFF64: return {relocation_kind::thread_local_data, 8};
+    case R_X86_64_TLSDESC: return {relocation_kind::thread_local_data, 16};
+    case R_X86_64_IRELATIVE: return {relocation_kind::resolver_call, 8};
+    case R_X86_64_COPY: return {relocation_kind::copy, 0};
+    default: return {relocation_kind::unknown, 0};
+  }
+}
+#else
+/* Another machine: only where each relocation writes is checked, a word each. */
+#if defined(__i386__) || defined(__arm__)
+constexpr bool relocations_have_addends = false;  // the addend is the word at r_offset
+using elf_relocation = ElfW(Rel);
+inline std::uint64_t relocation_addend(const elf_relocation&) { return 0; }
+#else
+constexpr bool relocations_have_addends = true;
+using elf_relocation = ElfW(Rela);
+inline std::uint64_t relocation_addend(const elf_relocation& relocation) { return static_cast<std::uint64_t>(relocation.r_addend); }
+#endif
+inline relocation_effect relocation_effect_of(std::uint32_t type) {
+  return {type == 0 ? relocation_kind::none : relocation_kind::unchecked, sizeof(elf_word)};
+}
+#endif
+/* RELR packed relative relocations (glibc 2.36); elf.h of older systems lacks the tags. */
+constexpr std::int64_t tag_relr_size = 35, tag_relr = 36, tag_relr_entry_size = 37;
+#if __ELF_NATIVE_CLASS == 64
+inline std::uint32_t relocation_type(elf_word info) { return static_cast<std::uint32_t>(ELF64_R_TYPE(info)); }
+inline std::uint64_t relocation_symbol(elf_word info) { return ELF64_R_SYM(info); }
+#else
+inline std::uint32_t relocation_type(elf_word info) { return ELF32_R_TYPE(info); }
+inline std::uint64_t relocation_symbol(elf_word info) { return ELF32_R_SYM(info); }
+#endif
 
 /* The file the modules' mimalloc comes from, as the dynamic loader names it. */
 constexpr const char* mimalloc_library_names[] = {"libmimalloc.so.2", "libmimalloc.so"};
@@ -988,8 +1045,12 @@ class readable_file {
     return length > 0 && static_cast<std::size_t>(length) < sizeof buffer ? std::string(buffer, static_cast<std::size_t>(length))
                                                                            : std::string();
   }
-  /* What the dynamic loader can open to get exactly this file. */
-  std::string loader_path() const { return "/proc/self/fd/" + std::to_string(fd_.get()); }
+  /* What the dynamic loader can open to get exactly this file. By process id rather than
+     "self": a debugger reads the libraries the loader reports in its own process, where "self"
+     would name the debugger's descriptor. */
+  std::string loader_path() const {
+    return "/proc/" + std::to_string(::getpid()) + "/fd/" + std::to_string(fd_.get());
+  }
   /* Leaves the descriptor open until the process exits (see open_library). */
   void keep_open_for_good() { fd_.release(); }
   void close() { fd_.reset(-1); }
@@ -1031,7 +1092,7 @@ library dlopen_or_say_why(const std::string& name, std::string& error) {
 /* Opens the library in `file`: the very file that was checked, whatever has been renamed onto its
    path since, and never one found in the library search path. Runs its constructors. On failure:
    null, and `error` says why in the loader's words, naming the file by its path.
-   The loader remembers the library under "/proc/self/fd/N" as well, and would hand it out for any
+   The loader remembers the library under "/proc/<pid>/fd/N" as well, and would hand it out for any
    other file opened later under that number: `file` stays open while the library is in the
    process (keep_open_for_good() when it may never leave). */
 library open_library(const readable_file& file, std::string& error) {
@@ -1176,6 +1237,11 @@ int create_thread_key(thread_key* key, void (*destructor)(void*)) { return pthre
 int delete_thread_key(thread_key key) { return pthread_key_delete(key); }
 
 /* ---- Address space ---- */
+inline std::uint64_t page_size() {
+  static const std::uint64_t size = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+  return size;
+}
+
 /* Reserves `size` bytes of address space aligned to `alignment`, all of it below `limit`,
    inaccessible and uncommitted until someone mprotect()s parts of it; 0 when it cannot, or should
    not: under an address-space limit (RLIMIT_AS) a large reservation would starve the rest of the
@@ -1673,6 +1739,29 @@ enum class elf_status { ok, not_elf, wrong_architecture, not_shared_library, unr
 constexpr std::uint64_t notes_read_limit = std::uint64_t{1} << 20;
 constexpr std::uint64_t section_read_limit = std::uint64_t{16} << 20;
 
+/* What the ELF gate (>>elf gate) accepts at most: far above any real module, low enough that the
+   largest file allowed is checked in milliseconds. */
+constexpr std::size_t gate_max_program_headers = 256;
+constexpr std::size_t gate_max_sections = 4096;
+constexpr std::uint64_t gate_max_dynamic_entries = 4096;
+constexpr std::uint64_t gate_max_symbols = std::uint64_t{1} << 20;
+constexpr std::uint64_t gate_max_relocations = std::uint64_t{1} << 21;
+constexpr std::uint64_t gate_max_array_entries = 65536;    // DT_INIT_ARRAY, DT_FINI_ARRAY
+constexpr std::uint64_t gate_max_version_records = 65536;  // DT_VERNEED, DT_VERDEF
+constexpr std::uint64_t gate_max_alignment = std::uint64_t{1} << 30;
+constexpr std::uint64_t gate_max_tls_size = std::uint64_t{64} << 20;
+
+inline std::string hex(std::uint64_t value) {
+  static const char digits[] = "0123456789abcdef";
+  std::string text;
+  do {
+    text.insert(text.begin(), digits[value & 15]);
+    value >>= 4;
+  } while (value != 0);
+  return "0x" + text;
+}
+
+
 /* Bounds-checked reads at file offsets. */
 class elf_reader {
  public:
@@ -1710,22 +1799,27 @@ void for_each_entry(const std::string& data, Visit&& visit) {
 }
 
 /* relib's records are notes named "relib" in a PT_NOTE segment; they are appended to `meta`
-   separated by NUL bytes. */
-void collect_notes(std::string_view notes, std::string& meta) {
-  while (notes.size() >= 12) {
+   separated by NUL bytes. False when a note runs past the segment. */
+bool collect_notes(std::string_view notes, std::size_t alignment, std::string& meta) {
+  while (!notes.empty()) {
     std::uint32_t sizes[3];  // name size, description size, type
+    if (notes.size() < sizeof sizes) return false;
     std::memcpy(sizes, notes.data(), sizeof sizes);
-    const std::size_t name_size = (std::size_t{sizes[0]} + 3) / 4 * 4;
-    const std::size_t description_size = (std::size_t{sizes[1]} + 3) / 4 * 4;
-    if (name_size > notes.size() - 12 || description_size > notes.size() - 12 - name_size) return;
+    const std::size_t name_size = (std::size_t{sizes[0]} + 3) / 4 * 4;  // the name is padded to 4 bytes
+    const std::size_t description_size = (std::size_t{sizes[1]} + alignment - 1) / alignment * alignment;
+    if (name_size > notes.size() - 12 || description_size > notes.size() - 12 - name_size) {
+      // The last description of the segment need not carry its padding.
+      if (name_size > notes.size() - 12 || sizes[1] != notes.size() - 12 - name_size) return false;
+    }
     const std::string_view name(notes.data() + 12, sizes[0]);
     if (sizes[2] == note_type && name == std::string_view("relib", 6)) {
       const std::string_view description(notes.data() + 12 + name_size, sizes[1]);
       meta.append(description.substr(0, description.find('\0')));
       meta.push_back('\0');
     }
-    notes.remove_prefix(12 + name_size + description_size);
+    notes.remove_prefix(std::min(notes.size(), 12 + name_size + description_size));
   }
+  return true;
 }
 
 /* DT_RUNPATH and DT_RPATH, read through PT_DYNAMIC: the segments are in hand already, and the
@@ -1759,6 +1853,10 @@ void read_search_paths(const std::vector<platform::elf_segment>& segments, Read&
     return;
   }
 }
+
+/* False, with what is wrong, when the dynamic loader could crash on the image (>>elf gate). */
+bool passes_elf_gate(const platform::readable_file& file, const platform::elf_header& header,
+                     const std::vector<platform::elf_segment>& segments, std::string& problem, bool& is_executable);
 
 elf_status read_elf(const platform::readable_file& opened, elf_contents& out, std::string& detail,
                     unsigned extras = elf_records_only) {
@@ -1800,13 +1898,18 @@ elf_status read_elf(const platform::readable_file& opened, elf_contents& out, st
     detail = header.e_type == ET_EXEC ? "it is an executable" : header.e_type == ET_REL ? "it is an object file (.o)" : "it is not a shared library";
     return elf_status::not_shared_library;
   }
-  if (header.e_phentsize != sizeof(platform::elf_segment) || header.e_phnum == 0) {
-    detail = "its program headers are missing or malformed";
+  if (header.e_phentsize != sizeof(platform::elf_segment) || header.e_phnum == 0 ||
+      header.e_phnum > gate_max_program_headers) {
+    detail = "its program headers are missing or malformed: e_phnum " + std::to_string(header.e_phnum) +
+             ", e_phentsize " + std::to_string(header.e_phentsize) + " (this ABI uses " +
+             std::to_string(sizeof(platform::elf_segment)) + ", and relib reads at most " +
+             std::to_string(gate_max_program_headers) + ")";
     return elf_status::unreadable;
   }
   std::vector<platform::elf_segment> segments(header.e_phnum);
   if (!read_cached(header.e_phoff, segments.data(), sizeof(platform::elf_segment) * segments.size())) {
-    detail = "its program headers are truncated";
+    detail = "its program headers are truncated: e_phoff " + std::to_string(header.e_phoff) + " with e_phnum " +
+             std::to_string(header.e_phnum) + " ends past the file's " + std::to_string(size) + " bytes";
     return elf_status::unreadable;
   }
   // The dynamic loader maps segments without checking them against the file size, and touching
@@ -1814,11 +1917,15 @@ elf_status read_elf(const platform::readable_file& opened, elf_contents& out, st
   // must be refused here.
   const std::uint64_t section_headers_end =
       std::uint64_t{header.e_shoff} + std::uint64_t{header.e_shnum} * header.e_shentsize;
-  for (const platform::elf_segment & segment : segments) {
+  for (std::size_t i = 0; i < segments.size(); ++i) {
+    const platform::elf_segment& segment = segments[i];
     if ((segment.p_type == PT_LOAD || segment.p_type == PT_DYNAMIC || segment.p_type == PT_NOTE) &&
         (segment.p_offset > size || segment.p_filesz > size - segment.p_offset)) {
-      detail = "it is truncated: a segment ends at byte " + std::to_string(segment.p_offset + segment.p_filesz) +
-               " but the file has " + std::to_string(size) + " bytes (is it still being written?)";
+      detail = std::string("it is truncated: its ") +
+               (segment.p_type == PT_LOAD ? "PT_LOAD" : segment.p_type == PT_DYNAMIC ? "PT_DYNAMIC" : "PT_NOTE") +
+               " segment (program header " + std::to_string(i) + ") takes p_filesz " + std::to_string(segment.p_filesz) +
+               " bytes from p_offset " + std::to_string(segment.p_offset) + ", but the file has " + std::to_string(size) +
+               " bytes (is it still being written?)";
       return elf_status::unreadable;
     }
   }
@@ -1829,7 +1936,6 @@ elf_status read_elf(const platform::readable_file& opened, elf_contents& out, st
   }
   // The records are read from a bounded area, so that no file makes relib read or allocate much
   // before it refuses: a module's notes take a few KB (about 100 bytes per export or import).
-  std::string notes;
   std::uint64_t notes_size = 0;
   for (const platform::elf_segment & segment : segments) {
     if (segment.p_type != PT_NOTE) continue;
@@ -1839,8 +1945,23 @@ elf_status read_elf(const platform::readable_file& opened, elf_contents& out, st
                std::to_string(notes_read_limit) + " (relib's records of a module with thousands of exports take less)";
       return elf_status::unreadable;
     }
+  }
+  bool is_executable = false;
+  if (!passes_elf_gate(opened, header, segments, detail, is_executable)) {
+    return is_executable ? elf_status::not_shared_library : elf_status::unreadable;
+  }
+  std::string notes;
+  for (const platform::elf_segment & segment : segments) {
+    if (segment.p_type != PT_NOTE) continue;
     notes.resize(segment.p_filesz);
-    if (read_cached(segment.p_offset, notes.data(), segment.p_filesz)) collect_notes(notes, out.meta);
+    if (!read_cached(segment.p_offset, notes.data(), segment.p_filesz)) {
+      detail = "its PT_NOTE segment cannot be read";
+      return elf_status::unreadable;
+    }
+    if (!collect_notes(notes, segment.p_align == 8 ? 8 : 4, out.meta)) {
+      detail = "a note in its PT_NOTE segment at " + hex(segment.p_vaddr) + " runs past the end of the segment";
+      return elf_status::unreadable;
+    }
   }
   if (extras & elf_search_paths) read_search_paths(segments, read_cached, out.search_paths);
   if ((extras & (elf_unique_symbols | elf_needed)) == 0) return elf_status::ok;
@@ -1873,6 +1994,865 @@ elf_status read_elf(const platform::readable_file& opened, elf_contents& out, st
   return elf_status::ok;
 }
 
+/* >>elf gate ---- what would crash the dynamic loader, refused before dlopen ------------------
+   glibc trusts what it maps: a segment that overlaps another, a table outside the image, a
+   relocation that writes outside the writable segments or an init function outside the code
+   crashes the process inside dlopen (or later, in dlsym or dlclose). Everything the loader reads
+   of the image is checked here against the segments that will hold it, and each refusal names
+   the field. Tables are read in chunks through one small window, so memory stays the same
+   whatever the file declares; the limits below bound the time. */
+
+/* The module's address space as the loader lays it out (addresses relative to its base), read
+   through the file: a segment's file-backed part is read at the matching file offset. */
+class loaded_image {
+ public:
+  explicit loaded_image(const platform::readable_file& file) : file_(file) {}
+
+  std::vector<platform::elf_segment> loads;  // the PT_LOAD segments, sorted and checked
+  bool writable_everywhere = false;          // text relocations: the loader unprotects every segment
+
+  /* The PT_LOAD whose memory (or whose file-backed part) holds [address, address + size). */
+  const platform::elf_segment* holding(std::uint64_t address, std::uint64_t size, bool in_file) const {
+    for (const platform::elf_segment& load : loads) {
+      if (in_file && (load.p_flags & PF_R) == 0) continue;  // the loader reads it there
+      const std::uint64_t extent = in_file ? load.p_filesz : load.p_memsz;
+      if (address >= load.p_vaddr && address - load.p_vaddr <= extent && size <= extent - (address - load.p_vaddr)) {
+        return &load;
+      }
+    }
+    return nullptr;
+  }
+  bool in_file(std::uint64_t address, std::uint64_t size) const { return holding(address, size, true) != nullptr; }
+  bool writable(std::uint64_t address, std::uint64_t size) const {
+    const platform::elf_segment* load = holding(address, size, false);
+    return load != nullptr && (writable_everywhere || (load->p_flags & PF_W) != 0);
+  }
+  bool executable(std::uint64_t address) const {
+    const platform::elf_segment* load = holding(address, 1, true);
+    return load != nullptr && (load->p_flags & PF_X) != 0;
+  }
+
+  /* Reads [address, address + size), which must lie in one segment's file-backed part. */
+  bool copy_out(std::uint64_t address, void* out, std::uint64_t size) {
+    const platform::elf_segment* load = holding(address, size, true);
+    if (load == nullptr) return false;
+    const std::uint64_t offset = load->p_offset + (address - load->p_vaddr);
+    if (offset >= window_offset_ && offset - window_offset_ <= window_.size() &&
+        size <= window_.size() - (offset - window_offset_)) {
+      std::memcpy(out, window_.data() + (offset - window_offset_), static_cast<std::size_t>(size));
+      return true;
+    }
+    if (size > window_capacity) return file_.read_range(offset, out, size);
+    window_.resize(static_cast<std::size_t>(std::min<std::uint64_t>(window_capacity, load->p_offset + load->p_filesz - offset)));
+    window_offset_ = offset;
+    if (!file_.read_range(offset, window_.data(), window_.size())) {
+      window_.clear();
+      return false;
+    }
+    std::memcpy(out, window_.data(), static_cast<std::size_t>(size));
+    return true;
+  }
+
+  /* The word the file holds at `address`; 0 in a segment's zero-filled part. */
+  std::uint64_t word_at(std::uint64_t address) {
+    platform::elf_word word = 0;
+    if (in_file(address, sizeof word)) copy_out(address, &word, sizeof word);
+    return word;
+  }
+
+ private:
+  static constexpr std::size_t window_capacity = 16384;  // the tables of a small module, in one read
+  const platform::readable_file& file_;
+  std::string window_;
+  std::uint64_t window_offset_ = 0;
+};
+
+/* The dynamic section's values that the loader acts on. A tag given twice counts with its last
+   value, as in glibc. */
+struct dynamic_values {
+  std::optional<std::uint64_t> strtab, strsz, symtab, syment, hash, gnu_hash, relocations, relocations_size,
+      relocations_entry_size, plt_relocations, plt_relocations_size, plt_relocation_kind, pltgot, init, fini,
+      init_array, init_array_size, fini_array, fini_array_size, relr, relr_size, relr_entry_size, versym, verdef,
+      verneed;
+  std::optional<std::uint64_t> relative_count;  // DT_RELACOUNT: the first entries, applied as relative
+  std::uint64_t flags = 0, flags_1 = 0;
+  bool text_relocations = false;
+  std::vector<std::pair<const char*, std::uint64_t>> strings;  // DT_NEEDED and the like: tag, offset
+
+  void record(const platform::elf_dynamic& entry) {
+    const std::uint64_t value = entry.d_un.d_val;
+    switch (entry.d_tag) {
+      case DT_STRTAB: strtab = value; break;
+      case DT_STRSZ: strsz = value; break;
+      case DT_SYMTAB: symtab = value; break;
+      case DT_SYMENT: syment = value; break;
+      case DT_HASH: hash = value; break;
+      case DT_GNU_HASH: gnu_hash = value; break;
+      case DT_RELA: if (platform::relocations_have_addends) relocations = value; break;
+      case DT_RELASZ: if (platform::relocations_have_addends) relocations_size = value; break;
+      case DT_RELAENT: if (platform::relocations_have_addends) relocations_entry_size = value; break;
+      case DT_RELACOUNT: if (platform::relocations_have_addends) relative_count = value; break;
+      case DT_RELCOUNT: if (!platform::relocations_have_addends) relative_count = value; break;
+      case DT_REL: if (!platform::relocations_have_addends) relocations = value; break;
+      case DT_RELSZ: if (!platform::relocations_have_addends) relocations_size = value; break;
+      case DT_RELENT: if (!platform::relocations_have_addends) relocations_entry_size = value; break;
+      case DT_JMPREL: plt_relocations = value; break;
+      case DT_PLTRELSZ: plt_relocations_size = value; break;
+      case DT_PLTREL: plt_relocation_kind = value; break;
+      case DT_PLTGOT: pltgot = value; break;
+      case DT_INIT: init = value; break;
+      case DT_FINI: fini = value; break;
+      case DT_INIT_ARRAY: init_array = value; break;
+      case DT_INIT_ARRAYSZ: init_array_size = value; break;
+      case DT_FINI_ARRAY: fini_array = value; break;
+      case DT_FINI_ARRAYSZ: fini_array_size = value; break;
+      case platform::tag_relr: relr = value; break;
+      case platform::tag_relr_size: relr_size = value; break;
+      case platform::tag_relr_entry_size: relr_entry_size = value; break;
+      case DT_VERSYM: versym = value; break;
+      case DT_VERDEF: verdef = value; break;
+      case DT_VERNEED: verneed = value; break;
+      case DT_FLAGS: flags = value; break;
+      case DT_FLAGS_1: flags_1 = value; break;
+      case DT_TEXTREL: text_relocations = true; break;
+      case DT_NEEDED: strings.emplace_back("DT_NEEDED", value); break;
+      case DT_SONAME: strings.emplace_back("DT_SONAME", value); break;
+      case DT_RPATH: strings.emplace_back("DT_RPATH", value); break;
+      case DT_RUNPATH: strings.emplace_back("DT_RUNPATH", value); break;
+      default: break;
+    }
+  }
+};
+
+/* Checks the image the way the loader will use it; `problem` says what is wrong. */
+class image_gate {
+ public:
+  image_gate(const platform::readable_file& file, const platform::elf_header& header,
+             const std::vector<platform::elf_segment>& segments)
+      : file_(file), header_(header), segments_(segments), image_(file) {}
+
+  std::string problem;          // empty when the image passed
+  bool is_executable = false;   // a position-independent executable (DF_1_PIE), not a library
+
+  bool check() {
+    return check_segments() && check_sections() && read_dynamic() && check_tables() && count_symbols() && check_versions() &&
+           check_symbols() && check_relocations() && check_functions();
+  }
+
+ private:
+  static constexpr std::uint64_t word = sizeof(platform::elf_word);
+
+  /* A table of init or fini functions: the loader calls every entry, so each must be relocated
+     to an address in the code. */
+  struct function_array {
+    const char* name;
+    std::uint64_t address, count;
+    std::vector<bool> relocated;
+  };
+  struct relocation_table {
+    const char* name;
+    std::uint64_t address, count;
+  };
+
+  bool refuse(std::string text) {
+    problem = std::move(text);
+    return false;
+  }
+  static std::string segment_name(const platform::elf_segment& segment, std::size_t index, const char* type) {
+    return std::string(type) + " (program header " + std::to_string(index) + ", address " + hex(segment.p_vaddr) + ")";
+  }
+
+  /* ---- Segments: what the loader maps, and the headers it reads from the mapped image ---- */
+  bool check_segments() {
+    const std::uint64_t page = platform::page_size();
+    std::size_t tls_count = 0, relro_count = 0, dynamic_count = 0;
+    for (std::size_t i = 0; i < segments_.size(); ++i) {
+      const platform::elf_segment& segment = segments_[i];
+      if (segment.p_type == PT_GNU_STACK && (segment.p_flags & PF_X) != 0) {
+        return refuse("PT_GNU_STACK asks for an executable stack, which would make the stack of every thread in "
+                      "this process executable; link the module with -z noexecstack (an assembly file without a "
+                      ".note.GNU-stack section asks for one)");
+      }
+      tls_count += segment.p_type == PT_TLS;
+      relro_count += segment.p_type == PT_GNU_RELRO;
+      dynamic_count += segment.p_type == PT_DYNAMIC;
+      if (segment.p_type != PT_LOAD) continue;
+      const std::string name = segment_name(segment, i, "PT_LOAD");
+      if (segment.p_filesz > segment.p_memsz) {
+        return refuse(name + ": p_filesz " + hex(segment.p_filesz) + " is larger than p_memsz " + hex(segment.p_memsz));
+      }
+      // Only data has a zero-filled tail (.bss); code or constants that stop short would run or
+      // read zeros where the file was cut.
+      if ((segment.p_flags & PF_W) == 0 && segment.p_filesz != segment.p_memsz) {
+        return refuse(name + ": a read-only segment whose p_filesz " + hex(segment.p_filesz) + " differs from its p_memsz " +
+                      hex(segment.p_memsz));
+      }
+      const std::uint64_t highest = ~std::uint64_t{0} - page;
+      if (segment.p_vaddr > highest || segment.p_memsz > highest - segment.p_vaddr) {
+        return refuse(name + ": p_memsz " + hex(segment.p_memsz) + " runs past the end of the address space");
+      }
+      if (segment.p_align > 1 && ((segment.p_align & (segment.p_align - 1)) != 0 || segment.p_align > gate_max_alignment)) {
+        return refuse(name + ": p_align " + hex(segment.p_align) + " is not a power of two up to 1 GiB");
+      }
+      if (((segment.p_vaddr - segment.p_offset) & (page - 1)) != 0 ||
+          (segment.p_align > 1 && ((segment.p_vaddr - segment.p_offset) & (segment.p_align - 1)) != 0)) {
+        return refuse(name + ": p_vaddr and p_offset " + hex(segment.p_offset) +
+                      " are not congruent modulo the page size and p_align");
+      }
+      if (!image_.loads.empty()) {
+        const platform::elf_segment& previous = image_.loads.back();
+        if (segment.p_vaddr < previous.p_vaddr) {
+          return refuse(name + " comes after the PT_LOAD at " + hex(previous.p_vaddr) +
+                        ": PT_LOAD segments must be sorted by address");
+        }
+        const std::uint64_t previous_end = (previous.p_vaddr + previous.p_memsz + page - 1) & ~(page - 1);
+        if (previous_end > (segment.p_vaddr & ~(page - 1))) {
+          return refuse(name + " overlaps the PT_LOAD at " + hex(previous.p_vaddr) + ", which ends at " +
+                        hex(previous.p_vaddr + previous.p_memsz));
+        }
+        // Linkers lay the segments out in the file in address order; bytes mapped twice are a
+        // sign of a damaged p_offset.
+        if (segment.p_offset < previous.p_offset + previous.p_filesz) {
+          return refuse(name + ": p_offset " + hex(segment.p_offset) + " maps bytes of the file that the PT_LOAD at " +
+                        hex(previous.p_vaddr) + " maps already");
+        }
+      }
+      image_.loads.push_back(segment);
+    }
+    if (image_.loads.empty()) return refuse("it has no PT_LOAD segment, so nothing of it would be mapped");
+    if (dynamic_count != 1) return refuse("it has " + std::to_string(dynamic_count) + " PT_DYNAMIC segments; a shared library has one");
+    if (tls_count > 1 || relro_count > 1) return refuse("it has more than one PT_TLS or PT_GNU_RELRO segment");
+
+    for (std::size_t i = 0; i < segments_.size(); ++i) {
+      const platform::elf_segment& segment = segments_[i];
+      switch (segment.p_type) {
+        case PT_DYNAMIC:
+          dynamic_segment_ = &segment;
+          if (!mapped_from_file(segment, i, "PT_DYNAMIC", segment.p_filesz)) return false;
+          // Marked writable, the loader adds the base address to its entries in place.
+          if ((segment.p_flags & PF_W) != 0 && !image_.writable(segment.p_vaddr, segment.p_filesz)) {
+            return refuse(segment_name(segment, i, "PT_DYNAMIC") + " is marked writable (PF_W) but lies in a read-only PT_LOAD");
+          }
+          break;
+        case PT_NOTE:
+          if (!mapped_from_file(segment, i, "PT_NOTE", segment.p_filesz)) return false;
+          break;
+        case PT_GNU_PROPERTY:
+          if (!mapped_from_file(segment, i, "PT_GNU_PROPERTY", segment.p_filesz)) return false;
+          break;
+        case PT_GNU_EH_FRAME:
+          if (!mapped_from_file(segment, i, "PT_GNU_EH_FRAME", segment.p_filesz)) return false;
+          break;
+        case PT_PHDR:
+          if (segment.p_offset != header_.e_phoff) {
+            return refuse(segment_name(segment, i, "PT_PHDR") + ": p_offset " + hex(segment.p_offset) +
+                          " is not e_phoff " + hex(header_.e_phoff));
+          }
+          if (!mapped_from_file(segment, i, "PT_PHDR", std::uint64_t{header_.e_phnum} * header_.e_phentsize)) return false;
+          break;
+        case PT_TLS:
+          tls_ = &segment;
+          if (segment.p_filesz > segment.p_memsz || segment.p_memsz > gate_max_tls_size ||
+              (segment.p_align > 1 && ((segment.p_align & (segment.p_align - 1)) != 0 || segment.p_align > page))) {
+            return refuse(segment_name(segment, i, "PT_TLS") + ": p_filesz " + hex(segment.p_filesz) + ", p_memsz " +
+                          hex(segment.p_memsz) + " or p_align " + hex(segment.p_align) +
+                          " is out of range (p_filesz <= p_memsz <= 64 MiB, p_align a power of two up to a page)");
+          }
+          if (!mapped_from_file(segment, i, "PT_TLS", segment.p_filesz)) return false;
+          break;
+        case PT_GNU_RELRO: {
+          const platform::elf_segment* load = image_.holding(segment.p_vaddr, segment.p_memsz, false);
+          if (load == nullptr || (load->p_flags & PF_W) == 0) {
+            return refuse(segment_name(segment, i, "PT_GNU_RELRO") + " with p_memsz " + hex(segment.p_memsz) +
+                          " lies outside the writable PT_LOAD segments, so the loader would write-protect memory "
+                          "that is not the module's");
+          }
+          break;
+        }
+        default: break;
+      }
+    }
+    return true;
+  }
+
+  /* A segment the loader (or the unwinder) reads in memory: it must lie in the bytes a PT_LOAD maps
+     from the file, at the same file offset, so that what relib reads is what the loader sees. */
+  bool mapped_from_file(const platform::elf_segment& segment, std::size_t index, const char* type, std::uint64_t size) {
+    const platform::elf_segment* load = image_.holding(segment.p_vaddr, size, true);
+    if (load == nullptr) {
+      return refuse(segment_name(segment, index, type) + " with " + std::to_string(size) +
+                    " bytes lies outside the bytes the PT_LOAD segments map from the file");
+    }
+    if (segment.p_offset != load->p_offset + (segment.p_vaddr - load->p_vaddr)) {
+      return refuse(segment_name(segment, index, type) + ": p_offset " + hex(segment.p_offset) +
+                    " is not where the PT_LOAD that maps it takes those bytes from");
+    }
+    return true;
+  }
+
+  /* ---- Section headers, when the file has them ----
+     The loader ignores them, but they tell where the code and data that the segments must map
+     lie: a p_offset or p_filesz, DT_INIT or DT_FINI moved by damage shows against them. */
+  bool check_sections() {
+    if (header_.e_shnum == 0 || header_.e_shentsize != sizeof(platform::elf_section)) return true;  // stripped of them
+    if (header_.e_shnum > gate_max_sections) {
+      return refuse("e_shnum is " + std::to_string(header_.e_shnum) + ", and relib reads at most " +
+                    std::to_string(gate_max_sections) + " section headers");
+    }
+    std::vector<platform::elf_section> sections(header_.e_shnum);
+    if (!file_.read_range(header_.e_shoff, sections.data(), sections.size() * sizeof(platform::elf_section))) {
+      return refuse("its section headers at e_shoff " + hex(header_.e_shoff) + " cannot be read");
+    }
+    for (std::size_t i = 0; i < sections.size(); ++i) {
+      const platform::elf_section& section = sections[i];
+      if ((section.sh_flags & SHF_ALLOC) == 0 || section.sh_type == SHT_NOBITS || section.sh_size == 0) continue;
+      const platform::elf_segment* load = image_.holding(section.sh_addr, section.sh_size, true);
+      if (load == nullptr || section.sh_offset != load->p_offset + (section.sh_addr - load->p_vaddr)) {
+        return refuse("section " + std::to_string(i) + " (address " + hex(section.sh_addr) + ", " +
+                      std::to_string(section.sh_size) + " bytes) is not where the PT_LOAD segments map it from the "
+                      "file: a segment's p_offset, p_filesz or p_vaddr is damaged");
+      }
+    }
+    for (std::size_t i = 0; i < sections.size(); ++i) {  // .bss must be in a zero-filled part
+      const platform::elf_section& section = sections[i];
+      if ((section.sh_flags & SHF_ALLOC) == 0 || (section.sh_flags & SHF_TLS) != 0 || section.sh_type != SHT_NOBITS ||
+          section.sh_size == 0) {
+        continue;
+      }
+      const platform::elf_segment* load = image_.holding(section.sh_addr, section.sh_size, false);
+      if (load == nullptr || section.sh_addr < load->p_vaddr + load->p_filesz) {
+        return refuse("section " + std::to_string(i) + " (zero-filled, address " + hex(section.sh_addr) +
+                      ") is not in the part of a PT_LOAD that the loader fills with zeros: a p_filesz or p_memsz is damaged");
+      }
+    }
+    if (header_.e_shstrndx < sections.size()) {
+      const platform::elf_section& names = sections[header_.e_shstrndx];
+      section_names_.resize(static_cast<std::size_t>(std::min<std::uint64_t>(names.sh_size, 65536)));
+      if (names.sh_type != SHT_STRTAB || !file_.read_range(names.sh_offset, section_names_.data(), section_names_.size())) {
+        section_names_.clear();
+      }
+    }
+    sections_ = std::move(sections);
+    return true;
+  }
+
+  /* ---- The dynamic section ---- */
+  bool read_dynamic() {
+    const std::uint64_t count = std::min(dynamic_segment_->p_filesz / sizeof(platform::elf_dynamic), gate_max_dynamic_entries);
+    std::vector<platform::elf_dynamic> entries(static_cast<std::size_t>(count));
+    if (!image_.copy_out(dynamic_segment_->p_vaddr, entries.data(), count * sizeof(platform::elf_dynamic))) {
+      return refuse("PT_DYNAMIC cannot be read");
+    }
+    const auto end = std::find_if(entries.begin(), entries.end(),
+                                  [](const platform::elf_dynamic& entry) { return entry.d_tag == DT_NULL; });
+    if (end == entries.end()) {
+      return refuse("PT_DYNAMIC has no DT_NULL entry to end it within its first " + std::to_string(count) + " entries");
+    }
+    // Damage that turns one tag into another shows as a tag no linker writes, or one given twice.
+    std::vector<std::int64_t> seen;
+    for (auto entry = entries.begin(); entry != end; ++entry) {
+      const std::int64_t tag = entry->d_tag;
+      if (tag < 0 || (tag > platform::tag_relr_entry_size && tag < DT_LOOS) || tag > DT_HIPROC) {
+        return refuse("PT_DYNAMIC entry " + std::to_string(entry - entries.begin()) + " has tag " +
+                      hex(static_cast<std::uint64_t>(tag)) + ", which no linker writes");
+      }
+      if (tag != DT_NEEDED && std::find(seen.begin(), seen.end(), tag) != seen.end()) {
+        return refuse("PT_DYNAMIC entry " + std::to_string(entry - entries.begin()) + ": tag " +
+                      hex(static_cast<std::uint64_t>(tag)) + " is given twice");
+      }
+      seen.push_back(tag);
+      dynamic_.record(*entry);
+    }
+    if ((values().flags_1 & DF_1_PIE) != 0) {
+      is_executable = true;
+      return refuse("it is a position-independent executable (DF_1_PIE in DT_FLAGS_1)");
+    }
+    image_.writable_everywhere = values().text_relocations || (values().flags & DF_TEXTREL) != 0;
+    return true;
+  }
+  const dynamic_values& values() const { return dynamic_; }
+  std::uint64_t image_end() const { return image_.loads.back().p_vaddr + image_.loads.back().p_memsz; }
+
+  /* ---- Tables: each inside the image, with this ABI's entry sizes ---- */
+  /* With section headers, each table the dynamic section names starts a section of its kind (and
+     the sizes match): a pointer moved by damage inside the image shows here. */
+  bool matches_section(const char* tag, const std::optional<std::uint64_t>& address, std::uint32_t type,
+                       const char* size_tag = nullptr, const std::optional<std::uint64_t>& size = std::nullopt,
+                       const char* name = nullptr) {
+    if (!address || sections_.empty()) return true;
+    for (const platform::elf_section& section : sections_) {
+      if (section.sh_addr != *address || section.sh_type != type || (section.sh_flags & SHF_ALLOC) == 0) continue;
+      if (size && section.sh_size != *size) continue;
+      if (name && (section.sh_name >= section_names_.size() || std::strcmp(section_names_.c_str() + section.sh_name, name) != 0)) {
+        continue;
+      }
+      return true;
+    }
+    return refuse(std::string(tag) + " " + hex(*address) + (size ? std::string(" with ") + size_tag + " " + hex(*size) : "") +
+                  " does not match the section headers: no " + (name ? name : "section of its kind") +
+                  " starts there" + (size ? " with that size" : ""));
+  }
+
+  bool check_tables_against_sections() {
+    const dynamic_values& d = values();
+    const std::uint32_t relocations = platform::relocations_have_addends ? SHT_RELA : SHT_REL;
+    return matches_section("DT_STRTAB", d.strtab, SHT_STRTAB, "DT_STRSZ", d.strsz) && matches_section("DT_SYMTAB", d.symtab, SHT_DYNSYM) &&
+           matches_section("DT_GNU_HASH", d.gnu_hash, SHT_GNU_HASH) && matches_section("DT_HASH", d.hash, SHT_HASH) &&
+           matches_section(platform::relocations_have_addends ? "DT_RELA" : "DT_REL", d.relocations, relocations) &&
+           matches_section("DT_JMPREL", d.plt_relocations, relocations, "DT_PLTRELSZ", d.plt_relocations_size) &&
+           matches_section("DT_RELR", d.relr, SHT_RELR, "DT_RELRSZ", d.relr_size) &&
+           matches_section("DT_VERSYM", d.versym, SHT_GNU_versym) && matches_section("DT_VERNEED", d.verneed, SHT_GNU_verneed) &&
+           matches_section("DT_VERDEF", d.verdef, SHT_GNU_verdef) &&
+           matches_section("DT_INIT_ARRAY", d.init_array, SHT_INIT_ARRAY, "DT_INIT_ARRAYSZ", d.init_array_size) &&
+           matches_section("DT_FINI_ARRAY", d.fini_array, SHT_FINI_ARRAY, "DT_FINI_ARRAYSZ", d.fini_array_size) &&
+           matches_section("DT_INIT", d.init, SHT_PROGBITS, nullptr, std::nullopt, ".init") &&
+           matches_section("DT_FINI", d.fini, SHT_PROGBITS, nullptr, std::nullopt, ".fini");
+  }
+
+  bool check_tables() {
+    const dynamic_values& d = values();
+    if (!check_tables_against_sections()) return false;
+    // The loader reads these while relocating, even when there is nothing to relocate.
+    if (!d.strtab || !d.strsz || !d.symtab) {
+      return refuse(std::string("its dynamic section lacks ") + (!d.strtab ? "DT_STRTAB" : !d.strsz ? "DT_STRSZ" : "DT_SYMTAB") +
+                    ", which the loader reads for every library");
+    }
+    {
+      char last = 1;
+      if (*d.strsz == 0 || !image_.in_file(*d.strtab, *d.strsz)) {
+        return refuse("DT_STRTAB " + hex(*d.strtab) + " with DT_STRSZ " + hex(*d.strsz) +
+                      " lies outside the bytes the PT_LOAD segments map from the file");
+      }
+      if (!image_.copy_out(*d.strtab + *d.strsz - 1, &last, 1) || last != '\0') {
+        return refuse("DT_STRTAB: the string table does not end with a NUL byte (is DT_STRSZ " + hex(*d.strsz) + " right?)");
+      }
+    }
+    for (const auto& [tag, offset] : d.strings) {
+      if (!d.strsz || offset >= *d.strsz) {
+        return refuse(std::string(tag) + " names string " + hex(offset) + ", outside DT_STRTAB (DT_STRSZ " +
+                      (d.strsz ? hex(*d.strsz) : std::string("missing")) + ")");
+      }
+    }
+    if (d.syment && *d.syment != sizeof(platform::elf_symbol)) {
+      return refuse("DT_SYMENT is " + std::to_string(*d.syment) + ", this ABI's symbols take " +
+                    std::to_string(sizeof(platform::elf_symbol)) + " bytes");
+    }
+    const std::uint64_t relocation_size = sizeof(platform::elf_relocation);
+    const char* const table = platform::relocations_have_addends ? "DT_RELA" : "DT_REL";
+    const char* const size_tag = platform::relocations_have_addends ? "DT_RELASZ" : "DT_RELSZ";
+    if (d.plt_relocation_kind && *d.plt_relocation_kind != std::uint64_t{platform::relocations_have_addends ? DT_RELA : DT_REL}) {
+      return refuse("DT_PLTREL is " + std::to_string(*d.plt_relocation_kind) + ", this ABI's relocations are " + table);
+    }
+    if (d.relocations_size && !d.relocations) return refuse(std::string(size_tag) + " without " + table);
+    if (d.plt_relocations_size && !d.plt_relocations) return refuse("DT_PLTRELSZ without DT_JMPREL");
+    if (d.plt_relocations.has_value() != d.plt_relocation_kind.has_value()) return refuse("one of DT_JMPREL and DT_PLTREL without the other");
+    if (d.relr_size && !d.relr) return refuse("DT_RELRSZ without DT_RELR");
+    if (d.relocations) {
+      if (!d.relocations_entry_size || *d.relocations_entry_size != relocation_size) {
+        return refuse(std::string(table) + "ENT is " +
+                      (d.relocations_entry_size ? std::to_string(*d.relocations_entry_size) : std::string("missing")) +
+                      ", this ABI's relocations take " + std::to_string(relocation_size) + " bytes");
+      }
+      if (!add_relocation_table(table, size_tag, *d.relocations, d.relocations_size, relocation_size)) return false;
+      relative_count_ = d.relative_count.value_or(0);
+      if (relative_count_ > relocation_tables_.back().count) {
+        return refuse(std::string(table) + "COUNT " + std::to_string(relative_count_) + " is larger than the " +
+                      std::to_string(relocation_tables_.back().count) + " entries of " + table);
+      }
+    }
+    if (d.plt_relocations &&
+        !add_relocation_table("DT_JMPREL", "DT_PLTRELSZ", *d.plt_relocations, d.plt_relocations_size, relocation_size)) {
+      return false;
+    }
+    if (d.relr) {
+      if (d.relr_entry_size && *d.relr_entry_size != word) {
+        return refuse("DT_RELRENT is " + std::to_string(*d.relr_entry_size) + ", this ABI's entries take " + std::to_string(word) + " bytes");
+      }
+      if (!add_relocation_table("DT_RELR", "DT_RELRSZ", *d.relr, d.relr_size, word)) return false;
+      relr_ = relocation_tables_.back();
+      relocation_tables_.pop_back();
+    }
+    if (d.plt_relocations && d.pltgot && !image_.writable(*d.pltgot, 3 * word)) {
+      return refuse("DT_PLTGOT " + hex(*d.pltgot) + " lies outside the writable segments");
+    }
+    return add_function_array("DT_INIT_ARRAY", d.init_array, d.init_array_size) &&
+           add_function_array("DT_FINI_ARRAY", d.fini_array, d.fini_array_size);
+  }
+
+  bool add_relocation_table(const char* name, const char* size_tag, std::uint64_t address,
+                            const std::optional<std::uint64_t>& size, std::uint64_t entry_size) {
+    if (!size) return refuse(std::string(name) + " without " + size_tag);
+    if (*size % entry_size != 0 || *size / entry_size > gate_max_relocations) {
+      return refuse(std::string(size_tag) + " " + hex(*size) + " is not a multiple of " + std::to_string(entry_size) +
+                    " bytes up to " + std::to_string(gate_max_relocations) + " entries");
+    }
+    if (!image_.in_file(address, *size)) {
+      return refuse(std::string(name) + " " + hex(address) + " with " + size_tag + " " + hex(*size) +
+                    " lies outside the bytes the PT_LOAD segments map from the file");
+    }
+    relocation_tables_.push_back({name, address, *size / entry_size});
+    return true;
+  }
+
+  bool add_function_array(const char* name, const std::optional<std::uint64_t>& address,
+                          const std::optional<std::uint64_t>& size) {
+    if (!address && size) return refuse(std::string(name) + "SZ without " + name);
+    if (!address) return true;
+    if (!size) return refuse(std::string(name) + " without " + name + "SZ");
+    if (*size % word != 0 || *size / word > gate_max_array_entries || !image_.in_file(*address, *size)) {
+      return refuse(std::string(name) + " " + hex(*address) + " with " + name + "SZ " + hex(*size) +
+                    " lies outside the loaded segments or is not a whole number of pointers");
+    }
+    function_arrays_.push_back({name, *address, *size / word, std::vector<bool>(static_cast<std::size_t>(*size / word))});
+    return true;
+  }
+
+  /* ---- Symbols: how many there are (from the hash table the loader uses), each one sane ---- */
+  bool count_symbols() {
+    const dynamic_values& d = values();
+    if (d.gnu_hash) {
+      if (!count_gnu_hashed_symbols(*d.gnu_hash)) return false;
+    } else if (d.hash) {
+      if (!count_hashed_symbols(*d.hash)) return false;
+    } else {
+      return refuse("it has DT_SYMTAB but no DT_GNU_HASH or DT_HASH, so none of its symbols can be found");
+    }
+    if (!image_.in_file(*d.symtab, symbol_count_ * sizeof(platform::elf_symbol))) {
+      return refuse("DT_SYMTAB " + hex(*d.symtab) + " with " + std::to_string(symbol_count_) +
+                    " symbols lies outside the bytes the PT_LOAD segments map from the file");
+    }
+    return true;
+  }
+
+  bool count_gnu_hashed_symbols(std::uint64_t address) {
+    std::uint32_t head[4];  // buckets, first hashed symbol, bloom words, bloom shift
+    if (!image_.copy_out(address, head, sizeof head)) return refuse("DT_GNU_HASH " + hex(address) + " lies outside the image");
+    const std::uint64_t buckets = head[0], first = head[1], bloom_words = head[2];
+    if (buckets == 0 || buckets > gate_max_symbols || bloom_words == 0 || (bloom_words & (bloom_words - 1)) != 0) {
+      return refuse("DT_GNU_HASH has " + std::to_string(buckets) + " buckets and " + std::to_string(bloom_words) +
+                    " bloom words (the loader needs at least one bucket and a power of two of bloom words)");
+    }
+    const std::uint64_t buckets_at = address + sizeof head + bloom_words * word;
+    const std::uint64_t chains_at = buckets_at + buckets * 4;
+    if (!image_.in_file(address, chains_at - address)) return refuse("DT_GNU_HASH: its buckets lie outside the image");
+    std::uint64_t last_chain = 0;
+    std::uint32_t chunk[1024];
+    for (std::uint64_t i = 0; i < buckets; i += 1024) {
+      const std::uint64_t n = std::min<std::uint64_t>(1024, buckets - i);
+      if (!image_.copy_out(buckets_at + i * 4, chunk, n * 4)) return refuse("DT_GNU_HASH cannot be read");
+      for (std::uint64_t j = 0; j < n; ++j) {
+        if (chunk[j] != 0 && chunk[j] < first) {
+          return refuse("DT_GNU_HASH: bucket " + std::to_string(i + j) + " starts at symbol " + std::to_string(chunk[j]) +
+                        ", before the first hashed symbol " + std::to_string(first));
+        }
+        last_chain = std::max<std::uint64_t>(last_chain, chunk[j]);
+      }
+    }
+    symbol_count_ = first;
+    if (last_chain == 0) return true;
+    for (std::uint64_t symbol = last_chain;; ++symbol) {  // the last chain ends at the last symbol
+      std::uint32_t value = 0;
+      if (symbol >= gate_max_symbols || !image_.copy_out(chains_at + (symbol - first) * 4, &value, 4)) {
+        return refuse("DT_GNU_HASH: the chain of its last bucket does not end inside the image");
+      }
+      if ((value & 1) != 0) {
+        symbol_count_ = symbol + 1;
+        return true;
+      }
+    }
+  }
+
+  bool count_hashed_symbols(std::uint64_t address) {
+    std::uint32_t head[2];  // buckets, chain entries (= symbols)
+    if (!image_.copy_out(address, head, sizeof head)) return refuse("DT_HASH " + hex(address) + " lies outside the image");
+    const std::uint64_t buckets = head[0], symbols = head[1];
+    if (buckets == 0 || symbols > gate_max_symbols || !image_.in_file(address + 8, (buckets + symbols) * 4)) {
+      return refuse("DT_HASH with " + std::to_string(buckets) + " buckets and " + std::to_string(symbols) +
+                    " symbols does not fit the image");
+    }
+    // Every chain must stay inside the table and end: the loader follows them without a bound.
+    std::vector<std::uint32_t> table(static_cast<std::size_t>(buckets + symbols));
+    if (!image_.copy_out(address + 8, table.data(), table.size() * 4)) return refuse("DT_HASH cannot be read");
+    std::vector<bool> seen(static_cast<std::size_t>(symbols));
+    for (std::uint64_t b = 0; b < buckets; ++b) {
+      for (std::uint64_t symbol = table[b]; symbol != 0; symbol = table[buckets + symbol]) {
+        if (symbol >= symbols || seen[symbol]) {
+          return refuse("DT_HASH: the chain of bucket " + std::to_string(b) + " leaves the table or loops");
+        }
+        seen[symbol] = true;
+      }
+    }
+    symbol_count_ = symbols;
+    return true;
+  }
+
+  /* ---- Symbol versions: the loader indexes its version table with each symbol's DT_VERSYM ---- */
+  bool check_versions() {
+    const dynamic_values& d = values();
+    std::uint64_t highest = 0;
+    if (d.verneed && !walk_version_needs(*d.verneed, highest)) return false;
+    if (d.verdef && !walk_version_definitions(*d.verdef, highest)) return false;
+    version_count_ = highest > 0 ? highest + 1 : 0;
+    if (version_count_ > 0 && !d.versym) return refuse("it has DT_VERNEED or DT_VERDEF without DT_VERSYM");
+    if (d.versym && !image_.in_file(*d.versym, symbol_count_ * 2)) {
+      return refuse("DT_VERSYM " + hex(*d.versym) + " with " + std::to_string(symbol_count_) +
+                    " symbols lies outside the image");
+    }
+    return true;
+  }
+
+  bool check_string(const char* what, std::uint64_t offset) {
+    if (values().strsz && offset < *values().strsz) return true;
+    return refuse(std::string(what) + " names string " + hex(offset) + ", outside DT_STRTAB");
+  }
+
+  /* Whether the string at `offset` is one of the DT_NEEDED names. */
+  bool names_a_needed_library(std::uint64_t offset) {
+    const std::string name = string_at_offset(offset);
+    for (const auto& [tag, needed] : values().strings) {
+      if (std::string(tag) == "DT_NEEDED" && (needed == offset || string_at_offset(needed) == name)) return true;
+    }
+    return false;
+  }
+  std::string string_at_offset(std::uint64_t offset) {
+    char text[256] = {};
+    const std::uint64_t length = std::min<std::uint64_t>(sizeof text - 1, *values().strsz - offset);
+    image_.copy_out(*values().strtab + offset, text, length);
+    return text;
+  }
+
+  bool walk_version_needs(std::uint64_t address, std::uint64_t& highest) {
+    std::uint64_t steps = 0;
+    for (std::uint64_t need_at = address;;) {
+      platform::elf_version_need need{};
+      if (++steps > gate_max_version_records || !image_.copy_out(need_at, &need, sizeof need)) {
+        return refuse("DT_VERNEED: its list leaves the image or does not end");
+      }
+      if (need.vn_version != 1) return refuse("DT_VERNEED: version " + std::to_string(need.vn_version) + " records, the loader knows 1");
+      if (!check_string("DT_VERNEED", need.vn_file)) return false;
+      if (!names_a_needed_library(need.vn_file)) {
+        return refuse("DT_VERNEED names library '" + string_at_offset(need.vn_file) + "', which is not a DT_NEEDED entry");
+      }
+      for (std::uint64_t entry_at = need_at + need.vn_aux;;) {
+        platform::elf_version_need_entry entry{};
+        if (++steps > gate_max_version_records || !image_.copy_out(entry_at, &entry, sizeof entry)) {
+          return refuse("DT_VERNEED: the version list of '" + string_at_offset(need.vn_file) + "' leaves the image or does not end");
+        }
+        if (!check_string("DT_VERNEED", entry.vna_name)) return false;
+        highest = std::max<std::uint64_t>(highest, entry.vna_other & 0x7fff);
+        if (entry.vna_next == 0) break;
+        entry_at += entry.vna_next;
+      }
+      if (need.vn_next == 0) return true;
+      need_at += need.vn_next;
+    }
+  }
+
+  bool walk_version_definitions(std::uint64_t address, std::uint64_t& highest) {
+    for (std::uint64_t steps = 0, definition_at = address;;) {
+      platform::elf_version_definition definition{};
+      platform::elf_version_definition_name name{};
+      if (++steps > gate_max_version_records || !image_.copy_out(definition_at, &definition, sizeof definition) ||
+          !image_.copy_out(definition_at + definition.vd_aux, &name, sizeof name)) {
+        return refuse("DT_VERDEF: its list leaves the image or does not end");
+      }
+      if (!check_string("DT_VERDEF", name.vda_name)) return false;
+      highest = std::max<std::uint64_t>(highest, definition.vd_ndx & 0x7fff);
+      if (definition.vd_next == 0) return true;
+      definition_at += definition.vd_next;
+    }
+  }
+
+  bool check_symbols() {
+    const dynamic_values& d = values();
+    platform::elf_symbol symbols[256];
+    std::uint16_t versions[256];
+    for (std::uint64_t i = 0; i < symbol_count_; i += 256) {
+      const std::uint64_t n = std::min<std::uint64_t>(256, symbol_count_ - i);
+      if (!image_.copy_out(*d.symtab + i * sizeof(platform::elf_symbol), symbols, n * sizeof(platform::elf_symbol)) ||
+          (d.versym && !image_.copy_out(*d.versym + i * 2, versions, n * 2))) {
+        return refuse("DT_SYMTAB or DT_VERSYM cannot be read");
+      }
+      for (std::uint64_t j = 0; j < n; ++j) {
+        const platform::elf_symbol& symbol = symbols[j];
+        const std::string name = "symbol " + std::to_string(i + j);
+        if (symbol.st_name != 0 && !check_string(name.c_str(), symbol.st_name)) return false;
+        if (ELF64_ST_TYPE(symbol.st_info) == STT_GNU_IFUNC && symbol.st_shndx != SHN_UNDEF &&
+            !image_.executable(symbol.st_value)) {
+          return refuse(name + " is an indirect function (STT_GNU_IFUNC) whose resolver at " + hex(symbol.st_value) +
+                        " lies outside the executable segments");
+        }
+        const std::uint64_t version = d.versym ? versions[j] & 0x7fff : 0;
+        if (version != 0 && version >= version_count_) {
+          return refuse("DT_VERSYM gives " + name + " version " + std::to_string(version) + ", but DT_VERNEED and "
+                        "DT_VERDEF define " + std::to_string(version_count_ == 0 ? 0 : version_count_ - 1));
+        }
+      }
+    }
+    return true;
+  }
+
+  /* ---- Relocations: where each writes, and what the loader calls through them ---- */
+  bool check_relocations() {
+    platform::elf_relocation chunk[256];
+    for (const relocation_table& table : relocation_tables_) {
+      for (std::uint64_t i = 0; i < table.count; i += 256) {
+        const std::uint64_t n = std::min<std::uint64_t>(256, table.count - i);
+        if (!image_.copy_out(table.address + i * sizeof(platform::elf_relocation), chunk, n * sizeof(platform::elf_relocation))) {
+          return refuse(std::string(table.name) + " cannot be read");
+        }
+        for (std::uint64_t j = 0; j < n; ++j) {
+          if (!check_relocation(table.name, i + j, chunk[j])) return false;
+        }
+      }
+    }
+    return relr_.count == 0 || check_relr();
+  }
+
+  bool check_relocation(const char* table, std::uint64_t index, const platform::elf_relocation& relocation) {
+    const std::uint32_t type = platform::relocation_type(relocation.r_info);
+    const std::uint64_t symbol = platform::relocation_symbol(relocation.r_info);
+    const platform::relocation_effect effect = platform::relocation_effect_of(type);
+    const auto name = [&] { return "relocation " + std::to_string(index) + " of " + table + " (type " + std::to_string(type) + ")"; };
+    if (index < relative_count_ && table == relocation_tables_.front().name && effect.kind != platform::relocation_kind::relative &&
+        effect.kind != platform::relocation_kind::unchecked) {
+      return refuse(name() + " is not relative, but DT_RELACOUNT says the first " + std::to_string(relative_count_) + " are");
+    }
+    switch (effect.kind) {
+      case platform::relocation_kind::none: return true;
+      case platform::relocation_kind::unknown: return refuse(name() + " is of a type the dynamic loader does not apply on this machine");
+      case platform::relocation_kind::copy: return refuse(name() + " is a copy relocation, which only an executable may have");
+      default: break;
+    }
+    if (symbol >= std::max<std::uint64_t>(symbol_count_, 1)) {
+      return refuse(name() + " refers to symbol " + std::to_string(symbol) + ", past the symbol table's " +
+                    std::to_string(symbol_count_) + " symbols");
+    }
+    if (!image_.writable(relocation.r_offset, effect.bytes_written) || !image_.in_file(relocation.r_offset, effect.bytes_written)) {
+      return refuse(name() + " writes " + std::to_string(effect.bytes_written) + " bytes at " + hex(relocation.r_offset) +
+                    ", outside the writable segments' file-backed bytes");
+    }
+    if (effect.kind == platform::relocation_kind::thread_local_data && symbol == 0 && tls_ == nullptr) {
+      return refuse(name() + " refers to the module's thread-local storage, but it has no PT_TLS segment");
+    }
+    const std::uint64_t addend =
+        platform::relocations_have_addends ? platform::relocation_addend(relocation) : image_.word_at(relocation.r_offset);
+    if (effect.kind == platform::relocation_kind::relative && addend > image_end()) {
+      return refuse(name() + " makes a pointer to " + hex(addend) + ", past the end of the image at " + hex(image_end()));
+    }
+    if (effect.kind == platform::relocation_kind::resolver_call && !image_.executable(addend)) {
+      return refuse(name() + " has the loader call a resolver at " + hex(addend) + ", outside the executable segments");
+    }
+    for (function_array& array : function_arrays_) {
+      if (relocation.r_offset < array.address || relocation.r_offset - array.address >= array.count * word) continue;
+      const std::uint64_t entry = (relocation.r_offset - array.address) / word;
+      std::optional<std::uint64_t> target;  // the function's address, when it is known before loading
+      if (effect.kind == platform::relocation_kind::relative) target = addend;
+      if (effect.kind == platform::relocation_kind::symbol_word && symbol != 0) {
+        platform::elf_symbol defined{};
+        image_.copy_out(*values().symtab + symbol * sizeof defined, &defined, sizeof defined);
+        if (defined.st_shndx != SHN_UNDEF && ELF64_ST_TYPE(defined.st_info) != STT_GNU_IFUNC) {
+          target = defined.st_value + addend;
+        }
+      }
+      const bool gives_address = effect.kind == platform::relocation_kind::relative ||
+                                 effect.kind == platform::relocation_kind::symbol_word ||
+                                 effect.kind == platform::relocation_kind::resolver_call ||
+                                 effect.kind == platform::relocation_kind::unchecked;
+      if ((relocation.r_offset - array.address) % word != 0 || !gives_address) {
+        return refuse(name() + " writes into " + array.name + " something other than a function's address");
+      }
+      if (target && !image_.executable(*target)) {
+        return refuse(std::string(array.name) + " entry " + std::to_string(entry) + " points at " + hex(*target) +
+                      ", outside the executable segments");
+      }
+      array.relocated[static_cast<std::size_t>(entry)] = true;
+    }
+    return true;
+  }
+
+  /* RELR: an even entry is an address to relocate; an odd one a bitmap of the next 63 words. */
+  bool check_relr() {
+    std::optional<std::uint64_t> next;  // the word after the last one relocated
+    platform::elf_word chunk[256];
+    for (std::uint64_t i = 0; i < relr_.count; i += 256) {
+      const std::uint64_t n = std::min<std::uint64_t>(256, relr_.count - i);
+      if (!image_.copy_out(relr_.address + i * word, chunk, n * word)) return refuse("DT_RELR cannot be read");
+      for (std::uint64_t j = 0; j < n; ++j) {
+        const std::uint64_t entry = chunk[j];
+        if ((entry & 1) == 0) {
+          if (!relocate_word(entry)) return false;
+          next = entry + word;
+          continue;
+        }
+        if (!next) return refuse("DT_RELR: its entry " + std::to_string(i + j) + " is a bitmap before any address");
+        for (std::uint64_t bit = 1; bit < 8 * word; ++bit) {
+          if (((entry >> bit) & 1) != 0 && !relocate_word(*next + (bit - 1) * word)) return false;
+        }
+        *next += (8 * word - 1) * word;
+      }
+    }
+    return true;
+  }
+
+  bool relocate_word(std::uint64_t address) {
+    if (!image_.writable(address, word) || !image_.in_file(address, word)) {
+      return refuse("DT_RELR relocates the word at " + hex(address) + ", outside the writable segments' file-backed bytes");
+    }
+    for (function_array& array : function_arrays_) {
+      if (address < array.address || address - array.address >= array.count * word) continue;
+      const std::uint64_t target = image_.word_at(address);
+      if ((address - array.address) % word != 0 || !image_.executable(target)) {
+        return refuse(std::string(array.name) + " entry " + std::to_string((address - array.address) / word) +
+                      " points at " + hex(target) + ", outside the executable segments");
+      }
+      array.relocated[static_cast<std::size_t>((address - array.address) / word)] = true;
+    }
+    return true;
+  }
+
+  /* ---- The functions the loader calls: DT_INIT, DT_FINI and every array entry ---- */
+  bool check_functions() {
+    const dynamic_values& d = values();
+    if (d.init && !image_.executable(*d.init)) return refuse("DT_INIT " + hex(*d.init) + " lies outside the executable segments");
+    if (d.fini && !image_.executable(*d.fini)) return refuse("DT_FINI " + hex(*d.fini) + " lies outside the executable segments");
+    for (const function_array& array : function_arrays_) {
+      for (std::size_t entry = 0; entry < array.relocated.size(); ++entry) {
+        if (!array.relocated[entry]) {
+          return refuse(std::string(array.name) + " entry " + std::to_string(entry) +
+                        " is never relocated, so the loader would call the address the file holds there");
+        }
+      }
+    }
+    return true;
+  }
+
+  const platform::readable_file& file_;
+  const platform::elf_header& header_;
+  const std::vector<platform::elf_segment>& segments_;
+  loaded_image image_;
+  std::vector<platform::elf_section> sections_;  // empty when the file has no section headers
+  std::string section_names_;
+  const platform::elf_segment* dynamic_segment_ = nullptr;
+  const platform::elf_segment* tls_ = nullptr;
+  dynamic_values dynamic_;
+  std::vector<relocation_table> relocation_tables_;
+  relocation_table relr_{"DT_RELR", 0, 0};
+  std::vector<function_array> function_arrays_;
+  std::uint64_t symbol_count_ = 0;
+  std::uint64_t relative_count_ = 0;
+  std::uint64_t version_count_ = 0;  // entries in the loader's version table: the highest index + 1
+};
+
+bool passes_elf_gate(const platform::readable_file& file, const platform::elf_header& header,
+                     const std::vector<platform::elf_segment>& segments, std::string& problem, bool& is_executable) {
+  image_gate gate(file, header, segments);
+  const bool passed = gate.check();
+  problem = std::move(gate.problem);
+  is_executable = gate.is_executable;
+  return passed;
+}
+
 /* >>module records --------------------------------------------------------------------------
    Written by relib_module.hpp as ELF notes, one record each:
      module <TAB> relib <TAB> version=.. <TAB> compiler=.. <TAB> stdlib=.. <TAB> unloading=0|1
@@ -1882,6 +2862,7 @@ elf_status read_elf(const platform::readable_file& opened, elf_contents& out, st
 
 struct module_records {
   bool has_module_record = false;
+  std::string duplicate;  // a record given twice ("export 'add'"), which makes the records ambiguous
   std::string_view version, compiler, stdlib, unloading, heaps;
   struct entry {
     std::string_view kind, name, signature, layout;
@@ -1918,6 +2899,7 @@ module_records parse_records(std::string_view meta) {
     std::string_view fields[8];
     const std::size_t count = split_tabs(record, fields);
     if (count >= 2 && fields[0] == "module" && fields[1] == "relib") {
+      if (records.has_module_record) records.duplicate = "the module record";
       records.has_module_record = true;
       for (std::size_t i = 2; i < count; ++i) {
         const std::size_t equals = fields[i].find('=');
@@ -1931,6 +2913,15 @@ module_records parse_records(std::string_view meta) {
       }
     } else if (count == 4) {
       records.entries.push_back({fields[0], fields[1], fields[2], fields[3]});
+    }
+  }
+  std::vector<const module_records::entry*> sorted;
+  for (const module_records::entry& e : records.entries) sorted.push_back(&e);
+  const auto key = [](const module_records::entry* e) { return std::make_pair(e->kind, e->name); };
+  std::sort(sorted.begin(), sorted.end(), [&](auto* a, auto* b) { return key(a) < key(b); });
+  for (std::size_t i = 1; i < sorted.size() && records.duplicate.empty(); ++i) {
+    if (key(sorted[i - 1]) == key(sorted[i])) {
+      records.duplicate = std::string(sorted[i]->kind) + " '" + std::string(sorted[i]->name) + "'";
     }
   }
   return records;
@@ -2403,6 +3394,11 @@ result<void, load_error> inspect_file(const load_request& request, module_core& 
                            "a shared library, but not a relib module (it has no relib records); build it with "
                            "relib_add_module() and define RELIB_IMPLEMENTATION in one of its source files");
   }
+  if (!records.duplicate.empty()) {
+    return make_load_error(load_errc::not_a_relib_module, name,
+                           "its relib records are malformed: " + shown(records.duplicate) +
+                               " is recorded twice; rebuild the module");
+  }
   auto checked = check_records(name, records, request);
   if (!checked) return checked;
   auto state_checked = check_state(name, records, request.state.get(), core);
@@ -2454,7 +3450,7 @@ result<module_core_pointer, load_error> open_core(load_request request, std::str
 #endif
   const std::vector<std::uintptr_t> before = platform::loaded_library_bases();
   // The checked file itself, through its descriptor; but a module that finds its dependencies
-  // through $ORIGIN must be opened by its path, or they would be looked for in /proc/self/fd.
+  // through $ORIGIN must be opened by its path, or they would be looked for in /proc/<pid>/fd.
   std::string refusal;
   core->handle = core->searches_its_origin ? platform::open_library_at(core->path, refusal)
                                            : platform::open_library(core->file, refusal);

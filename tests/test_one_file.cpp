@@ -34,7 +34,7 @@ std::size_t open_descriptors() {
 
 bool any_named_by_descriptor() {
   for (const std::string& name : loaded_names()) {
-    if (name.rfind("/proc/self/fd/", 0) == 0) return true;
+    if (name.rfind("/proc/", 0) == 0 && name.find("/fd/") != std::string::npos) return true;
   }
   return false;
 }
