@@ -31,9 +31,12 @@
        auto unloaded = game.unload();                            // reports errors, never throws
 
    PUBLIC API (namespace relib)
-       load_module<Exports, Imports>(path, Imports{}) -> result<module<Exports>, load_error>
-           Reads the file first (ELF type and machine, relib version, compiler, standard-library
-           ABI, every signature, already-loaded check by file identity), then loads that very
+       load_module<Exports, Imports>(path, Imports{}, load_options{}) -> result<module<Exports>, load_error>
+           Refuses a file that users other than this process's and root could have written, the
+           file itself or a directory above it (load_errc::untrusted_file; see docs/safety.md),
+           unless load_options::require_trusted_file is false. Reads the file first (ELF type and
+           machine, relib version, compiler, standard-library ABI, every signature,
+           already-loaded check by file identity), then loads that very
            file through the descriptor it checked (kept open while the module is loaded) and
            links imports ($ORIGIN modules: by path, see README). A path without a slash is a
            file in the working directory, never a library search. Omit Exports/Imports for a module without them (no_exports, no_imports).
@@ -50,7 +53,8 @@
        load_live_module<Exports, Imports>(path, Imports{}, live_options{})
                                         -> result<live_module<Exports>, reload_error>
            Loads a private copy of the file, calls its main (RELIB_MODULE_MAIN(void)) and watches
-           the file with inotify. docs/live-reload.md tells the whole story.
+           the file with inotify; the trust policy checks the file before each copy
+           (live_options::require_trusted_file). docs/live-reload.md tells the whole story.
        live_module<Exports>::update()   the per-frame check: one atomic load while nothing changed;
                                         when a new build is complete (closed, settled, nobody
                                         writing it) unloads the running version and loads the
@@ -233,6 +237,7 @@ class result<void, E> {
 #define RELIB_LOAD_ERRORS(X)                                                                              \
   X(file_not_found, "nothing can be opened at that path")                                                 \
   X(not_a_file, "the path names a directory or another file that is not a regular file")                  \
+  X(untrusted_file, "users other than this process's and root can write it or a directory above it")      \
   X(not_elf, "the file is empty, text, or of another format")                                             \
   X(damaged_file, "an ELF file that is truncated (still being written?) or malformed")                    \
   X(wrong_architecture, "an ELF file for another machine or word size")                                   \
@@ -418,6 +423,7 @@ struct load_request {
   std::vector<import_binding> imports;
   std::shared_ptr<kept_state> state;  // a live module's block; null: the module gets its own
   std::shared_ptr<inspected_file> inspected;  // a live module's private copy, checked already
+  bool require_trusted_file = true;  // load_options::require_trusted_file
 };
 
 struct module_core_deleter {
@@ -609,6 +615,14 @@ struct import_collector {
 
 /* >>module ---- module<Exports> and load_module ----------------------------------------------- */
 
+struct load_options {
+  // Refuse a file that users other than this process's user and root could have written: the
+  // file, and every directory above it, must be owned by this user or root and not writable by
+  // others (a sticky directory such as /tmp is fine for the user's own files) nor by a group other
+  // than its owner's private group. The rules sshd applies to authorized_keys; see docs/safety.md.
+  bool require_trusted_file = true;
+};
+
 template <class Exports>
 class module {
  public:
@@ -655,7 +669,7 @@ class module {
 
  private:
   template <class E, class I>
-  friend result<module<E>, load_error> load_module(const std::string& path, I imports);
+  friend result<module<E>, load_error> load_module(const std::string& path, I imports, load_options options);
 
   module(detail::module_core_pointer core, std::unique_ptr<Exports> exports)
       : core_(std::move(core)), exports_(std::move(exports)) {}
@@ -672,11 +686,13 @@ void module<Exports>::release() noexcept {
 }
 
 template <class Exports = no_exports, class Imports = no_imports>
-result<module<Exports>, load_error> load_module(const std::string& path, Imports imports = {}) {
+result<module<Exports>, load_error> load_module(const std::string& path, Imports imports = {},
+                                                load_options options = {}) {
   (void)imports;  // only its type matters: the import implementations are its static functions
   auto exports = std::make_unique<Exports>();
   detail::load_request request;
   request.path = path;
+  request.require_trusted_file = options.require_trusted_file;
   exports->relib_visit(detail::export_collector{request});
   Imports::relib_visit(detail::import_collector{request});
   auto core = detail::load_core(std::move(request));
@@ -694,6 +710,9 @@ struct live_options {
   // Where the private directory for the loaded copies is made; empty: next to the module file,
   // then $TMPDIR, then /tmp.
   std::string shadow_parent;
+  // As load_options::require_trusted_file, for the watched file at every load; the private copy
+  // relib makes of it is its own.
+  bool require_trusted_file = true;
 };
 namespace detail {
 class live_core;
@@ -797,6 +816,7 @@ result<live_module<Exports>, reload_error> load_live_module(const std::string& p
   auto exports = std::make_unique<Exports>();
   detail::load_request prototype;
   prototype.path = path;
+  prototype.require_trusted_file = options.require_trusted_file;
   exports->relib_visit(detail::export_collector{prototype});
   Imports::relib_visit(detail::import_collector{prototype});
   auto core = detail::open_live_core(std::move(prototype), options);
@@ -884,8 +904,10 @@ result<live_module<Exports>, reload_error> load_live_module(const std::string& p
 #include <dlfcn.h>
 #include <elf.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <link.h>
 #include <poll.h>
+#include <pwd.h>
 #include <signal.h>
 #include <dirent.h>
 #include <sys/auxv.h>
@@ -1001,6 +1023,25 @@ class file_descriptor {
   int fd_;
 };
 
+/* Who owns a file or directory, and who else may write it (read by the trust policy, >>load). */
+struct file_ownership {
+  std::uint32_t owner = 0, group = 0;  // user and group ids
+  bool directory = false;
+  bool group_writable = false, others_writable = false;
+  bool sticky = false;  // a directory whose entries only their owner (or root) may rename or remove
+};
+
+file_ownership ownership_from(const struct stat& info) {
+  file_ownership out;
+  out.owner = static_cast<std::uint32_t>(info.st_uid);
+  out.group = static_cast<std::uint32_t>(info.st_gid);
+  out.directory = S_ISDIR(info.st_mode);
+  out.group_writable = (info.st_mode & S_IWGRP) != 0;
+  out.others_writable = (info.st_mode & S_IWOTH) != 0;
+  out.sticky = (info.st_mode & S_ISVTX) != 0;
+  return out;
+}
+
 /* A file opened for reading, with what relib needs to know of it. */
 class readable_file {
  public:
@@ -1020,6 +1061,7 @@ class readable_file {
     size_ = static_cast<std::uint64_t>(info.st_size);
     device_ = static_cast<std::uint64_t>(info.st_dev);
     inode_ = static_cast<std::uint64_t>(info.st_ino);
+    ownership_ = ownership_from(info);
     return status::opened;
   }
 
@@ -1060,10 +1102,15 @@ class readable_file {
   // Device and inode: the same file whatever the path (symlinks, hard links).
   std::uint64_t device() const { return device_; }
   std::uint64_t inode() const { return inode_; }
+  // Of the open file itself: a rename onto its path cannot change what the policy reads.
+  const file_ownership& ownership() const { return ownership_; }
   const std::string& error() const { return error_; }
 
  private:
+  friend class shadow_directory;  // copies the open file, through its descriptor
+
   file_descriptor fd_;
+  file_ownership ownership_;
   kind kind_ = kind::other;
   std::uint64_t size_ = 0, device_ = 0, inode_ = 0;
   std::string error_;
@@ -1220,6 +1267,80 @@ std::string symlink_target(const std::string& path) {
 std::vector<std::string> temporary_directories() {
   const char* temporary = std::getenv("TMPDIR");
   return {temporary != nullptr ? temporary : "", "/tmp"};
+}
+
+/* ---- Trust: owners of directories, users and groups ---- */
+/* The ownership of the directory (or file) at `path` now, symbolic links followed; false, with
+   `error` saying why, when it cannot be read. */
+bool ownership_of(const std::string& path, file_ownership& out, std::string& error) {
+  struct stat info {};
+  if (::stat(path.c_str(), &info) != 0) {
+    error = std::strerror(errno);
+    return false;
+  }
+  out = ownership_from(info);
+  return true;
+}
+
+constexpr std::uint32_t superuser = 0;
+/* The user whose rights the process has: who it opens files as. */
+std::uint32_t effective_user() { return static_cast<std::uint32_t>(::geteuid()); }
+
+/* A user and a group as the user and group databases (NSS: /etc/passwd and /etc/group, LDAP...)
+   know them. A lookup may read files or ask a server: only for errors and for entries that
+   their group may write, never on the usual path. */
+struct user_record {
+  bool found = false;
+  std::string name;
+  std::uint32_t primary_group = 0;
+};
+struct group_record {
+  bool found = false;
+  std::string name;
+  std::vector<std::string> members;  // listed members; not the users whose primary group it is
+};
+
+/* Runs a getpwuid_r-like lookup, growing `buffer` (where the record's strings go) until they fit. */
+template <class Record, class Lookup>
+bool lookup_record(Record& record, std::vector<char>& buffer, Lookup lookup) {
+  buffer.resize(1024);
+  for (;;) {
+    Record* found = nullptr;
+    const int failure = lookup(&record, buffer.data(), buffer.size(), &found);
+    if (failure == ERANGE && buffer.size() < (std::size_t{1} << 20)) {
+      buffer.resize(buffer.size() * 2);
+      continue;
+    }
+    return failure == 0 && found != nullptr;
+  }
+}
+
+user_record find_user(std::uint32_t id) {
+  user_record user;
+  struct passwd entry {};
+  std::vector<char> strings;
+  user.found = lookup_record(entry, strings, [&](struct passwd* out, char* buffer, std::size_t size, struct passwd** found) {
+    return ::getpwuid_r(static_cast<uid_t>(id), out, buffer, size, found);
+  });
+  if (user.found) {
+    user.name = entry.pw_name != nullptr ? entry.pw_name : "";
+    user.primary_group = static_cast<std::uint32_t>(entry.pw_gid);
+  }
+  return user;
+}
+
+group_record find_group(std::uint32_t id) {
+  group_record group;
+  struct group entry {};
+  std::vector<char> strings;
+  group.found = lookup_record(entry, strings, [&](struct group* out, char* buffer, std::size_t size, struct group** found) {
+    return ::getgrgid_r(static_cast<gid_t>(id), out, buffer, size, found);
+  });
+  if (group.found) {
+    group.name = entry.gr_name != nullptr ? entry.gr_name : "";
+    for (char** member = entry.gr_mem; member != nullptr && *member != nullptr; ++member) group.members.emplace_back(*member);
+  }
+  return group;
 }
 
 /* ---- Threads and thread keys ---- */
@@ -1481,16 +1602,13 @@ class shadow_directory {
     return "cannot make a private directory for its copies in " + failures;
   }
 
-  /* busy: a writer still has the file open (or changed it while it was copied). */
-  copy_status copy(const std::string& source, std::string& copy_path, std::string& error) {
-    file_descriptor in(::open(source.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+  /* Copies `source`, a regular file the caller opened (and checked: the copy is of that file).
+     busy: a writer still has the file open (or changed it while it was copied). */
+  copy_status copy(const readable_file& source, std::string& copy_path, std::string& error) {
+    const file_descriptor& in = source.fd_;
     struct stat before {};
-    if (in.get() < 0 || ::fstat(in.get(), &before) != 0) {
-      error = std::string("cannot open it: ") + std::strerror(errno);
-      return copy_status::failed;
-    }
-    if (!S_ISREG(before.st_mode)) {
-      error = "it is not a regular file";
+    if (::fstat(in.get(), &before) != 0) {
+      error = std::string("cannot read it: ") + std::strerror(errno);
       return copy_status::failed;
     }
     // A read lease is refused while anyone has the file open for writing, and while it is held a
@@ -2995,6 +3113,7 @@ struct module_core {
   std::string name;  // what errors and reports call it (load_request::name)
   // The file as checked, open from the check until the library is gone: it is what gets loaded.
   platform::readable_file file;
+  std::string real_path;  // the file's, read by the trust policy (empty when it was not asked)
   platform::library handle = nullptr;
   char* replaced_loader_name = nullptr;  // see platform::name_library
   // Its RUNPATH or RPATH names $ORIGIN, which the loader computes from the name it opens: such a
@@ -3344,6 +3463,119 @@ result<void, load_error> check_state(const std::string& name, const module_recor
   return {};
 }
 
+/* ---- Trust: who could have written the file ----
+   The rules sshd applies to authorized_keys. The file and each directory above its real path must
+   be owned by this process's user or root, and writable by nobody else: not by others, unless it
+   is a sticky directory (/tmp) and the file is the user's own (root's files count as the user's
+   own only when the user is root: a sticky directory protects a file from everyone but its owner);
+   not by its group, unless that group is its owner's user-private group, which a umask of 002
+   makes writable on many systems. The file is judged through its open descriptor, so a rename
+   onto its path changes nothing; the directories by their paths, as sshd does. The usual case
+   costs a stat() per directory (the file's real path, read once, also names the library in
+   open_core); the user and group databases are asked only for an entry that its group may
+   write, and for the words of an error. */
+
+/* The shell's words for a path: single-quoted, and shown (control characters escaped). */
+std::string shell_quoted(const std::string& path) {
+  std::string quoted = "'";
+  for (const char c : path) quoted += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return shown(quoted + "'");
+}
+
+std::string describe_user(std::uint32_t id) {
+  const platform::user_record user = platform::find_user(id);
+  return "uid " + std::to_string(id) + (user.found ? " (" + shown(user.name) + ")" : "");
+}
+
+/* A user's name, or number when the databases do not know it (as chown takes it). */
+std::string user_name(std::uint32_t id) {
+  const platform::user_record user = platform::find_user(id);
+  return user.found && !user.name.empty() ? shown(user.name) : std::to_string(id);
+}
+
+/* Empty when `entry`'s group is its owner's private group: the owner's primary group, named after
+   the owner (a group that is the primary group of several users, such as "users", lists none of
+   them as members: the name tells it from a private one), with no listed member but the owner.
+   Else what is wrong, and the fix. */
+std::string group_problem(const std::string& quoted, const platform::file_ownership& entry) {
+  const platform::group_record group = platform::find_group(entry.group);
+  const platform::user_record owner = platform::find_user(entry.owner);
+  std::string why;
+  std::string others;
+  for (const std::string& member : group.members) {
+    if (!owner.found || member != owner.name) others += (others.empty() ? "" : ", ") + shown(member);
+  }
+  if (!group.found) {
+    why = "which the group database does not know";
+  } else if (!owner.found) {
+    why = "and its owner, uid " + std::to_string(entry.owner) + ", is not in the user database";
+  } else if (!others.empty()) {
+    why = "which has other members (" + others + ")";
+  } else if (owner.primary_group != entry.group) {
+    why = "which is not the primary group of its owner " + shown(owner.name);
+  } else if (group.name != owner.name) {
+    why = "which is not named after its owner " + shown(owner.name) + ": other users may have it as their primary group";
+  } else {
+    return "";
+  }
+  return quoted + " is writable by group " + (group.found ? "'" + shown(group.name) + "' (gid " : "(gid ") +
+         std::to_string(entry.group) + "), " + why + "; run: chmod g-w " + quoted;
+}
+
+/* The module file, as the rules for each entry need it. */
+struct judged_file {
+  std::uint32_t user;            // this process's effective user
+  const std::string& file_path;  // the module file's real path
+  bool file_is_users_own;        // the module file is owned by `user`
+};
+
+/* What is wrong with one entry (the file, or a directory above it), with the command that fixes
+   it; empty when nothing is. */
+std::string trust_problem(const std::string& path, const platform::file_ownership& entry, const judged_file& file) {
+  if (entry.owner != file.user && entry.owner != platform::superuser) {
+    const std::string trusted = file.user == platform::superuser ? "root, this process's user"
+                                                                  : "this process's user (" + user_name(file.user) + ") or root";
+    return shell_quoted(path) + " is owned by " + describe_user(entry.owner) + ", not by " + trusted + "; run: chown " +
+           user_name(file.user) + " " + shell_quoted(path);
+  }
+  // Others and the group may add entries to a sticky directory, but not rename or remove the file.
+  const bool shields_the_file = entry.directory && entry.sticky && file.file_is_users_own;
+  if (entry.others_writable && !shields_the_file) {
+    if (entry.directory && entry.sticky) {
+      return shell_quoted(path) + " is writable by everyone, and its sticky bit protects only the files of this "
+             "process's user (" + user_name(file.user) + "), which the module file is not; run: chown " +
+             user_name(file.user) + " " + shell_quoted(file.file_path) +
+             ", or move the file to a directory that only its owner can write";
+    }
+    return shell_quoted(path) + " is writable by everyone; run: chmod o-w " + shell_quoted(path);
+  }
+  if (entry.group_writable && !shields_the_file) return group_problem(shell_quoted(path), entry);
+  return "";
+}
+
+/* Why users other than this process's and root could have written the open file (whose
+   current_path() is `real_path`) or a directory above it, ending with `opt_out`, the option that
+   loads it anyway; empty when none could. */
+std::string why_untrusted(const platform::readable_file& file, const std::string& real_path, const char* opt_out) {
+  const std::uint32_t user = platform::effective_user();
+  const judged_file module_file{user, real_path, file.ownership().owner == user};
+  std::string problem = real_path.rfind('/', 0) != 0
+                            ? "who may write the directories that hold it cannot be told: its path is unknown (is /proc mounted?)"
+                            : trust_problem(real_path, file.ownership(), module_file);
+  for (std::string directory = real_path; problem.empty() && directory != "/";) {
+    directory = platform::directory_of(directory);
+    platform::file_ownership above;
+    std::string error;
+    if (!platform::ownership_of(directory, above, error)) {
+      problem = "cannot tell who may write its directory " + shell_quoted(directory) + ": " + error;
+    } else {
+      problem = trust_problem(directory, above, module_file);
+    }
+  }
+  if (problem.empty()) return "";
+  return problem + ". To load it anyway, set " + opt_out + " = false";
+}
+
 /* Reads and checks the file; fills core's identity and everything read from the records. */
 result<void, load_error> inspect_file(const load_request& request, module_core& core, elf_contents& contents,
                                       module_records& records) {
@@ -3364,6 +3596,11 @@ result<void, load_error> inspect_file(const load_request& request, module_core& 
                                            ? "it is a directory"
                                            : "it is not a regular file") +
                                "; pass the path of the built shared library (.so)");
+  }
+  if (request.require_trusted_file) {
+    core.real_path = file.current_path();  // named after it in the loader's list too (open_core)
+    const std::string untrusted = why_untrusted(file, core.real_path, "load_options::require_trusted_file");
+    if (!untrusted.empty()) return make_load_error(load_errc::untrusted_file, name, untrusted);
   }
   core.device = file.device();
   core.inode = file.inode();
@@ -3468,7 +3705,8 @@ result<module_core_pointer, load_error> open_core(load_request request, std::str
                            "dependency); close it first or load a copy of the file");
   }
   if (!core->searches_its_origin) {
-    core->replaced_loader_name = platform::name_library(core->handle, core->file.current_path());
+    const std::string real_path = core->real_path.empty() ? core->file.current_path() : core->real_path;
+    core->replaced_loader_name = platform::name_library(core->handle, real_path);
   }
 
   // Symbols are looked up only for what the records list: a failed dlsym() searches every
@@ -4313,6 +4551,7 @@ load_request request_for(const live_core& live, const std::string& copy) {
   request.path = copy;
   request.name = live.path();
   request.state = live.state;
+  request.require_trusted_file = false;  // relib's own copy, in its private directory, of a file checked before
   return request;
 }
 
@@ -4367,10 +4606,27 @@ struct checked_copy {
   std::shared_ptr<inspected_file> inspected;
 };
 
-/* Step 1: copy the watched file and check the copy. The running version is untouched. */
+/* Step 1: copy the watched file (once the trust policy accepts it) and check the copy. The
+   running version is untouched. */
 std::optional<reload_error> copy_and_check(live_core& live, checked_copy& next) {
+  platform::readable_file source;
+  if (source.open(live.path()) != platform::readable_file::status::opened) {
+    return make_reload_error(live, reload_errc::copy_failed, "cannot open it: " + source.error(), running_version_stays(live));
+  }
+  if (source.type() != platform::readable_file::kind::regular) {
+    return make_reload_error(live, reload_errc::copy_failed, "it is not a regular file", running_version_stays(live));
+  }
+  if (live.prototype.require_trusted_file) {
+    const std::string untrusted = why_untrusted(source, source.current_path(), "live_options::require_trusted_file");
+    if (!untrusted.empty()) {
+      load_error refused = make_load_error(load_errc::untrusted_file, live.path(), untrusted);
+      reload_error error = make_reload_error(live, reload_errc::load_failed, refused.reason, running_version_stays(live));
+      error.load = std::move(refused);
+      return error;
+    }
+  }
   std::string why;
-  switch (live.shadows.copy(live.path(), next.path, why)) {
+  switch (live.shadows.copy(source, next.path, why)) {
     case platform::shadow_directory::copy_status::busy:  // still being written: the watcher looks again
       next.path.clear();
       if (live.watch) live.watch->retry_later();

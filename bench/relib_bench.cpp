@@ -183,6 +183,16 @@ void BM_ModuleLoadUnloadCycle(benchmark::State& state) {
   }
 }
 
+// The same without the trust policy: what its readlink() and stat() of each directory cost.
+void BM_ModuleLoadUnloadCycleNoTrustCheck(benchmark::State& state) {
+  relib::load_options options;
+  options.require_trusted_file = false;
+  for (auto _ : state) {
+    auto loaded = relib::load_module<bench_exports>(BENCH_MODULE_PATH, bench_imports{}, options);
+    if (!loaded || !loaded->unload()) state.SkipWithError("load or unload failed");
+  }
+}
+
 // A fresh directory (mkdtemp) in the temporary directory, removed with its files at the end.
 class temp_directory {
  public:
@@ -494,6 +504,7 @@ BENCHMARK(BM_MimallocMallocMixed)->Repetitions(repetitions);
 BENCHMARK(BM_GlibcMallocMixed)->Repetitions(repetitions);
 BENCHMARK(BM_RawDlopenCycle)->Repetitions(repetitions);
 BENCHMARK(BM_ModuleLoadUnloadCycle)->Repetitions(repetitions);
+BENCHMARK(BM_ModuleLoadUnloadCycleNoTrustCheck)->Repetitions(repetitions);
 BENCHMARK(BM_RawCopyDlopenCycle)->Repetitions(repetitions);
 BENCHMARK(BM_RawReloadLatency)->Repetitions(repetitions)->UseManualTime()->Unit(benchmark::kMicrosecond);
 BENCHMARK(BM_ReloadLatency)->Repetitions(repetitions)->UseManualTime()->Unit(benchmark::kMicrosecond);
@@ -576,6 +587,7 @@ int main(int argc, char** argv) {
   print_ratio(reporter, "BM_ExportCall", "BM_DirectCall", 0);
   print_ratio(reporter, "BM_ImportCall", "BM_RawPointerCallFromModule", 1.2);
   print_ratio(reporter, "BM_ModuleLoadUnloadCycle", "BM_RawDlopenCycle", 1.3);
+  print_ratio(reporter, "BM_ModuleLoadUnloadCycle", "BM_ModuleLoadUnloadCycleNoTrustCheck", 0);
   print_ratio(reporter, "BM_ReloadLatency", "BM_RawCopyDlopenCycle", 1.5);
   print_ratio(reporter, "BM_ReloadLatency", "BM_RawReloadLatency", 0);
   print_ratio(reporter, "BM_ReloadLatencyBlocking", "BM_RawCopyDlopenCycle", 0);
