@@ -1640,6 +1640,16 @@ class shadow_directory {
     return copy_status::failed;
   }
 
+  /* Whether a writer has `source` open now: then a refusal of its contents may be of half a
+     build, and the watcher looks again once it is closed. */
+  static bool being_written(const readable_file& source) {
+    if (::fcntl(source.fd_.get(), F_SETLEASE, F_RDLCK) == 0) {
+      ::fcntl(source.fd_.get(), F_SETLEASE, F_UNLCK);
+      return false;
+    }
+    return errno == EAGAIN || errno == EWOULDBLOCK;
+  }
+
   void remove(const std::string& copy_path) {
     if (forget(copy_path)) ::unlinkat(fd_, base_name(copy_path).c_str(), 0);
   }
@@ -3576,6 +3586,38 @@ std::string why_untrusted(const platform::readable_file& file, const std::string
   return problem + ". To load it anyway, set " + opt_out + " = false";
 }
 
+/* The ELF gate, and relib's records against the host's interface: all that the file's contents
+   can tell before anything is loaded. */
+result<void, load_error> check_contents(const load_request& request, const std::string& name,
+                                        const platform::readable_file& file, elf_contents& contents,
+                                        module_records& records) {
+  std::string detail;
+  switch (read_elf(file, contents, detail, elf_search_paths)) {
+    case elf_status::ok: break;
+    case elf_status::not_elf:
+      return make_load_error(load_errc::not_elf, name, "not an ELF shared library: " + detail);
+    case elf_status::wrong_architecture:
+      return make_load_error(load_errc::wrong_architecture, name, detail + "; build the module for this machine");
+    case elf_status::not_shared_library:
+      return make_load_error(load_errc::not_shared_library, name,
+                             detail + ", not a shared library; build the module with relib_add_module()");
+    case elf_status::unreadable:
+      return make_load_error(load_errc::damaged_file, name, "a damaged ELF file: " + detail);
+  }
+  records = parse_records(contents.meta);
+  if (!records.has_module_record) {
+    return make_load_error(load_errc::not_a_relib_module, name,
+                           "a shared library, but not a relib module (it has no relib records); build it with "
+                           "relib_add_module() and define RELIB_IMPLEMENTATION in one of its source files");
+  }
+  if (!records.duplicate.empty()) {
+    return make_load_error(load_errc::not_a_relib_module, name,
+                           "its relib records are malformed: " + shown(records.duplicate) +
+                               " is recorded twice; rebuild the module");
+  }
+  return check_records(name, records, request);
+}
+
 /* Reads and checks the file; fills core's identity and everything read from the records. */
 result<void, load_error> inspect_file(const load_request& request, module_core& core, elf_contents& contents,
                                       module_records& records) {
@@ -3612,31 +3654,7 @@ result<void, load_error> inspect_file(const load_request& request, module_core& 
                                                          "(RELIB_NO_UNLOADING), so load a copy of the file"));
   }
 
-  std::string detail;
-  switch (read_elf(file, contents, detail, elf_search_paths)) {
-    case elf_status::ok: break;
-    case elf_status::not_elf:
-      return make_load_error(load_errc::not_elf, name, "not an ELF shared library: " + detail);
-    case elf_status::wrong_architecture:
-      return make_load_error(load_errc::wrong_architecture, name, detail + "; build the module for this machine");
-    case elf_status::not_shared_library:
-      return make_load_error(load_errc::not_shared_library, name,
-                             detail + ", not a shared library; build the module with relib_add_module()");
-    case elf_status::unreadable:
-      return make_load_error(load_errc::damaged_file, name, "a damaged ELF file: " + detail);
-  }
-  records = parse_records(contents.meta);
-  if (!records.has_module_record) {
-    return make_load_error(load_errc::not_a_relib_module, name,
-                           "a shared library, but not a relib module (it has no relib records); build it with "
-                           "relib_add_module() and define RELIB_IMPLEMENTATION in one of its source files");
-  }
-  if (!records.duplicate.empty()) {
-    return make_load_error(load_errc::not_a_relib_module, name,
-                           "its relib records are malformed: " + shown(records.duplicate) +
-                               " is recorded twice; rebuild the module");
-  }
-  auto checked = check_records(name, records, request);
+  auto checked = check_contents(request, name, file, contents, records);
   if (!checked) return checked;
   auto state_checked = check_state(name, records, request.state.get(), core);
   if (!state_checked) return state_checked;
@@ -4624,6 +4642,20 @@ std::optional<reload_error> copy_and_check(live_core& live, checked_copy& next) 
       error.load = std::move(refused);
       return error;
     }
+  }
+  // The header and records before the copy: a file that is not a module costs no copy.
+  elf_contents contents;
+  module_records records;
+  auto contents_checked = check_contents(live.prototype, live.path(), source, contents, records);
+  if (!contents_checked) {
+    if (platform::shadow_directory::being_written(source)) {  // half a build: the watcher looks again
+      if (live.watch) live.watch->retry_later();
+      return std::nullopt;
+    }
+    reload_error error = make_reload_error(live, reload_errc::load_failed, contents_checked.error().reason,
+                                           running_version_stays(live));
+    error.load = contents_checked.error();
+    return error;
   }
   std::string why;
   switch (live.shadows.copy(source, next.path, why)) {

@@ -564,3 +564,59 @@ TEST_CASE("live host killed while it runs", "[.]") {
   REQUIRE(module.is_loaded());
   ::kill(::getpid(), SIGKILL);
 }
+
+// Bytes in the files of every private copy directory under `parent`.
+static std::uintmax_t bytes_copied_under(const std::string& parent) {
+  std::uintmax_t total = 0;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(parent)) {
+    if (entry.is_regular_file()) total += entry.file_size();
+  }
+  return total;
+}
+
+TEST_CASE("live: a build refused by its header or records is never copied", "[live]") {
+  test::temp_dir dir, shadows;
+  const std::string target = dir.path() + "/libmod.so";
+  test::install_by_rename(TEST_LIVE_V1_PATH, target);
+  relib::live_options options = test::quick_options();
+  options.shadow_parent = shadows.path();
+  auto loaded = relib::load_live_module<live_exports>(target, relib::no_imports{}, options);
+  REQUIRE(loaded);
+  test::live module = std::move(*loaded);
+  const std::uintmax_t running_copy = bytes_copied_under(shadows.path());
+
+  // A 2 GiB file, all holes after a real module's first page: its program headers point at zeros.
+  const std::string staged = dir.path() + "/staged.so";
+  {
+    std::ofstream out(staged, std::ios::binary);
+    out << read_file(TEST_LIVE_V2_PATH).substr(0, 4096);
+  }
+  std::filesystem::resize_file(staged, std::uintmax_t{2} << 30);
+  std::filesystem::rename(staged, target);
+  auto huge = test::next_update(module);
+  REQUIRE_FALSE(huge);
+  REQUIRE(huge.error().load);
+  CHECK(huge.error().load->code == relib::load_errc::damaged_file);
+  CHECK(bytes_copied_under(shadows.path()) == running_copy);
+
+  // A build for another interface: its records are read from the watched file, not a copy.
+  test::install_by_rename(TEST_LIVE_INTERFACE_CHANGED_PATH, target);
+  auto other = test::next_update(module);
+  REQUIRE_FALSE(other);
+  REQUIRE(other.error().load);
+  CHECK(other.error().load->code == relib::load_errc::signature_mismatch);
+  CHECK(bytes_copied_under(shadows.path()) == running_copy);
+  CHECK(test::version_of(module) == 1);
+
+  // Copies are numbered: the next good build is the second copy ever made, not the fourth.
+  test::install_by_rename(TEST_LIVE_V2_PATH, target);
+  auto good = test::next_update(module);
+  if (!good) FAIL(good.error().message);
+  std::vector<std::string> copies;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(shadows.path())) {
+    if (entry.is_regular_file()) copies.push_back(entry.path().filename().string());
+  }
+  // (the first copy may still be there: the watcher's thread removes it after a reload)
+  std::sort(copies.begin(), copies.end());
+  CHECK(copies.back() == "2-libmod.so");
+}
