@@ -1854,11 +1854,11 @@ struct elf_contents {
   std::string meta;  // relib's records, each followed by a NUL byte
   std::vector<std::string> unique_symbols;  // read only when asked for
   std::vector<std::string> needed;          // DT_NEEDED, read only when asked for
-  std::vector<std::string> search_paths;    // DT_RUNPATH and DT_RPATH, read only when asked for
+  std::vector<std::string> search_paths;    // DT_RUNPATH and DT_RPATH
 };
 
 /* What read_elf reads beyond the header and relib's records, which loading always needs. */
-enum elf_extras : unsigned { elf_records_only = 0, elf_unique_symbols = 1, elf_needed = 2, elf_search_paths = 4 };
+enum elf_extras : unsigned { elf_records_only = 0, elf_unique_symbols = 1, elf_needed = 2 };
 
 enum class elf_status { ok, not_elf, wrong_architecture, not_shared_library, unreadable };
 
@@ -1950,41 +1950,11 @@ bool collect_notes(std::string_view notes, std::size_t alignment, std::string& m
   return true;
 }
 
-/* DT_RUNPATH and DT_RPATH, read through PT_DYNAMIC: the segments are in hand already, and the
-   strings usually lie in the first page, so this costs one small read rather than the section
-   headers at the end of the file. What does not fit the file is left out. */
-template <class Read>
-void read_search_paths(const std::vector<platform::elf_segment>& segments, Read& read_range, std::vector<std::string>& out) {
-  const auto dynamic = std::find_if(segments.begin(), segments.end(),
-                                    [](const platform::elf_segment& segment) { return segment.p_type == PT_DYNAMIC; });
-  if (dynamic == segments.end() || dynamic->p_filesz > section_read_limit) return;
-  std::string entries(dynamic->p_filesz, '\0');
-  if (!read_range(dynamic->p_offset, entries.data(), entries.size())) return;
-  std::uint64_t strings_address = 0, strings_size = 0;
-  std::vector<std::uint64_t> path_offsets;
-  for_each_entry<platform::elf_dynamic>(entries, [&](const platform::elf_dynamic& entry) {
-    if (entry.d_tag == DT_STRTAB) strings_address = entry.d_un.d_ptr;
-    if (entry.d_tag == DT_STRSZ) strings_size = entry.d_un.d_val;
-    if (entry.d_tag == DT_RUNPATH || entry.d_tag == DT_RPATH) path_offsets.push_back(entry.d_un.d_val);
-  });
-  for (const platform::elf_segment& segment : segments) {  // the string table's place in the file
-    if (segment.p_type != PT_LOAD || strings_address < segment.p_vaddr ||
-        strings_address - segment.p_vaddr >= segment.p_filesz) {
-      continue;
-    }
-    const std::uint64_t strings_offset = segment.p_offset + (strings_address - segment.p_vaddr);
-    for (const std::uint64_t offset : path_offsets) {
-      if (offset >= strings_size) continue;
-      std::string text(static_cast<std::size_t>(std::min<std::uint64_t>(strings_size - offset, 4096)), '\0');
-      if (read_range(strings_offset + offset, text.data(), text.size())) out.emplace_back(text.c_str());
-    }
-    return;
-  }
-}
-
-/* False, with what is wrong, when the dynamic loader could crash on the image (>>elf gate). */
+/* False, with what is wrong, when the dynamic loader could crash on the image (>>elf gate). When
+   it passes, `search_paths` gets its DT_RUNPATH and DT_RPATH. */
 bool passes_elf_gate(const platform::readable_file& file, const platform::elf_header& header,
-                     const std::vector<platform::elf_segment>& segments, std::string& problem, bool& is_executable);
+                     const std::vector<platform::elf_segment>& segments, std::string& problem, bool& is_executable,
+                     std::vector<std::string>& search_paths);
 
 elf_status read_elf(const platform::readable_file& opened, elf_contents& out, std::string& detail,
                     unsigned extras = elf_records_only) {
@@ -2075,7 +2045,7 @@ elf_status read_elf(const platform::readable_file& opened, elf_contents& out, st
     }
   }
   bool is_executable = false;
-  if (!passes_elf_gate(opened, header, segments, detail, is_executable)) {
+  if (!passes_elf_gate(opened, header, segments, detail, is_executable, out.search_paths)) {
     return is_executable ? elf_status::not_shared_library : elf_status::unreadable;
   }
   std::string notes;
@@ -2091,7 +2061,6 @@ elf_status read_elf(const platform::readable_file& opened, elf_contents& out, st
       return elf_status::unreadable;
     }
   }
-  if (extras & elf_search_paths) read_search_paths(segments, read_cached, out.search_paths);
   if ((extras & (elf_unique_symbols | elf_needed)) == 0) return elf_status::ok;
 
   // Only for explaining a failed unload: dynamic symbols and DT_NEEDED, from the section headers.
@@ -2141,11 +2110,17 @@ class loaded_image {
 
   /* The PT_LOAD whose memory (or whose file-backed part) holds [address, address + size). */
   const platform::elf_segment* holding(std::uint64_t address, std::uint64_t size, bool in_file) const {
-    for (const platform::elf_segment& load : loads) {
-      if (in_file && (load.p_flags & PF_R) == 0) continue;  // the loader reads it there
+    const auto holds = [&](const platform::elf_segment& load) {
+      if (in_file && (load.p_flags & PF_R) == 0) return false;  // the loader reads it there
       const std::uint64_t extent = in_file ? load.p_filesz : load.p_memsz;
-      if (address >= load.p_vaddr && address - load.p_vaddr <= extent && size <= extent - (address - load.p_vaddr)) {
-        return &load;
+      return address >= load.p_vaddr && address - load.p_vaddr <= extent && size <= extent - (address - load.p_vaddr);
+    };
+    // Consecutive questions are mostly about one segment: relocations are sorted by address.
+    if (last_ < loads.size() && holds(loads[last_])) return &loads[last_];
+    for (std::size_t i = 0; i < loads.size(); ++i) {
+      if (holds(loads[i])) {
+        last_ = i;
+        return &loads[i];
       }
     }
     return nullptr;
@@ -2160,24 +2135,33 @@ class loaded_image {
     return load != nullptr && (load->p_flags & PF_X) != 0;
   }
 
-  /* Reads [address, address + size), which must lie in one segment's file-backed part. */
+  /* Reads [address, address + size), which must lie in one segment's file-backed part. Two
+     windows of the file keep the reads few: the tables usually share the first segment, the
+     dynamic section lies in the last. */
   bool copy_out(std::uint64_t address, void* out, std::uint64_t size) {
     const platform::elf_segment* load = holding(address, size, true);
     if (load == nullptr) return false;
     const std::uint64_t offset = load->p_offset + (address - load->p_vaddr);
-    if (offset >= window_offset_ && offset - window_offset_ <= window_.size() &&
-        size <= window_.size() - (offset - window_offset_)) {
-      std::memcpy(out, window_.data() + (offset - window_offset_), static_cast<std::size_t>(size));
-      return true;
+    for (window& seen : windows_) {
+      if (offset >= seen.offset && offset - seen.offset <= seen.bytes.size() && size <= seen.bytes.size() - (offset - seen.offset)) {
+        std::memcpy(out, seen.bytes.data() + (offset - seen.offset), static_cast<std::size_t>(size));
+        return true;
+      }
     }
     if (size > window_capacity) return file_.read_range(offset, out, size);
-    window_.resize(static_cast<std::size_t>(std::min<std::uint64_t>(window_capacity, load->p_offset + load->p_filesz - offset)));
-    window_offset_ = offset;
-    if (!file_.read_range(offset, window_.data(), window_.size())) {
-      window_.clear();
+    // The whole file-backed part of a small segment, else from the page that holds `offset`.
+    const std::uint64_t segment_end = load->p_offset + load->p_filesz;
+    const std::uint64_t start = load->p_filesz <= window_capacity ? load->p_offset
+                                : std::max(load->p_offset, std::min(offset & ~std::uint64_t{4095}, offset + size - window_capacity));
+    window& fill = windows_[next_window_];
+    next_window_ = (next_window_ + 1) % 2;
+    fill.offset = start;
+    fill.bytes.resize(static_cast<std::size_t>(std::min<std::uint64_t>(window_capacity, segment_end - start)));
+    if (!file_.read_range(start, fill.bytes.data(), fill.bytes.size())) {
+      fill.bytes.clear();
       return false;
     }
-    std::memcpy(out, window_.data(), static_cast<std::size_t>(size));
+    std::memcpy(out, fill.bytes.data() + (offset - start), static_cast<std::size_t>(size));
     return true;
   }
 
@@ -2189,10 +2173,15 @@ class loaded_image {
   }
 
  private:
-  static constexpr std::size_t window_capacity = 16384;  // the tables of a small module, in one read
+  static constexpr std::size_t window_capacity = 65536;
+  struct window {
+    std::uint64_t offset = 0;
+    std::string bytes;
+  };
   const platform::readable_file& file_;
-  std::string window_;
-  std::uint64_t window_offset_ = 0;
+  window windows_[2];
+  std::size_t next_window_ = 0;
+  mutable std::size_t last_ = 0;  // the segment that answered last
 };
 
 /* The dynamic section's values that the loader acts on. A tag given twice counts with its last
@@ -2262,6 +2251,15 @@ class image_gate {
   std::string problem;          // empty when the image passed
   bool is_executable = false;   // a position-independent executable (DF_1_PIE), not a library
 
+  /* DT_RUNPATH and DT_RPATH, once check() passed. */
+  std::vector<std::string> search_paths() {
+    std::vector<std::string> paths;
+    for (const auto& [tag, offset] : values().strings) {
+      if (std::strcmp(tag, "DT_RUNPATH") == 0 || std::strcmp(tag, "DT_RPATH") == 0) paths.push_back(string_at_offset(offset, 4095));
+    }
+    return paths;
+  }
+
   bool check() {
     return check_segments() && check_sections() && read_dynamic() && check_tables() && count_symbols() && check_versions() &&
            check_symbols() && check_relocations() && check_functions();
@@ -2305,43 +2303,43 @@ class image_gate {
       relro_count += segment.p_type == PT_GNU_RELRO;
       dynamic_count += segment.p_type == PT_DYNAMIC;
       if (segment.p_type != PT_LOAD) continue;
-      const std::string name = segment_name(segment, i, "PT_LOAD");
+      const auto name = [&] { return segment_name(segment, i, "PT_LOAD"); };  // made only for a refusal
       if (segment.p_filesz > segment.p_memsz) {
-        return refuse(name + ": p_filesz " + hex(segment.p_filesz) + " is larger than p_memsz " + hex(segment.p_memsz));
+        return refuse(name() + ": p_filesz " + hex(segment.p_filesz) + " is larger than p_memsz " + hex(segment.p_memsz));
       }
       // Only data has a zero-filled tail (.bss); code or constants that stop short would run or
       // read zeros where the file was cut.
       if ((segment.p_flags & PF_W) == 0 && segment.p_filesz != segment.p_memsz) {
-        return refuse(name + ": a read-only segment whose p_filesz " + hex(segment.p_filesz) + " differs from its p_memsz " +
+        return refuse(name() + ": a read-only segment whose p_filesz " + hex(segment.p_filesz) + " differs from its p_memsz " +
                       hex(segment.p_memsz));
       }
       const std::uint64_t highest = ~std::uint64_t{0} - page;
       if (segment.p_vaddr > highest || segment.p_memsz > highest - segment.p_vaddr) {
-        return refuse(name + ": p_memsz " + hex(segment.p_memsz) + " runs past the end of the address space");
+        return refuse(name() + ": p_memsz " + hex(segment.p_memsz) + " runs past the end of the address space");
       }
       if (segment.p_align > 1 && ((segment.p_align & (segment.p_align - 1)) != 0 || segment.p_align > gate_max_alignment)) {
-        return refuse(name + ": p_align " + hex(segment.p_align) + " is not a power of two up to 1 GiB");
+        return refuse(name() + ": p_align " + hex(segment.p_align) + " is not a power of two up to 1 GiB");
       }
       if (((segment.p_vaddr - segment.p_offset) & (page - 1)) != 0 ||
           (segment.p_align > 1 && ((segment.p_vaddr - segment.p_offset) & (segment.p_align - 1)) != 0)) {
-        return refuse(name + ": p_vaddr and p_offset " + hex(segment.p_offset) +
+        return refuse(name() + ": p_vaddr and p_offset " + hex(segment.p_offset) +
                       " are not congruent modulo the page size and p_align");
       }
       if (!image_.loads.empty()) {
         const platform::elf_segment& previous = image_.loads.back();
         if (segment.p_vaddr < previous.p_vaddr) {
-          return refuse(name + " comes after the PT_LOAD at " + hex(previous.p_vaddr) +
+          return refuse(name() + " comes after the PT_LOAD at " + hex(previous.p_vaddr) +
                         ": PT_LOAD segments must be sorted by address");
         }
         const std::uint64_t previous_end = (previous.p_vaddr + previous.p_memsz + page - 1) & ~(page - 1);
         if (previous_end > (segment.p_vaddr & ~(page - 1))) {
-          return refuse(name + " overlaps the PT_LOAD at " + hex(previous.p_vaddr) + ", which ends at " +
+          return refuse(name() + " overlaps the PT_LOAD at " + hex(previous.p_vaddr) + ", which ends at " +
                         hex(previous.p_vaddr + previous.p_memsz));
         }
         // Linkers lay the segments out in the file in address order; bytes mapped twice are a
         // sign of a damaged p_offset.
         if (segment.p_offset < previous.p_offset + previous.p_filesz) {
-          return refuse(name + ": p_offset " + hex(segment.p_offset) + " maps bytes of the file that the PT_LOAD at " +
+          return refuse(name() + ": p_offset " + hex(segment.p_offset) + " maps bytes of the file that the PT_LOAD at " +
                         hex(previous.p_vaddr) + " maps already");
         }
       }
@@ -2736,15 +2734,20 @@ class image_gate {
 
   /* Whether the string at `offset` is one of the DT_NEEDED names. */
   bool names_a_needed_library(std::uint64_t offset) {
+    const auto needed = [](const std::pair<const char*, std::uint64_t>& entry) { return std::strcmp(entry.first, "DT_NEEDED") == 0; };
+    for (const auto& entry : values().strings) {  // linkers share the string: the same offset
+      if (needed(entry) && entry.second == offset) return true;
+    }
     const std::string name = string_at_offset(offset);
-    for (const auto& [tag, needed] : values().strings) {
-      if (std::string(tag) == "DT_NEEDED" && (needed == offset || string_at_offset(needed) == name)) return true;
+    for (const auto& entry : values().strings) {
+      if (needed(entry) && string_at_offset(entry.second) == name) return true;
     }
     return false;
   }
-  std::string string_at_offset(std::uint64_t offset) {
-    char text[256] = {};
-    const std::uint64_t length = std::min<std::uint64_t>(sizeof text - 1, *values().strsz - offset);
+  std::string string_at_offset(std::uint64_t offset, std::size_t longest = 255) {
+    char text[4096] = {};
+    longest = std::min(longest, sizeof text - 1);
+    const std::uint64_t length = std::min<std::uint64_t>(longest, *values().strsz - offset);
     image_.copy_out(*values().strtab + offset, text, length);
     return text;
   }
@@ -2803,16 +2806,16 @@ class image_gate {
       }
       for (std::uint64_t j = 0; j < n; ++j) {
         const platform::elf_symbol& symbol = symbols[j];
-        const std::string name = "symbol " + std::to_string(i + j);
-        if (symbol.st_name != 0 && !check_string(name.c_str(), symbol.st_name)) return false;
+        const auto name = [&] { return "symbol " + std::to_string(i + j); };  // made only for a refusal
+        if (symbol.st_name >= *d.strsz) return check_string(name().c_str(), symbol.st_name);
         if (ELF64_ST_TYPE(symbol.st_info) == STT_GNU_IFUNC && symbol.st_shndx != SHN_UNDEF &&
             !image_.executable(symbol.st_value)) {
-          return refuse(name + " is an indirect function (STT_GNU_IFUNC) whose resolver at " + hex(symbol.st_value) +
+          return refuse(name() + " is an indirect function (STT_GNU_IFUNC) whose resolver at " + hex(symbol.st_value) +
                         " lies outside the executable segments");
         }
         const std::uint64_t version = d.versym ? versions[j] & 0x7fff : 0;
         if (version != 0 && version >= version_count_) {
-          return refuse("DT_VERSYM gives " + name + " version " + std::to_string(version) + ", but DT_VERNEED and "
+          return refuse("DT_VERSYM gives " + name() + " version " + std::to_string(version) + ", but DT_VERNEED and "
                         "DT_VERDEF define " + std::to_string(version_count_ == 0 ? 0 : version_count_ - 1));
         }
       }
@@ -2822,6 +2825,25 @@ class image_gate {
 
   /* ---- Relocations: where each writes, and what the loader calls through them ---- */
   bool check_relocations() {
+    // Most relocations are relative ones into the data segment: they take a short path, which
+    // asks only what the full check would (a writable file-backed word, no init or fini entry,
+    // a pointer into the image).
+    const platform::elf_segment& data = image_.loads.back();
+    const bool data_writable = (data.p_flags & PF_W) != 0 || image_.writable_everywhere;
+    std::uint64_t arrays_begin = ~std::uint64_t{0}, arrays_end = 0;
+    for (const function_array& array : function_arrays_) {
+      arrays_begin = std::min(arrays_begin, array.address);
+      arrays_end = std::max(arrays_end, array.address + array.count * word);
+    }
+    const auto plainly_relative = [&](const platform::elf_relocation& relocation) {
+      const std::uint64_t offset = relocation.r_offset;
+      return platform::relocations_have_addends && data_writable && offset >= data.p_vaddr &&
+             offset - data.p_vaddr < data.p_filesz && data.p_filesz - (offset - data.p_vaddr) >= word &&
+             (offset >= arrays_end || offset + word <= arrays_begin) &&
+             platform::relocation_effect_of(platform::relocation_type(relocation.r_info)).kind == platform::relocation_kind::relative &&
+             platform::relocation_symbol(relocation.r_info) == 0 &&
+             platform::relocation_addend(relocation) <= image_end();
+    };
     platform::elf_relocation chunk[256];
     for (const relocation_table& table : relocation_tables_) {
       for (std::uint64_t i = 0; i < table.count; i += 256) {
@@ -2830,7 +2852,7 @@ class image_gate {
           return refuse(std::string(table.name) + " cannot be read");
         }
         for (std::uint64_t j = 0; j < n; ++j) {
-          if (!check_relocation(table.name, i + j, chunk[j])) return false;
+          if (!plainly_relative(chunk[j]) && !check_relocation(table.name, i + j, chunk[j])) return false;
         }
       }
     }
@@ -2856,7 +2878,9 @@ class image_gate {
       return refuse(name() + " refers to symbol " + std::to_string(symbol) + ", past the symbol table's " +
                     std::to_string(symbol_count_) + " symbols");
     }
-    if (!image_.writable(relocation.r_offset, effect.bytes_written) || !image_.in_file(relocation.r_offset, effect.bytes_written)) {
+    // In the file-backed part of a writable segment (the file-backed part of the one that holds it).
+    const platform::elf_segment* target = image_.holding(relocation.r_offset, effect.bytes_written, true);
+    if (target == nullptr || (!image_.writable_everywhere && (target->p_flags & PF_W) == 0)) {
       return refuse(name() + " writes " + std::to_string(effect.bytes_written) + " bytes at " + hex(relocation.r_offset) +
                     ", outside the writable segments' file-backed bytes");
     }
@@ -2872,7 +2896,7 @@ class image_gate {
       return refuse(name() + " has the loader call a resolver at " + hex(addend) + ", outside the executable segments");
     }
     for (function_array& array : function_arrays_) {
-      if (relocation.r_offset < array.address || relocation.r_offset - array.address >= array.count * word) continue;
+      if (relocation.r_offset - array.address >= array.count * word) continue;  // before it wraps around
       const std::uint64_t entry = (relocation.r_offset - array.address) / word;
       std::optional<std::uint64_t> target;  // the function's address, when it is known before loading
       if (effect.kind == platform::relocation_kind::relative) target = addend;
@@ -2973,11 +2997,13 @@ class image_gate {
 };
 
 bool passes_elf_gate(const platform::readable_file& file, const platform::elf_header& header,
-                     const std::vector<platform::elf_segment>& segments, std::string& problem, bool& is_executable) {
+                     const std::vector<platform::elf_segment>& segments, std::string& problem, bool& is_executable,
+                     std::vector<std::string>& search_paths) {
   image_gate gate(file, header, segments);
   const bool passed = gate.check();
   problem = std::move(gate.problem);
   is_executable = gate.is_executable;
+  if (passed) search_paths = gate.search_paths();
   return passed;
 }
 
@@ -3592,7 +3618,7 @@ result<void, load_error> check_contents(const load_request& request, const std::
                                         const platform::readable_file& file, elf_contents& contents,
                                         module_records& records) {
   std::string detail;
-  switch (read_elf(file, contents, detail, elf_search_paths)) {
+  switch (read_elf(file, contents, detail)) {
     case elf_status::ok: break;
     case elf_status::not_elf:
       return make_load_error(load_errc::not_elf, name, "not an ELF shared library: " + detail);
