@@ -34,12 +34,14 @@
        load_module<Exports, Imports>(path, Imports{}, load_options{}) -> result<module<Exports>, load_error>
            Refuses a file that users other than this process's and root could have written, the
            file itself or a directory above it (load_errc::untrusted_file; see docs/safety.md),
-           unless load_options::require_trusted_file is false. Reads the file first (ELF type and
-           machine, relib version, compiler, standard-library ABI, every signature,
-           already-loaded check by file identity), then loads that very
-           file through the descriptor it checked (kept open while the module is loaded) and
-           links imports ($ORIGIN modules: by path, see README). A path without a slash is a
-           file in the working directory, never a library search. Omit Exports/Imports for a module without them (no_exports, no_imports).
+           unless load_options::require_trusted_file is false. Reads the file first: the ELF gate
+           (everything the dynamic loader would trust: segments, dynamic tables, relocations;
+           damaged_file names the field), relib version, compiler, standard-library ABI, every
+           signature, already-loaded check by file identity. Then loads that very file through
+           the descriptor it checked (kept open while the module is loaded) and links imports
+           ($ORIGIN modules: by path, see README). A path without a slash is a file in the
+           working directory, never a library search. Omit Exports/Imports for a module without
+           them (no_exports, no_imports).
        module<Exports>::exports()       the typed exports; each call returns call_result<R>
        module<Exports>::call_main<R>()  calls RELIB_MODULE_MAIN; R is checked against the module
        module<Exports>::unload()        before_unload; refuses while module threads run or other
@@ -938,6 +940,7 @@ constexpr int host_machine = EM_RISCV;
 #error "relib: add this machine's ELF e_machine value"
 #endif
 constexpr unsigned char host_class = sizeof(void*) == 8 ? ELFCLASS64 : ELFCLASS32;
+constexpr unsigned char host_byte_order = __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ ? ELFDATA2LSB : ELFDATA2MSB;
 using elf_header = ElfW(Ehdr);
 using elf_segment = ElfW(Phdr);
 using elf_section = ElfW(Shdr);
@@ -1873,7 +1876,7 @@ constexpr std::size_t gate_max_program_headers = 256;
 constexpr std::size_t gate_max_sections = 4096;
 constexpr std::uint64_t gate_max_dynamic_entries = 4096;
 constexpr std::uint64_t gate_max_symbols = std::uint64_t{1} << 20;
-constexpr std::uint64_t gate_max_relocations = std::uint64_t{1} << 21;
+constexpr std::uint64_t gate_max_relocations = std::uint64_t{1} << 20;
 constexpr std::uint64_t gate_max_array_entries = 65536;    // DT_INIT_ARRAY, DT_FINI_ARRAY
 constexpr std::uint64_t gate_max_version_records = 65536;  // DT_VERNEED, DT_VERDEF
 constexpr std::uint64_t gate_max_alignment = std::uint64_t{1} << 30;
@@ -1985,11 +1988,15 @@ elf_status read_elf(const platform::readable_file& opened, elf_contents& out, st
     return elf_status::unreadable;
   }
   const unsigned char elf_class = static_cast<unsigned char>(first_page[EI_CLASS]);
-  if (elf_class != platform::host_class || !read_cached(0, &header, sizeof header) ||
-      header.e_machine != platform::host_machine) {
+  if (elf_class != platform::host_class || first_page[EI_DATA] != platform::host_byte_order ||
+      !read_cached(0, &header, sizeof header) || header.e_machine != platform::host_machine) {
     detail = "it is built for ELF machine " + std::to_string(elf_class == platform::host_class ? header.e_machine : 0) +
              (elf_class == ELFCLASS32 ? " (32-bit)" : " (64-bit)") + ", this process is machine " +
              std::to_string(platform::host_machine) + (platform::host_class == ELFCLASS32 ? " (32-bit)" : " (64-bit)");
+    if (elf_class == platform::host_class && first_page[EI_DATA] != platform::host_byte_order) {
+      detail = std::string("its bytes are in ") + (first_page[EI_DATA] == ELFDATA2MSB ? "big" : "another") +
+               "-endian order (EI_DATA), this process is " + (platform::host_byte_order == ELFDATA2LSB ? "little" : "big") + "-endian";
+    }
     return elf_status::wrong_architecture;
   }
   if (header.e_type != ET_DYN) {
@@ -2692,7 +2699,8 @@ class image_gate {
     std::uint32_t head[2];  // buckets, chain entries (= symbols)
     if (!image_.copy_out(address, head, sizeof head)) return refuse("DT_HASH " + hex(address) + " lies outside the image");
     const std::uint64_t buckets = head[0], symbols = head[1];
-    if (buckets == 0 || symbols > gate_max_symbols || !image_.in_file(address + 8, (buckets + symbols) * 4)) {
+    if (buckets == 0 || buckets > gate_max_symbols || symbols > gate_max_symbols ||
+        !image_.in_file(address + 8, (buckets + symbols) * 4)) {
       return refuse("DT_HASH with " + std::to_string(buckets) + " buckets and " + std::to_string(symbols) +
                     " symbols does not fit the image");
     }

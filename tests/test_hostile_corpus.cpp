@@ -267,6 +267,10 @@ std::vector<hostile_case> corpus() {
     // ---- The ELF header
     {"ELFCLASS32 in e_ident", patched(minimal, [](elf_image& elf) { elf.header.e_ident[EI_CLASS] = ELFCLASS32; }),
      errc::wrong_architecture, "32-bit"},
+    {"the other byte order in e_ident", patched(minimal, [](elf_image& elf) {
+       elf.header.e_ident[EI_DATA] = elf.header.e_ident[EI_DATA] == ELFDATA2LSB ? ELFDATA2MSB : ELFDATA2LSB;
+     }),
+     errc::wrong_architecture, "endian"},
     {"another machine in e_machine", patched(minimal, [](elf_image& elf) {
        elf.header.e_machine = elf.header.e_machine == EM_AARCH64 ? EM_X86_64 : EM_AARCH64;
      }),
