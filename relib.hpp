@@ -1955,7 +1955,7 @@ bool collect_notes(std::string_view notes, std::size_t alignment, std::string& m
 
 /* False, with what is wrong, when the dynamic loader could crash on the image (>>elf gate). When
    it passes, `search_paths` gets its DT_RUNPATH and DT_RPATH. */
-bool passes_elf_gate(const platform::readable_file& file, const platform::elf_header& header,
+bool passes_elf_gate(const platform::readable_file& file, std::string_view head, const platform::elf_header& header,
                      const std::vector<platform::elf_segment>& segments, std::string& problem, bool& is_executable,
                      std::vector<std::string>& search_paths);
 
@@ -1963,8 +1963,9 @@ elf_status read_elf(const platform::readable_file& opened, elf_contents& out, st
                     unsigned extras = elf_records_only) {
   const elf_reader file(opened);
   const std::uint64_t size = opened.size();
-  // One read of the first page holds the header, the program headers and the notes.
-  char first_page[4096];
+  // One read of the first pages holds the header, the program headers, the notes and, in a
+  // small module, the dynamic tables the gate reads.
+  char first_page[16384];
   const std::size_t head = static_cast<std::size_t>(std::min<std::uint64_t>(size, sizeof first_page));
   if (!file.read_at(0, first_page, head)) {
     detail = "it cannot be read";
@@ -2052,7 +2053,8 @@ elf_status read_elf(const platform::readable_file& opened, elf_contents& out, st
     }
   }
   bool is_executable = false;
-  if (!passes_elf_gate(opened, header, segments, detail, is_executable, out.search_paths)) {
+  if (!passes_elf_gate(opened, std::string_view(first_page, head), header, segments, detail, is_executable,
+                       out.search_paths)) {
     return is_executable ? elf_status::not_shared_library : elf_status::unreadable;
   }
   std::string notes;
@@ -2110,7 +2112,9 @@ elf_status read_elf(const platform::readable_file& opened, elf_contents& out, st
    through the file: a segment's file-backed part is read at the matching file offset. */
 class loaded_image {
  public:
-  explicit loaded_image(const platform::readable_file& file) : file_(file) {}
+  /* `head`: the file's first bytes, read already. */
+  loaded_image(const platform::readable_file& file, std::string_view head) : file_(file) { windows_[0].bytes = head; }
+  loaded_image(const loaded_image&) = delete;  // the windows view their own buffers
 
   std::vector<platform::elf_segment> loads;  // the PT_LOAD segments, sorted and checked
   bool writable_everywhere = false;          // text relocations: the loader unprotects every segment
@@ -2149,7 +2153,7 @@ class loaded_image {
     const platform::elf_segment* load = holding(address, size, true);
     if (load == nullptr) return false;
     const std::uint64_t offset = load->p_offset + (address - load->p_vaddr);
-    for (window& seen : windows_) {
+    for (const window& seen : windows_) {
       if (offset >= seen.offset && offset - seen.offset <= seen.bytes.size() && size <= seen.bytes.size() - (offset - seen.offset)) {
         std::memcpy(out, seen.bytes.data() + (offset - seen.offset), static_cast<std::size_t>(size));
         return true;
@@ -2163,9 +2167,10 @@ class loaded_image {
     window& fill = windows_[next_window_];
     next_window_ = (next_window_ + 1) % 2;
     fill.offset = start;
-    fill.bytes.resize(static_cast<std::size_t>(std::min<std::uint64_t>(window_capacity, segment_end - start)));
-    if (!file_.read_range(start, fill.bytes.data(), fill.bytes.size())) {
-      fill.bytes.clear();
+    fill.buffer.resize(static_cast<std::size_t>(std::min<std::uint64_t>(window_capacity, segment_end - start)));
+    fill.bytes = fill.buffer;
+    if (!file_.read_range(start, fill.buffer.data(), fill.buffer.size())) {
+      fill.bytes = {};
       return false;
     }
     std::memcpy(out, fill.bytes.data() + (offset - start), static_cast<std::size_t>(size));
@@ -2183,11 +2188,12 @@ class loaded_image {
   static constexpr std::size_t window_capacity = 65536;
   struct window {
     std::uint64_t offset = 0;
-    std::string bytes;
+    std::string_view bytes;  // `buffer`, or the head read before the gate
+    std::string buffer;
   };
   const platform::readable_file& file_;
   window windows_[2];
-  std::size_t next_window_ = 0;
+  std::size_t next_window_ = 1;  // window 0 starts with the head of the file
   mutable std::size_t last_ = 0;  // the segment that answered last
 };
 
@@ -2251,9 +2257,9 @@ struct dynamic_values {
 /* Checks the image the way the loader will use it; `problem` says what is wrong. */
 class image_gate {
  public:
-  image_gate(const platform::readable_file& file, const platform::elf_header& header,
+  image_gate(const platform::readable_file& file, std::string_view head, const platform::elf_header& header,
              const std::vector<platform::elf_segment>& segments)
-      : file_(file), header_(header), segments_(segments), image_(file) {}
+      : file_(file), header_(header), segments_(segments), image_(file, head) {}
 
   std::string problem;          // empty when the image passed
   bool is_executable = false;   // a position-independent executable (DF_1_PIE), not a library
@@ -2483,6 +2489,7 @@ class image_gate {
     }
     // Damage that turns one tag into another shows as a tag no linker writes, or one given twice.
     std::vector<std::int64_t> seen;
+    seen.reserve(static_cast<std::size_t>(end - entries.begin()));
     for (auto entry = entries.begin(); entry != end; ++entry) {
       const std::int64_t tag = entry->d_tag;
       if (tag < 0 || (tag > platform::tag_relr_entry_size && tag < DT_LOOS) || tag > DT_HIPROC) {
@@ -3004,10 +3011,10 @@ class image_gate {
   std::uint64_t version_count_ = 0;  // entries in the loader's version table: the highest index + 1
 };
 
-bool passes_elf_gate(const platform::readable_file& file, const platform::elf_header& header,
+bool passes_elf_gate(const platform::readable_file& file, std::string_view head, const platform::elf_header& header,
                      const std::vector<platform::elf_segment>& segments, std::string& problem, bool& is_executable,
                      std::vector<std::string>& search_paths) {
-  image_gate gate(file, header, segments);
+  image_gate gate(file, head, header, segments);
   const bool passed = gate.check();
   problem = std::move(gate.problem);
   is_executable = gate.is_executable;
