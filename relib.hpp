@@ -1853,8 +1853,15 @@ unload_error make_unload_error(unload_errc code, const std::string& module, std:
    glibc never unloads) and the dynamic section (DT_NEEDED, DT_SONAME). Every offset is checked
    against the file size, so a truncated or hostile file is an error, never a crash. */
 
+/* A PT_LOAD as mapped, relative to the module's base address. */
+struct image_span {
+  std::uint64_t begin = 0, end = 0;
+  bool writable = false, executable = false;
+};
+
 struct elf_contents {
   std::string meta;  // relib's records, each followed by a NUL byte
+  std::vector<image_span> spans;  // the loaded segments, as the ELF gate checked them
   std::vector<std::string> unique_symbols;  // read only when asked for
   std::vector<std::string> needed;          // DT_NEEDED, read only when asked for
   std::vector<std::string> search_paths;    // DT_RUNPATH and DT_RPATH
@@ -1957,7 +1964,7 @@ bool collect_notes(std::string_view notes, std::size_t alignment, std::string& m
    it passes, `search_paths` gets its DT_RUNPATH and DT_RPATH. */
 bool passes_elf_gate(const platform::readable_file& file, std::string_view head, const platform::elf_header& header,
                      const std::vector<platform::elf_segment>& segments, std::string& problem, bool& is_executable,
-                     std::vector<std::string>& search_paths);
+                     elf_contents& out);
 
 elf_status read_elf(const platform::readable_file& opened, elf_contents& out, std::string& detail,
                     unsigned extras = elf_records_only) {
@@ -2053,8 +2060,7 @@ elf_status read_elf(const platform::readable_file& opened, elf_contents& out, st
     }
   }
   bool is_executable = false;
-  if (!passes_elf_gate(opened, std::string_view(first_page, head), header, segments, detail, is_executable,
-                       out.search_paths)) {
+  if (!passes_elf_gate(opened, std::string_view(first_page, head), header, segments, detail, is_executable, out)) {
     return is_executable ? elf_status::not_shared_library : elf_status::unreadable;
   }
   std::string notes;
@@ -2263,6 +2269,16 @@ class image_gate {
 
   std::string problem;          // empty when the image passed
   bool is_executable = false;   // a position-independent executable (DF_1_PIE), not a library
+
+  /* The PT_LOAD segments as they will be mapped, once check() passed. */
+  std::vector<image_span> spans() const {
+    std::vector<image_span> out;
+    for (const platform::elf_segment& load : image_.loads) {
+      out.push_back({load.p_vaddr, load.p_vaddr + load.p_memsz,
+                     image_.writable_everywhere || (load.p_flags & PF_W) != 0, (load.p_flags & PF_X) != 0});
+    }
+    return out;
+  }
 
   /* DT_RUNPATH and DT_RPATH, once check() passed. */
   std::vector<std::string> search_paths() {
@@ -3013,12 +3029,15 @@ class image_gate {
 
 bool passes_elf_gate(const platform::readable_file& file, std::string_view head, const platform::elf_header& header,
                      const std::vector<platform::elf_segment>& segments, std::string& problem, bool& is_executable,
-                     std::vector<std::string>& search_paths) {
+                     elf_contents& out) {
   image_gate gate(file, head, header, segments);
   const bool passed = gate.check();
   problem = std::move(gate.problem);
   is_executable = gate.is_executable;
-  if (passed) search_paths = gate.search_paths();
+  if (passed) {
+    out.search_paths = gate.search_paths();
+    out.spans = gate.spans();
+  }
   return passed;
 }
 
@@ -3190,6 +3209,8 @@ struct module_core {
   std::shared_ptr<struct module_runtime> runtime;  // threads and thread_locals; outlives the core
   host_link link{};                                  // what the module calls back into
   const host_link** link_slot = nullptr;             // the module's pointer to `link`
+  std::uintptr_t base = 0;                           // where the loader put address 0 of the image
+  std::vector<image_span> spans;                     // its segments, relative to `base`
 };
 
 void module_core_deleter::operator()(module_core* core) const noexcept { delete core; }
@@ -3721,10 +3742,28 @@ result<void, load_error> inspect_into(const load_request& request, inspected_fil
 
 /* ---- Open and bind ---- */
 
-/* Opens the file and binds what its records list. Symbols the records name but the library lacks
-   land in `missing`: the module is open by then (its static constructors ran), so the caller
-   unloads it like any other rather than leaving behind what those constructors made. */
-result<module_core_pointer, load_error> open_core(load_request request, std::string& missing) {
+/* What binding found wrong; the module is open by then (its static constructors ran), so the
+   caller unloads it like any other rather than leaving behind what those constructors made. */
+struct binding_problems {
+  std::string missing;     // symbols the records name but the library lacks
+  std::string misplaced;   // symbols, or the pointers they hold, outside the module's segments
+};
+
+/* Whether [address, address + size) lies in one of the module's segments, writable or executable
+   as asked. relib reads and writes through pointers the module's relocations made; a damaged
+   relocation could aim one anywhere in the process. */
+bool module_holds(const module_core& core, const void* address, std::size_t size, bool writable, bool executable) {
+  const std::uintptr_t at = reinterpret_cast<std::uintptr_t>(address);
+  if (at < core.base) return false;
+  const std::uint64_t offset = at - core.base;
+  return std::any_of(core.spans.begin(), core.spans.end(), [&](const image_span& span) {
+    return offset >= span.begin && offset < span.end && size <= span.end - offset && (!writable || span.writable) &&
+           (!executable || span.executable);
+  });
+}
+
+/* Opens the file and binds what its records list. */
+result<module_core_pointer, load_error> open_core(load_request request, binding_problems& problems) {
 #if RELIB_DETAIL_UNLOADING
   destroy_orphaned_heaps_of_this_thread();
 #endif
@@ -3768,15 +3807,29 @@ result<module_core_pointer, load_error> open_core(load_request request, std::str
     core->replaced_loader_name = platform::name_library(core->handle, real_path);
   }
 
+  core->base = opened.base;
+  core->spans = file.contents.spans;
+
   // Symbols are looked up only for what the records list: a failed dlsym() searches every
-  // library the module depends on.
-  auto find = [&](const char* prefix, std::string_view name) {
+  // library the module depends on. Each is a pointer in the module's data: to a function of the
+  // module, or to a slot relib writes.
+  enum class holds { code, slot };
+  auto find = [&](const char* prefix, std::string_view name, holds what) -> const void* {
     const std::string symbol = prefix + std::string(name);
     const void* address = platform::find_symbol(core->handle, symbol.c_str());
-    if (address == nullptr) missing += " " + shown(symbol);
+    if (address == nullptr) {
+      problems.missing += " " + shown(symbol);
+      return nullptr;
+    }
+    const void* target = module_holds(*core, address, sizeof(void*), false, false) ? *static_cast<const void* const*>(address)
+                                                                                    : nullptr;
+    if (target == nullptr || !module_holds(*core, target, sizeof(void*), what == holds::slot, what == holds::code)) {
+      problems.misplaced += " " + shown(symbol);
+      return nullptr;
+    }
     return address;
   };
-  if (const void* link = find("relib_", "host_link")) {
+  if (const void* link = find("relib_", "host_link", holds::slot)) {
     core->link = make_host_link(*core);
     core->link_slot = *static_cast<const host_link** const*>(link);
     *core->link_slot = &core->link;
@@ -3784,30 +3837,34 @@ result<module_core_pointer, load_error> open_core(load_request request, std::str
 #if RELIB_DETAIL_UNLOADING
   // A module that routes its memory (relib_static_init_heap exists) made a heap on this thread if
   // its static constructors allocated.
-  if (const void* heap = platform::find_symbol(core->handle, "relib_static_init_heap")) {
-    (void)pinned_mimalloc();
-    void* static_heap = **static_cast<void** const*>(heap);
-    if (static_heap != nullptr && core->runtime) register_module_heap(core->runtime.get(), static_heap);
+  if (platform::find_symbol(core->handle, "relib_static_init_heap") != nullptr) {
+    if (const void* heap = find("relib_", "static_init_heap", holds::slot)) {
+      (void)pinned_mimalloc();
+      void* static_heap = **static_cast<void** const*>(heap);
+      if (static_heap != nullptr && core->runtime) register_module_heap(core->runtime.get(), static_heap);
+    }
   }
 #endif
   for (const module_records::entry& needed : records.entries) {
     if (needed.kind != "import") continue;
     for (const import_binding& import : request.imports) {
       if (import.entry.name != needed.name) continue;
-      if (const void* symbol = find("relib_import_", needed.name)) import.link(symbol);
+      if (const void* symbol = find("relib_import_", needed.name, holds::slot)) import.link(symbol);
     }
   }
   for (const export_binding& binding : request.exports) {
-    if (const void* symbol = find("relib_export_", binding.entry.name)) binding.bind(binding.object, symbol, core.get());
+    if (const void* symbol = find("relib_export_", binding.entry.name, holds::code)) {
+      binding.bind(binding.object, symbol, core.get());
+    }
   }
-  if (!core->main_signature.empty()) core->main_symbol = find("relib_", "main");
+  if (!core->main_signature.empty()) core->main_symbol = find("relib_", "main", holds::code);
   if (records.find("before_unload", "before_unload") != nullptr) {
-    core->before_unload_symbol = find("relib_", "before_unload");
+    core->before_unload_symbol = find("relib_", "before_unload", holds::code);
   }
   if (!core->state_type.empty()) {
-    core->state_attach_symbol = find("relib_", "state_attach");
+    core->state_attach_symbol = find("relib_", "state_attach", holds::code);
     if (records.find("migrate_state", "migrate_state") != nullptr) {
-      core->migrate_state_symbol = find("relib_", "migrate_state");
+      core->migrate_state_symbol = find("relib_", "migrate_state", holds::code);
     }
     core->owns_state = request.state == nullptr;
     core->state = core->owns_state ? std::make_shared<kept_state>() : request.state;
@@ -3861,15 +3918,19 @@ result<void, load_error> hand_state_to_module(module_core& core) {
 }
 
 result<module_core_pointer, load_error> load_core(load_request request) {
-  std::string missing;
-  auto opened = open_core(std::move(request), missing);
+  binding_problems problems;
+  auto opened = open_core(std::move(request), problems);
   if (!opened) return opened;
   module_core& core = **opened;
   result<void, load_error> ready{};
-  if (!missing.empty()) {
+  if (!problems.missing.empty()) {
     ready = make_load_error(load_errc::not_a_relib_module, core.name,
-                            "its records list functions whose symbols are missing:" + missing +
+                            "its records list functions whose symbols are missing:" + problems.missing +
                                 "; it was not built with relib_module.hpp's macros");
+  } else if (!problems.misplaced.empty()) {
+    ready = make_load_error(load_errc::damaged_file, core.name,
+                            "a damaged ELF file: after relocation, these symbols (or the pointers they hold) lie "
+                            "outside the module's segments:" + problems.misplaced + "; rebuild it");
   } else if (!core.state_type.empty()) {
     ready = hand_state_to_module(core);  // module code runs here (constructor, migrate hook): outside the registry lock
   }

@@ -93,3 +93,45 @@ TEST_CASE("hostile: a note segment of 2 GiB is refused without reading it", "[ho
   CHECK(loaded.error().code == relib::load_errc::damaged_file);
   CHECK(test::contains(loaded.error().reason, "its notes take 2147483648 bytes or more, and relib reads at most 1048576"));
 }
+
+TEST_CASE("hostile: a relocation that aims relib's link slot at the module's code is refused, not written through",
+          "[hostile]") {
+  std::string image = test::read_file(TEST_MINIMAL_PATH);
+  const auto at = [&](std::size_t offset) { return image.data() + offset; };
+  ElfW(Ehdr) header;
+  std::memcpy(&header, at(0), sizeof header);
+  std::vector<ElfW(Shdr)> sections(header.e_shnum);
+  std::memcpy(sections.data(), at(header.e_shoff), sections.size() * sizeof(ElfW(Shdr)));
+  ElfW(Addr) slot_pointer = 0, code = 0;  // where relib_host_link lives; an address in the code
+  for (const ElfW(Shdr)& section : sections) {
+    if (section.sh_type == SHT_DYNSYM) {
+      const char* names = at(sections[section.sh_link].sh_offset);
+      for (std::size_t i = 0; i < section.sh_size / sizeof(ElfW(Sym)); ++i) {
+        ElfW(Sym) symbol;
+        std::memcpy(&symbol, at(section.sh_offset + i * sizeof symbol), sizeof symbol);
+        if (std::strcmp(names + symbol.st_name, "relib_host_link") == 0) slot_pointer = symbol.st_value;
+      }
+    }
+    if (section.sh_type == SHT_PROGBITS && (section.sh_flags & SHF_EXECINSTR) != 0 && code == 0) code = section.sh_addr;
+  }
+  REQUIRE(slot_pointer != 0);
+  REQUIRE(code != 0);
+  bool patched = false;
+  for (const ElfW(Shdr)& section : sections) {
+    if (section.sh_type != SHT_RELA) continue;
+    for (std::size_t i = 0; i < section.sh_size / sizeof(ElfW(Rela)); ++i) {
+      ElfW(Rela) relocation;
+      std::memcpy(&relocation, at(section.sh_offset + i * sizeof relocation), sizeof relocation);
+      if (relocation.r_offset != slot_pointer) continue;
+      relocation.r_addend = static_cast<ElfW(Sxword)>(code);  // still inside the module: no check of the file sees it
+      std::memcpy(at(section.sh_offset + i * sizeof relocation), &relocation, sizeof relocation);
+      patched = true;
+    }
+  }
+  REQUIRE(patched);
+  test::temp_dir dir;
+  auto loaded = relib::load_module(dir.write_file("libaimed.so", image));
+  REQUIRE_FALSE(loaded);
+  CHECK(loaded.error().code == relib::load_errc::damaged_file);
+  CHECK(test::contains(loaded.error().reason, "relib_host_link"));
+}
