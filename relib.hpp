@@ -2929,13 +2929,13 @@ class image_gate {
     for (function_array& array : function_arrays_) {
       if (relocation.r_offset - array.address >= array.count * word) continue;  // before it wraps around
       const std::uint64_t entry = (relocation.r_offset - array.address) / word;
-      std::optional<std::uint64_t> target;  // the function's address, when it is known before loading
-      if (effect.kind == platform::relocation_kind::relative) target = addend;
+      std::optional<std::uint64_t> function;  // the function's address, when it is known before loading
+      if (effect.kind == platform::relocation_kind::relative) function = addend;
       if (effect.kind == platform::relocation_kind::symbol_word && symbol != 0) {
         platform::elf_symbol defined{};
         image_.copy_out(*values().symtab + symbol * sizeof defined, &defined, sizeof defined);
         if (defined.st_shndx != SHN_UNDEF && ELF64_ST_TYPE(defined.st_info) != STT_GNU_IFUNC) {
-          target = defined.st_value + addend;
+          function = defined.st_value + addend;
         }
       }
       const bool gives_address = effect.kind == platform::relocation_kind::relative ||
@@ -2945,8 +2945,8 @@ class image_gate {
       if ((relocation.r_offset - array.address) % word != 0 || !gives_address) {
         return refuse(name() + " writes into " + array.name + " something other than a function's address");
       }
-      if (target && !image_.executable(*target)) {
-        return refuse(std::string(array.name) + " entry " + std::to_string(entry) + " points at " + hex(*target) +
+      if (function && !image_.executable(*function)) {
+        return refuse(std::string(array.name) + " entry " + std::to_string(entry) + " points at " + hex(*function) +
                       ", outside the executable segments");
       }
       array.relocated[static_cast<std::size_t>(entry)] = true;
