@@ -95,10 +95,10 @@
                             heaps, once, at the first load of a module that uses them (default
                             16 GiB; 0: none). Module free() then knows a heap block by its address
                             instead of asking mimalloc. Skipped when RLIMIT_AS is set.
-       RELIB_NO_FREE_INTERPOSITION  the implementation does not define free, realloc and
-                            malloc_usable_size, which otherwise recognize blocks that module code
-                            allocated and the host frees (a std::string returned by value); with
-                            it, such blocks must be freed by module code.
+       RELIB_NO_FREE_INTERPOSITION  the implementation does not define free, realloc,
+                            malloc_usable_size and operator delete, which otherwise recognize
+                            blocks that module code allocated and the host frees (a std::string
+                            returned by value); with it, such blocks must be freed by module code.
 
    READING THE IMPLEMENTATION: search for ">>implementation"; its section map names each part
    (>>platform holds every OS call, >>load, >>unload and >>live reload the three main paths).
@@ -117,7 +117,7 @@
      RELIB_HOST                   this is a host (relib::host defines it): include order is free
      RELIB_NO_UNLOADING           modules stay loaded (read by relib_module.hpp; host and module agree)
      RELIB_MODULE_ARENA_SIZE      address space reserved for module heaps (below; 0: none)
-     RELIB_NO_FREE_INTERPOSITION  no free/realloc/malloc_usable_size in the host (>>free interposition)
+     RELIB_NO_FREE_INTERPOSITION  no free/realloc/malloc_usable_size/operator delete in the host (>>free interposition)
    The manual above says what each does. */
 #if !defined(RELIB_MODULE_ARENA_SIZE)
 #define RELIB_MODULE_ARENA_SIZE (std::size_t{16} << 30)
@@ -4964,7 +4964,8 @@ result<unload_report, unload_error> live_unload(live_core* live) {
 #if RELIB_DETAIL_UNLOADING && !defined(RELIB_NO_FREE_INTERPOSITION)
 /* >>free interposition ---- module blocks to mimalloc, the rest to the process allocator -----
    Defined in the host executable, these take precedence over the allocator's own (glibc, or
-   mimalloc or jemalloc linked by the host), which RTLD_NEXT finds for everything else. Define
+   mimalloc, jemalloc or tcmalloc linked or preloaded), which RTLD_NEXT finds for everything else.
+   operator delete is among them because some allocators (tcmalloc) replace it too. Define
    RELIB_NO_FREE_INTERPOSITION if the host defines these itself; memory returned by modules must
    then be released by module code. */
 namespace relib {
@@ -4991,6 +4992,22 @@ std::atomic<std::size_t (*)(void*)> next_usable_size{nullptr};
 
 std::size_t no_usable_size(void*) { return 0; }
 
+/* operator delete, each form: an allocator that replaces it (tcmalloc does) would otherwise get
+   module blocks that host code deletes (a std::string the module built). */
+using delete_function = void (*)(void*);
+using sized_delete_function = void (*)(void*, std::size_t);
+using aligned_delete_function = void (*)(void*, std::align_val_t);
+using sized_aligned_delete_function = void (*)(void*, std::size_t, std::align_val_t);
+std::atomic<delete_function> next_delete{nullptr}, next_delete_array{nullptr};
+std::atomic<sized_delete_function> next_sized_delete{nullptr}, next_sized_delete_array{nullptr};
+std::atomic<aligned_delete_function> next_aligned_delete{nullptr}, next_aligned_delete_array{nullptr};
+std::atomic<sized_aligned_delete_function> next_sized_aligned_delete{nullptr}, next_sized_aligned_delete_array{nullptr};
+// What the C++ runtime's own operator delete does, while the next one is being found.
+void free_any(void* block) { ::free(block); }
+void free_sized(void* block, std::size_t) { ::free(block); }
+void free_aligned(void* block, std::align_val_t) { ::free(block); }
+void free_sized_aligned(void* block, std::size_t, std::align_val_t) { ::free(block); }
+
 /* Found before main rather than at the first call: found lazily, the first realloc would call
    dlsym(), and when that realloc runs inside dlerror() (which formats its message with
    asprintf), dlsym() frees the very message dlerror() is still writing. */
@@ -4998,6 +5015,14 @@ std::size_t no_usable_size(void*) { return 0; }
   next_allocator_function(next_free, "free", &platform::process_free);
   next_allocator_function(next_realloc, "realloc", &platform::process_realloc);
   next_allocator_function(next_usable_size, "malloc_usable_size", &no_usable_size);
+  next_allocator_function(next_delete, "_ZdlPv", &free_any);
+  next_allocator_function(next_delete_array, "_ZdaPv", &free_any);
+  next_allocator_function(next_sized_delete, "_ZdlPvm", &free_sized);
+  next_allocator_function(next_sized_delete_array, "_ZdaPvm", &free_sized);
+  next_allocator_function(next_aligned_delete, "_ZdlPvSt11align_val_t", &free_aligned);
+  next_allocator_function(next_aligned_delete_array, "_ZdaPvSt11align_val_t", &free_aligned);
+  next_allocator_function(next_sized_aligned_delete, "_ZdlPvmSt11align_val_t", &free_sized_aligned);
+  next_allocator_function(next_sized_aligned_delete_array, "_ZdaPvmSt11align_val_t", &free_sized_aligned);
   return true;
 }();
 
@@ -5027,6 +5052,30 @@ extern "C" std::size_t malloc_usable_size(void* block) noexcept {
   if (const auto* blocks = module_block_owner(block)) return blocks->usable_size(block);
   return next_allocator_function(next_usable_size, "malloc_usable_size", &no_usable_size)(block);
 }
+
+/* The nothrow forms, which the C++ runtime implements with the plain ones, take the same path. */
+#define RELIB_DETAIL_HOST_DELETE(name, next, symbol, fallback, parameters, arguments)   \
+  void name parameters noexcept {                                                        \
+    using namespace relib::detail;                                                       \
+    if (const auto* blocks = module_block_owner(block)) return blocks->free(block);      \
+    next_allocator_function(next, symbol, &fallback) arguments;                           \
+  }
+RELIB_DETAIL_HOST_DELETE(operator delete, next_delete, "_ZdlPv", free_any, (void* block), (block))
+RELIB_DETAIL_HOST_DELETE(operator delete[], next_delete_array, "_ZdaPv", free_any, (void* block), (block))
+RELIB_DETAIL_HOST_DELETE(operator delete, next_sized_delete, "_ZdlPvm", free_sized, (void* block, std::size_t size),
+                         (block, size))
+RELIB_DETAIL_HOST_DELETE(operator delete[], next_sized_delete_array, "_ZdaPvm", free_sized,
+                         (void* block, std::size_t size), (block, size))
+RELIB_DETAIL_HOST_DELETE(operator delete, next_aligned_delete, "_ZdlPvSt11align_val_t", free_aligned,
+                         (void* block, std::align_val_t alignment), (block, alignment))
+RELIB_DETAIL_HOST_DELETE(operator delete[], next_aligned_delete_array, "_ZdaPvSt11align_val_t", free_aligned,
+                         (void* block, std::align_val_t alignment), (block, alignment))
+RELIB_DETAIL_HOST_DELETE(operator delete, next_sized_aligned_delete, "_ZdlPvmSt11align_val_t", free_sized_aligned,
+                         (void* block, std::size_t size, std::align_val_t alignment), (block, size, alignment))
+RELIB_DETAIL_HOST_DELETE(operator delete[], next_sized_aligned_delete_array, "_ZdaPvmSt11align_val_t",
+                         free_sized_aligned, (void* block, std::size_t size, std::align_val_t alignment),
+                         (block, size, alignment))
+#undef RELIB_DETAIL_HOST_DELETE
 #endif
 #endif
 

@@ -754,7 +754,8 @@ extern "C" int munmap(void* address, std::size_t length) noexcept {
    or the dynamic loader. mimalloc heaps are bound to a thread, so each thread that allocates in
    module code gets a heap of its own, which the host learns about and destroys at unload (all
    blocks at once) when it safely can; see docs/unloading.md. Memory from elsewhere (libc's
-   strdup, the host) is returned to glibc. Define RELIB_CUSTOM_ALLOCATOR to keep your own. */
+   strdup, the host) goes back to the process's allocator. Define RELIB_CUSTOM_ALLOCATOR to keep
+   your own. */
 #include <mimalloc.h>
 
 #include <cerrno>
@@ -838,11 +839,29 @@ inline bool is_mimalloc_block(const void* block) noexcept {
   return mi_is_in_heap_region(block);
 }
 
+/* The process's allocator, for blocks that are not mimalloc's (libc's strdup, the host's): the
+   `free` and `realloc` the dynamic loader gives everyone else, whichever allocator that is (glibc,
+   jemalloc or tcmalloc preloaded or linked, the host's own). The global scope is searched before
+   the module's own, whose definitions are local anyway. Looked up at first use. */
+template <class Function>
+Function process_function(std::atomic<Function>& cache, const char* name, Function fallback) noexcept {
+  Function found = cache.load(std::memory_order_acquire);
+  if (RELIB_DETAIL_LIKELY(found != nullptr)) return found;
+  found = reinterpret_cast<Function>(dlsym(RTLD_DEFAULT, name));
+  if (found == nullptr) found = fallback;
+  cache.store(found, std::memory_order_release);
+  return found;
+}
+using free_function = void (*)(void*);
+using realloc_function = void* (*)(void*, std::size_t);
+inline std::atomic<free_function> process_free_cache{nullptr};
+inline std::atomic<realloc_function> process_realloc_cache{nullptr};
+
 inline void module_free(void* block) noexcept {
   if (RELIB_DETAIL_LIKELY(is_mimalloc_block(block))) {
     mi_free(block);
-  } else {
-    __libc_free(block);
+  } else if (block != nullptr) {
+    process_function(process_free_cache, "free", static_cast<free_function>(&__libc_free))(block);
   }
 }
 
@@ -876,7 +895,11 @@ void* calloc(std::size_t count, std::size_t size) noexcept {
   return mi_heap_calloc(relib::detail::module_heap(), count, size);
 }
 void* realloc(void* block, std::size_t size) noexcept {
-  if (block != nullptr && !relib::detail::is_mimalloc_block(block)) return __libc_realloc(block, size);  // stays libc's
+  if (block != nullptr && !relib::detail::is_mimalloc_block(block)) {  // stays the process allocator's
+    using relib::detail::realloc_function;
+    return relib::detail::process_function(relib::detail::process_realloc_cache, "realloc",
+                                           static_cast<realloc_function>(&__libc_realloc))(block, size);
+  }
   return mi_heap_realloc(relib::detail::module_heap(), block, size);
 }
 void free(void* block) noexcept { relib::detail::module_free(block); }
