@@ -1237,6 +1237,15 @@ std::vector<std::string> loaded_library_names() {
 /* The function that `name` would resolve to if this executable did not define it (the process
    allocator's free, for the host's own free); null if there is none. */
 void* next_definition(const char* name) { return dlsym(RTLD_NEXT, name); }
+/* Whether `function` belongs to the C++ runtime (libstdc++ or libc++), whose operator delete only
+   calls free. */
+bool in_cxx_runtime(void* function) {
+  Dl_info info{};
+  if (function == nullptr || dladdr(function, &info) == 0 || info.dli_fname == nullptr) return false;
+  const char* slash = std::strrchr(info.dli_fname, '/');
+  const std::string_view file = slash != nullptr ? slash + 1 : info.dli_fname;
+  return file.rfind("libstdc++.so", 0) == 0 || file.rfind("libc++.so", 0) == 0;
+}
 
 /* glibc's own allocator functions, which answer while next_definition() itself is running. */
 extern "C" void __libc_free(void*) noexcept;
@@ -5003,10 +5012,21 @@ std::atomic<sized_delete_function> next_sized_delete{nullptr}, next_sized_delete
 std::atomic<aligned_delete_function> next_aligned_delete{nullptr}, next_aligned_delete_array{nullptr};
 std::atomic<sized_aligned_delete_function> next_sized_aligned_delete{nullptr}, next_sized_aligned_delete_array{nullptr};
 // What the C++ runtime's own operator delete does, while the next one is being found.
-void free_any(void* block) { ::free(block); }
-void free_sized(void* block, std::size_t) { ::free(block); }
-void free_aligned(void* block, std::align_val_t) { ::free(block); }
-void free_sized_aligned(void* block, std::size_t, std::align_val_t) { ::free(block); }
+void free_any(void* block) { next_allocator_function(next_free, "free", &platform::process_free)(block); }
+void free_sized(void* block, std::size_t) { free_any(block); }
+void free_aligned(void* block, std::align_val_t) { free_any(block); }
+void free_sized_aligned(void* block, std::size_t, std::align_val_t) { free_any(block); }
+
+/* The C++ runtime's operator delete calls free, which already gives module blocks to mimalloc:
+   then the host's operator delete passes every block straight on. (A tool that replaces the
+   runtime's operator new and delete, valgrind or a sanitizer, still gets its own blocks.) */
+std::atomic<bool> next_delete_calls_free{false};
+
+template <class Function>
+void find_next_delete(std::atomic<Function>& slot, const char* name, Function fallback) {
+  void* found = platform::next_definition(name);
+  slot.store(found != nullptr ? reinterpret_cast<Function>(found) : fallback, std::memory_order_release);
+}
 
 /* Found before main rather than at the first call: found lazily, the first realloc would call
    dlsym(), and when that realloc runs inside dlerror() (which formats its message with
@@ -5015,14 +5035,15 @@ void free_sized_aligned(void* block, std::size_t, std::align_val_t) { ::free(blo
   next_allocator_function(next_free, "free", &platform::process_free);
   next_allocator_function(next_realloc, "realloc", &platform::process_realloc);
   next_allocator_function(next_usable_size, "malloc_usable_size", &no_usable_size);
-  next_allocator_function(next_delete, "_ZdlPv", &free_any);
-  next_allocator_function(next_delete_array, "_ZdaPv", &free_any);
-  next_allocator_function(next_sized_delete, "_ZdlPvm", &free_sized);
-  next_allocator_function(next_sized_delete_array, "_ZdaPvm", &free_sized);
-  next_allocator_function(next_aligned_delete, "_ZdlPvSt11align_val_t", &free_aligned);
-  next_allocator_function(next_aligned_delete_array, "_ZdaPvSt11align_val_t", &free_aligned);
-  next_allocator_function(next_sized_aligned_delete, "_ZdlPvmSt11align_val_t", &free_sized_aligned);
-  next_allocator_function(next_sized_aligned_delete_array, "_ZdaPvmSt11align_val_t", &free_sized_aligned);
+  next_delete_calls_free.store(platform::in_cxx_runtime(platform::next_definition("_ZdlPv")), std::memory_order_release);
+  find_next_delete(next_delete, "_ZdlPv", &free_any);
+  find_next_delete(next_delete_array, "_ZdaPv", &free_any);
+  find_next_delete(next_sized_delete, "_ZdlPvm", &free_sized);
+  find_next_delete(next_sized_delete_array, "_ZdaPvm", &free_sized);
+  find_next_delete(next_aligned_delete, "_ZdlPvSt11align_val_t", &free_aligned);
+  find_next_delete(next_aligned_delete_array, "_ZdaPvSt11align_val_t", &free_aligned);
+  find_next_delete(next_sized_aligned_delete, "_ZdlPvmSt11align_val_t", &free_sized_aligned);
+  find_next_delete(next_sized_aligned_delete_array, "_ZdaPvmSt11align_val_t", &free_sized_aligned);
   return true;
 }();
 
@@ -5057,7 +5078,9 @@ extern "C" std::size_t malloc_usable_size(void* block) noexcept {
 #define RELIB_DETAIL_HOST_DELETE(name, next, symbol, fallback, parameters, arguments)   \
   void name parameters noexcept {                                                        \
     using namespace relib::detail;                                                       \
-    if (const auto* blocks = module_block_owner(block)) return blocks->free(block);      \
+    if (!next_delete_calls_free.load(std::memory_order_relaxed)) {                       \
+      if (const auto* blocks = module_block_owner(block)) return blocks->free(block);    \
+    }                                                                                    \
     next_allocator_function(next, symbol, &fallback) arguments;                           \
   }
 RELIB_DETAIL_HOST_DELETE(operator delete, next_delete, "_ZdlPv", free_any, (void* block), (block))
