@@ -1237,13 +1237,14 @@ std::vector<std::string> loaded_library_names() {
 /* The function that `name` would resolve to if this executable did not define it (the process
    allocator's free, for the host's own free); null if there is none. */
 void* next_definition(const char* name) { return dlsym(RTLD_NEXT, name); }
+std::string base_name(const std::string& path);  // ---- Paths, below
+
 /* Whether `function` belongs to the C++ runtime (libstdc++ or libc++), whose operator delete only
    calls free. */
 bool in_cxx_runtime(void* function) {
   Dl_info info{};
   if (function == nullptr || dladdr(function, &info) == 0 || info.dli_fname == nullptr) return false;
-  const char* slash = std::strrchr(info.dli_fname, '/');
-  const std::string_view file = slash != nullptr ? slash + 1 : info.dli_fname;
+  const std::string file = base_name(info.dli_fname);
   return file.rfind("libstdc++.so", 0) == 0 || file.rfind("libc++.so", 0) == 0;
 }
 
@@ -1623,16 +1624,11 @@ class shadow_directory {
       error = std::string("cannot read it: ") + std::strerror(errno);
       return copy_status::failed;
     }
-    // A read lease is refused while anyone has the file open for writing, and while it is held a
-    // writer opening the file waits until the lease is released. Where leases are refused for
-    // another reason (file of another owner, file system without them), the size and time
-    // comparison below is what remains. A writer breaking the lease signals its owner, which the
-    // kernel sets to this process: the owner is cleared at once, and for that instant the signal
-    // is SIGWINCH, ignored unless the host handles terminal resizes (SIGIO would end the process).
-    ::fcntl(in.get(), F_SETSIG, SIGWINCH);
-    const bool leased = ::fcntl(in.get(), F_SETLEASE, F_RDLCK) == 0;
-    if (!leased && (errno == EAGAIN || errno == EWOULDBLOCK)) return copy_status::busy;
-    if (leased) ::fcntl(in.get(), F_SETOWN, 0);
+    // Where leases are refused for another reason than a writer (file of another owner, file
+    // system without them), the size and time comparison below is what remains.
+    const lease_status lease = take_read_lease(in.get());
+    if (lease == lease_status::busy) return copy_status::busy;
+    const bool leased = lease == lease_status::taken;
     const std::string name = std::to_string(++copies_made_) + "-" + base_;
     file_descriptor out(::openat(fd_, name.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0700));
     bool copied = out.get() >= 0;
@@ -1655,11 +1651,9 @@ class shadow_directory {
   /* Whether a writer has `source` open now: then a refusal of its contents may be of half a
      build, and the watcher looks again once it is closed. */
   static bool being_written(const readable_file& source) {
-    if (::fcntl(source.fd_.get(), F_SETLEASE, F_RDLCK) == 0) {
-      ::fcntl(source.fd_.get(), F_SETLEASE, F_UNLCK);
-      return false;
-    }
-    return errno == EAGAIN || errno == EWOULDBLOCK;
+    const lease_status lease = take_read_lease(source.fd_.get());
+    if (lease == lease_status::taken) ::fcntl(source.fd_.get(), F_SETLEASE, F_UNLCK);
+    return lease == lease_status::busy;
   }
 
   void remove(const std::string& copy_path) {
@@ -1721,6 +1715,21 @@ class shadow_directory {
     if (found == names_.end()) return false;
     names_.erase(found);
     return true;
+  }
+
+  /* A read lease is refused while anyone has the file open for writing, and while it is held a
+     writer opening the file waits until the lease is released. A writer breaking the lease
+     signals its owner, which the kernel sets to this process: the owner is cleared at once, and
+     for that instant the signal is SIGWINCH, ignored unless the host handles terminal resizes
+     (SIGIO would end the process). The caller releases a lease taken (F_SETLEASE, F_UNLCK). */
+  enum class lease_status { taken, busy, unavailable };
+  static lease_status take_read_lease(int fd) {
+    ::fcntl(fd, F_SETSIG, SIGWINCH);
+    if (::fcntl(fd, F_SETLEASE, F_RDLCK) != 0) {
+      return errno == EAGAIN || errno == EWOULDBLOCK ? lease_status::busy : lease_status::unavailable;
+    }
+    ::fcntl(fd, F_SETOWN, 0);
+    return lease_status::taken;
   }
 
   /* Removes this user's directories named `prefix`XXXXXX in `parent` whose lock nobody holds: their
@@ -1907,7 +1916,6 @@ inline std::string hex(std::uint64_t value) {
   } while (value != 0);
   return "0x" + text;
 }
-
 
 /* Bounds-checked reads at file offsets. */
 class elf_reader {
@@ -2214,6 +2222,11 @@ class loaded_image {
 
 /* The dynamic section's values that the loader acts on. A tag given twice counts with its last
    value, as in glibc. */
+/* The name of a dynamic tag that names a string. */
+inline const char* string_tag_name(std::int64_t tag) {
+  return tag == DT_NEEDED ? "DT_NEEDED" : tag == DT_SONAME ? "DT_SONAME" : tag == DT_RPATH ? "DT_RPATH" : "DT_RUNPATH";
+}
+
 struct dynamic_values {
   std::optional<std::uint64_t> strtab, strsz, symtab, syment, hash, gnu_hash, relocations, relocations_size,
       relocations_entry_size, plt_relocations, plt_relocations_size, plt_relocation_kind, pltgot, init, fini,
@@ -2222,7 +2235,7 @@ struct dynamic_values {
   std::optional<std::uint64_t> relative_count;  // DT_RELACOUNT: the first entries, applied as relative
   std::uint64_t flags = 0, flags_1 = 0;
   bool text_relocations = false;
-  std::vector<std::pair<const char*, std::uint64_t>> strings;  // DT_NEEDED and the like: tag, offset
+  std::vector<std::pair<std::int64_t, std::uint64_t>> strings;  // DT_NEEDED and the like: tag, offset
 
   void record(const platform::elf_dynamic& entry) {
     const std::uint64_t value = entry.d_un.d_val;
@@ -2260,10 +2273,7 @@ struct dynamic_values {
       case DT_FLAGS: flags = value; break;
       case DT_FLAGS_1: flags_1 = value; break;
       case DT_TEXTREL: text_relocations = true; break;
-      case DT_NEEDED: strings.emplace_back("DT_NEEDED", value); break;
-      case DT_SONAME: strings.emplace_back("DT_SONAME", value); break;
-      case DT_RPATH: strings.emplace_back("DT_RPATH", value); break;
-      case DT_RUNPATH: strings.emplace_back("DT_RUNPATH", value); break;
+      case DT_NEEDED: case DT_SONAME: case DT_RPATH: case DT_RUNPATH: strings.emplace_back(entry.d_tag, value); break;
       default: break;
     }
   }
@@ -2293,7 +2303,7 @@ class image_gate {
   std::vector<std::string> search_paths() {
     std::vector<std::string> paths;
     for (const auto& [tag, offset] : values().strings) {
-      if (std::strcmp(tag, "DT_RUNPATH") == 0 || std::strcmp(tag, "DT_RPATH") == 0) paths.push_back(string_at_offset(offset, 4095));
+      if (tag == DT_RUNPATH || tag == DT_RPATH) paths.push_back(string_at_offset(offset, 4095));
     }
     return paths;
   }
@@ -2316,6 +2326,7 @@ class image_gate {
   struct relocation_table {
     const char* name;
     std::uint64_t address, count;
+    std::uint64_t leading_relative = 0;  // DT_RELACOUNT: how many of the first entries must be relative
   };
 
   bool refuse(std::string text) {
@@ -2582,20 +2593,18 @@ class image_gate {
       return refuse(std::string("its dynamic section lacks ") + (!d.strtab ? "DT_STRTAB" : !d.strsz ? "DT_STRSZ" : "DT_SYMTAB") +
                     ", which the loader reads for every library");
     }
-    {
-      char last = 1;
-      if (*d.strsz == 0 || !image_.in_file(*d.strtab, *d.strsz)) {
-        return refuse("DT_STRTAB " + hex(*d.strtab) + " with DT_STRSZ " + hex(*d.strsz) +
-                      " lies outside the bytes the PT_LOAD segments map from the file");
-      }
-      if (!image_.copy_out(*d.strtab + *d.strsz - 1, &last, 1) || last != '\0') {
-        return refuse("DT_STRTAB: the string table does not end with a NUL byte (is DT_STRSZ " + hex(*d.strsz) + " right?)");
-      }
+    if (*d.strsz == 0 || !image_.in_file(*d.strtab, *d.strsz)) {
+      return refuse("DT_STRTAB " + hex(*d.strtab) + " with DT_STRSZ " + hex(*d.strsz) +
+                    " lies outside the bytes the PT_LOAD segments map from the file");
+    }
+    char last = 1;
+    if (!image_.copy_out(*d.strtab + *d.strsz - 1, &last, 1) || last != '\0') {
+      return refuse("DT_STRTAB: the string table does not end with a NUL byte (is DT_STRSZ " + hex(*d.strsz) + " right?)");
     }
     for (const auto& [tag, offset] : d.strings) {
-      if (!d.strsz || offset >= *d.strsz) {
-        return refuse(std::string(tag) + " names string " + hex(offset) + ", outside DT_STRTAB (DT_STRSZ " +
-                      (d.strsz ? hex(*d.strsz) : std::string("missing")) + ")");
+      if (offset >= *d.strsz) {
+        return refuse(std::string(string_tag_name(tag)) + " names string " + hex(offset) + ", outside DT_STRTAB (DT_STRSZ " +
+                      hex(*d.strsz) + ")");
       }
     }
     if (d.syment && *d.syment != sizeof(platform::elf_symbol)) {
@@ -2619,10 +2628,11 @@ class image_gate {
                       ", this ABI's relocations take " + std::to_string(relocation_size) + " bytes");
       }
       if (!add_relocation_table(table, size_tag, *d.relocations, d.relocations_size, relocation_size)) return false;
-      relative_count_ = d.relative_count.value_or(0);
-      if (relative_count_ > relocation_tables_.back().count) {
-        return refuse(std::string(table) + "COUNT " + std::to_string(relative_count_) + " is larger than the " +
-                      std::to_string(relocation_tables_.back().count) + " entries of " + table);
+      relocation_table& added = relocation_tables_.back();
+      added.leading_relative = d.relative_count.value_or(0);
+      if (added.leading_relative > added.count) {
+        return refuse(std::string(table) + "COUNT " + std::to_string(added.leading_relative) + " is larger than the " +
+                      std::to_string(added.count) + " entries of " + table);
       }
     }
     if (d.plt_relocations &&
@@ -2768,19 +2778,18 @@ class image_gate {
   }
 
   bool check_string(const char* what, std::uint64_t offset) {
-    if (values().strsz && offset < *values().strsz) return true;
+    if (offset < *values().strsz) return true;
     return refuse(std::string(what) + " names string " + hex(offset) + ", outside DT_STRTAB");
   }
 
   /* Whether the string at `offset` is one of the DT_NEEDED names. */
   bool names_a_needed_library(std::uint64_t offset) {
-    const auto needed = [](const std::pair<const char*, std::uint64_t>& entry) { return std::strcmp(entry.first, "DT_NEEDED") == 0; };
-    for (const auto& entry : values().strings) {  // linkers share the string: the same offset
-      if (needed(entry) && entry.second == offset) return true;
+    for (const auto& [tag, needed] : values().strings) {  // linkers share the string: the same offset
+      if (tag == DT_NEEDED && needed == offset) return true;
     }
     const std::string name = string_at_offset(offset);
-    for (const auto& entry : values().strings) {
-      if (needed(entry) && string_at_offset(entry.second) == name) return true;
+    for (const auto& [tag, needed] : values().strings) {
+      if (tag == DT_NEEDED && string_at_offset(needed) == name) return true;
     }
     return false;
   }
@@ -2892,21 +2901,24 @@ class image_gate {
           return refuse(std::string(table.name) + " cannot be read");
         }
         for (std::uint64_t j = 0; j < n; ++j) {
-          if (!plainly_relative(chunk[j]) && !check_relocation(table.name, i + j, chunk[j])) return false;
+          if (!plainly_relative(chunk[j]) && !check_relocation(table, i + j, chunk[j])) return false;
         }
       }
     }
     return relr_.count == 0 || check_relr();
   }
 
-  bool check_relocation(const char* table, std::uint64_t index, const platform::elf_relocation& relocation) {
+  bool check_relocation(const relocation_table& table, std::uint64_t index, const platform::elf_relocation& relocation) {
     const std::uint32_t type = platform::relocation_type(relocation.r_info);
     const std::uint64_t symbol = platform::relocation_symbol(relocation.r_info);
     const platform::relocation_effect effect = platform::relocation_effect_of(type);
-    const auto name = [&] { return "relocation " + std::to_string(index) + " of " + table + " (type " + std::to_string(type) + ")"; };
-    if (index < relative_count_ && table == relocation_tables_.front().name && effect.kind != platform::relocation_kind::relative &&
+    const auto name = [&] {
+      return "relocation " + std::to_string(index) + " of " + table.name + " (type " + std::to_string(type) + ")";
+    };
+    if (index < table.leading_relative && effect.kind != platform::relocation_kind::relative &&
         effect.kind != platform::relocation_kind::unchecked) {
-      return refuse(name() + " is not relative, but DT_RELACOUNT says the first " + std::to_string(relative_count_) + " are");
+      return refuse(name() + " is not relative, but DT_RELACOUNT says the first " + std::to_string(table.leading_relative) +
+                    " are");
     }
     switch (effect.kind) {
       case platform::relocation_kind::none: return true;
@@ -3032,7 +3044,6 @@ class image_gate {
   relocation_table relr_{"DT_RELR", 0, 0};
   std::vector<function_array> function_arrays_;
   std::uint64_t symbol_count_ = 0;
-  std::uint64_t relative_count_ = 0;
   std::uint64_t version_count_ = 0;  // entries in the loader's version table: the highest index + 1
 };
 
@@ -3823,13 +3834,8 @@ result<module_core_pointer, load_error> open_core(load_request request, binding_
   // library the module depends on. Each is a pointer in the module's data: to a function of the
   // module, or to a slot relib writes.
   enum class holds { code, slot };
-  auto find = [&](const char* prefix, std::string_view name, holds what) -> const void* {
-    const std::string symbol = prefix + std::string(name);
-    const void* address = platform::find_symbol(core->handle, symbol.c_str());
-    if (address == nullptr) {
-      problems.missing += " " + shown(symbol);
-      return nullptr;
-    }
+  // The symbol's address when it and the pointer it holds lie where they should; null otherwise.
+  auto placed = [&](const std::string& symbol, const void* address, holds what) -> const void* {
     const void* target = module_holds(*core, address, sizeof(void*), false, false) ? *static_cast<const void* const*>(address)
                                                                                     : nullptr;
     if (target == nullptr || !module_holds(*core, target, sizeof(void*), what == holds::slot, what == holds::code)) {
@@ -3837,6 +3843,15 @@ result<module_core_pointer, load_error> open_core(load_request request, binding_
       return nullptr;
     }
     return address;
+  };
+  auto find = [&](const char* prefix, std::string_view name, holds what) -> const void* {
+    const std::string symbol = prefix + std::string(name);
+    const void* address = platform::find_symbol(core->handle, symbol.c_str());
+    if (address == nullptr) {
+      problems.missing += " " + shown(symbol);
+      return nullptr;
+    }
+    return placed(symbol, address, what);
   };
   if (const void* link = find("relib_", "host_link", holds::slot)) {
     core->link = make_host_link(*core);
@@ -3846,8 +3861,8 @@ result<module_core_pointer, load_error> open_core(load_request request, binding_
 #if RELIB_DETAIL_UNLOADING
   // A module that routes its memory (relib_static_init_heap exists) made a heap on this thread if
   // its static constructors allocated.
-  if (platform::find_symbol(core->handle, "relib_static_init_heap") != nullptr) {
-    if (const void* heap = find("relib_", "static_init_heap", holds::slot)) {
+  if (const void* heap = platform::find_symbol(core->handle, "relib_static_init_heap")) {  // may be absent
+    if (placed("relib_static_init_heap", heap, holds::slot) != nullptr) {
       (void)pinned_mimalloc();
       void* static_heap = **static_cast<void** const*>(heap);
       if (static_heap != nullptr && core->runtime) register_module_heap(core->runtime.get(), static_heap);
@@ -4735,6 +4750,13 @@ struct checked_copy {
   std::shared_ptr<inspected_file> inspected;
 };
 
+/* A build refused before the running version was touched: it keeps running. */
+reload_error refused_build(live_core& live, load_error refused) {
+  reload_error error = make_reload_error(live, reload_errc::load_failed, refused.reason, running_version_stays(live));
+  error.load = std::move(refused);
+  return error;
+}
+
 /* Step 1: copy the watched file (once the trust policy accepts it) and check the copy. The
    running version is untouched. */
 std::optional<reload_error> copy_and_check(live_core& live, checked_copy& next) {
@@ -4747,12 +4769,7 @@ std::optional<reload_error> copy_and_check(live_core& live, checked_copy& next) 
   }
   if (live.prototype.require_trusted_file) {
     const std::string untrusted = why_untrusted(source, source.current_path(), "live_options::require_trusted_file");
-    if (!untrusted.empty()) {
-      load_error refused = make_load_error(load_errc::untrusted_file, live.path(), untrusted);
-      reload_error error = make_reload_error(live, reload_errc::load_failed, refused.reason, running_version_stays(live));
-      error.load = std::move(refused);
-      return error;
-    }
+    if (!untrusted.empty()) return refused_build(live, make_load_error(load_errc::untrusted_file, live.path(), untrusted));
   }
   // The header and records before the copy: a file that is not a module costs no copy.
   elf_contents contents;
@@ -4763,10 +4780,7 @@ std::optional<reload_error> copy_and_check(live_core& live, checked_copy& next) 
       if (live.watch) live.watch->retry_later();
       return std::nullopt;
     }
-    reload_error error = make_reload_error(live, reload_errc::load_failed, contents_checked.error().reason,
-                                           running_version_stays(live));
-    error.load = contents_checked.error();
-    return error;
+    return refused_build(live, contents_checked.error());
   }
   std::string why;
   switch (live.shadows.copy(source, next.path, why)) {
@@ -4781,10 +4795,7 @@ std::optional<reload_error> copy_and_check(live_core& live, checked_copy& next) 
   auto checked = check_copy(request_for(live, next.path));
   if (!checked) {
     live.shadows.remove(next.path);
-    reload_error error = make_reload_error(live, reload_errc::load_failed, checked.error().reason,
-                                           running_version_stays(live));
-    error.load = checked.error();
-    return error;
+    return refused_build(live, checked.error());
   }
   next.inspected = std::move(*checked);
   return std::nullopt;
@@ -5022,12 +5033,6 @@ void free_sized_aligned(void* block, std::size_t, std::align_val_t) { free_any(b
    runtime's operator new and delete, valgrind or a sanitizer, still gets its own blocks.) */
 std::atomic<bool> next_delete_calls_free{false};
 
-template <class Function>
-void find_next_delete(std::atomic<Function>& slot, const char* name, Function fallback) {
-  void* found = platform::next_definition(name);
-  slot.store(found != nullptr ? reinterpret_cast<Function>(found) : fallback, std::memory_order_release);
-}
-
 /* Found before main rather than at the first call: found lazily, the first realloc would call
    dlsym(), and when that realloc runs inside dlerror() (which formats its message with
    asprintf), dlsym() frees the very message dlerror() is still writing. */
@@ -5036,14 +5041,14 @@ void find_next_delete(std::atomic<Function>& slot, const char* name, Function fa
   next_allocator_function(next_realloc, "realloc", &platform::process_realloc);
   next_allocator_function(next_usable_size, "malloc_usable_size", &no_usable_size);
   next_delete_calls_free.store(platform::in_cxx_runtime(platform::next_definition("_ZdlPv")), std::memory_order_release);
-  find_next_delete(next_delete, "_ZdlPv", &free_any);
-  find_next_delete(next_delete_array, "_ZdaPv", &free_any);
-  find_next_delete(next_sized_delete, "_ZdlPvm", &free_sized);
-  find_next_delete(next_sized_delete_array, "_ZdaPvm", &free_sized);
-  find_next_delete(next_aligned_delete, "_ZdlPvSt11align_val_t", &free_aligned);
-  find_next_delete(next_aligned_delete_array, "_ZdaPvSt11align_val_t", &free_aligned);
-  find_next_delete(next_sized_aligned_delete, "_ZdlPvmSt11align_val_t", &free_sized_aligned);
-  find_next_delete(next_sized_aligned_delete_array, "_ZdaPvmSt11align_val_t", &free_sized_aligned);
+  next_allocator_function(next_delete, "_ZdlPv", &free_any);
+  next_allocator_function(next_delete_array, "_ZdaPv", &free_any);
+  next_allocator_function(next_sized_delete, "_ZdlPvm", &free_sized);
+  next_allocator_function(next_sized_delete_array, "_ZdaPvm", &free_sized);
+  next_allocator_function(next_aligned_delete, "_ZdlPvSt11align_val_t", &free_aligned);
+  next_allocator_function(next_aligned_delete_array, "_ZdaPvSt11align_val_t", &free_aligned);
+  next_allocator_function(next_sized_aligned_delete, "_ZdlPvmSt11align_val_t", &free_sized_aligned);
+  next_allocator_function(next_sized_aligned_delete_array, "_ZdaPvmSt11align_val_t", &free_sized_aligned);
   return true;
 }();
 

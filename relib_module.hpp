@@ -854,8 +854,11 @@ Function process_function(std::atomic<Function>& cache, const char* name, Functi
 }
 using free_function = void (*)(void*);
 using realloc_function = void* (*)(void*, std::size_t);
+using usable_size_function = std::size_t (*)(void*);
 inline std::atomic<free_function> process_free_cache{nullptr};
 inline std::atomic<realloc_function> process_realloc_cache{nullptr};
+inline std::atomic<usable_size_function> process_usable_size_cache{nullptr};
+inline std::size_t no_usable_size(void*) noexcept { return 0; }
 
 inline void module_free(void* block) noexcept {
   if (RELIB_DETAIL_LIKELY(is_mimalloc_block(block))) {
@@ -919,9 +922,9 @@ int posix_memalign(void** out, std::size_t alignment, std::size_t size) noexcept
 std::size_t malloc_usable_size(void* block) noexcept {
   if (block == nullptr) return 0;
   if (relib::detail::is_mimalloc_block(block)) return mi_usable_size(block);
-  using usable_function = std::size_t (*)(void*);
-  static const auto glibc_usable = reinterpret_cast<usable_function>(dlsym(RTLD_DEFAULT, "malloc_usable_size"));
-  return glibc_usable(block);
+  using relib::detail::usable_size_function;
+  return relib::detail::process_function(relib::detail::process_usable_size_cache, "malloc_usable_size",
+                                         static_cast<usable_size_function>(&relib::detail::no_usable_size))(block);
 }
 }
 

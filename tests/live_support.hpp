@@ -28,7 +28,7 @@ inline relib::live_options quick_options() {
 }
 
 // A live module on `target`, with `build` installed there first.
-live load_live(const std::string& build, const std::string& target);
+live load_live(const std::string& build, const std::string& target, const std::string& shadow_parent = "");
 
 // Waits until the watcher reports the new build (a generous bound, reached only if it never
 // comes), then runs the per-frame update().

@@ -29,9 +29,11 @@ void install_in_place(const std::string& build, const std::string& target) {
   out << in.rdbuf();
 }
 
-live load_live(const std::string& build, const std::string& target) {
+live load_live(const std::string& build, const std::string& target, const std::string& shadow_parent) {
   install_by_rename(build, target);
-  auto loaded = relib::load_live_module<live_exports>(target, relib::no_imports{}, quick_options());
+  relib::live_options options = quick_options();
+  options.shadow_parent = shadow_parent;
+  auto loaded = relib::load_live_module<live_exports>(target, relib::no_imports{}, options);
   if (!loaded) FAIL(loaded.error().message);
   return std::move(*loaded);
 }
@@ -138,11 +140,7 @@ TEST_CASE("live: the loaded code is a private copy, removed afterwards", "[live]
 TEST_CASE("live: shadow_parent chooses where the private directory goes", "[live]") {
   test::temp_dir dir, shadows;
   const std::string target = dir.path() + "/libmod.so";
-  test::install_by_rename(TEST_LIVE_V1_PATH, target);
-  relib::live_options options = test::quick_options();
-  options.shadow_parent = shadows.path();
-  auto module = relib::load_live_module<live_exports>(target, relib::no_imports{}, options);
-  REQUIRE(module);
+  test::live module = test::load_live(TEST_LIVE_V1_PATH, target, shadows.path());
   const std::set<std::string> copies = mapped_copies("libmod.so");
   REQUIRE(copies.size() == 1);
   CHECK(copies.begin()->rfind(shadows.path() + "/.relib-libmod.so-", 0) == 0);
@@ -413,12 +411,7 @@ TEST_CASE("live: the module's directory removed and made again", "[live]") {
   const std::string build_dir = dir.path() + "/build";
   std::filesystem::create_directory(build_dir);
   const std::string target = build_dir + "/libmod.so";
-  test::install_by_rename(TEST_LIVE_V1_PATH, target);
-  relib::live_options options = test::quick_options();
-  options.shadow_parent = shadows.path();
-  auto loaded = relib::load_live_module<live_exports>(target, relib::no_imports{}, options);
-  REQUIRE(loaded);
-  test::live module = std::move(*loaded);
+  test::live module = test::load_live(TEST_LIVE_V1_PATH, target, shadows.path());
 
   std::filesystem::remove_all(build_dir);  // rm -rf build
   auto frame = module.update();
@@ -577,12 +570,7 @@ static std::uintmax_t bytes_copied_under(const std::string& parent) {
 TEST_CASE("live: a build refused by its header or records is never copied", "[live]") {
   test::temp_dir dir, shadows;
   const std::string target = dir.path() + "/libmod.so";
-  test::install_by_rename(TEST_LIVE_V1_PATH, target);
-  relib::live_options options = test::quick_options();
-  options.shadow_parent = shadows.path();
-  auto loaded = relib::load_live_module<live_exports>(target, relib::no_imports{}, options);
-  REQUIRE(loaded);
-  test::live module = std::move(*loaded);
+  test::live module = test::load_live(TEST_LIVE_V1_PATH, target, shadows.path());
   const std::uintmax_t running_copy = bytes_copied_under(shadows.path());
 
   // A 2 GiB file, all holes after a real module's first page: its program headers point at zeros.
