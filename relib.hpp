@@ -347,11 +347,12 @@ struct unload_report {
   std::chrono::nanoseconds duration{};          // from the unload() call to the verified absence
   std::size_t threads_started = 0;              // by module code while it was loaded (all ended)
   std::size_t thread_local_destructors_run = 0;  // at unload, for the unloading thread's thread_locals
-  // Memory the module allocated and never freed, freed at once by destroying its heap.
+  // Memory the module allocated and never freed: this thread's heap, destroyed at once, and the
+  // blocks left by threads that exited while the module was loaded.
   std::size_t reclaimed_blocks = 0;
   std::size_t reclaimed_bytes = 0;
-  // Memory that could not be reclaimed (mimalloc heaps are bound to their thread): the blocks in
-  // heaps of other live threads, and those left by threads that exited while the module was loaded.
+  // Memory that could not be reclaimed yet (mimalloc heaps are bound to their thread): the blocks
+  // in heaps of other live threads, which those threads destroy later.
   std::size_t unreclaimed_blocks = 0;
   std::size_t unreclaimed_bytes = 0;
   std::string unreclaimed_reason;  // empty when everything was reclaimed
@@ -363,7 +364,8 @@ struct unload_report {
 std::string to_string(const unload_report& report);
 
 /* Module memory that an unload could not reclaim yet because another live thread owns the heap;
-   each such thread destroys it when it exits or next calls load_module() or unload(). */
+   each such thread destroys it when it exits, next allocates in module code, or calls
+   load_module() or unload(). */
 struct pending_memory {
   std::size_t heaps = 0;
   std::size_t blocks = 0;
@@ -877,7 +879,8 @@ result<live_module<Exports>, reload_error> load_live_module(const std::string& p
      >>module core         one loaded module (private), and the registry of all
      >>calls               errors from calls, main, what a module object does as it goes
      >>load                inspect (read and check the file), open, bind, hand over the state
-     >>heaps               a mimalloc heap per (module, thread), the arena, heaps left to others
+     >>heaps               a mimalloc heap per (module, thread), the arena, blocks of exited threads,
+                           heaps left to others
      >>host link           what module code calls back: threads, thread_locals, keys, mappings
      >>unload              before_unload, the checks, dlclose, the proof it is gone, reclaiming
      >>reports             the unload report as text, the arena, memory awaiting reclamation
@@ -897,6 +900,7 @@ result<live_module<Exports>, reload_error> load_live_module(const std::string& p
 #include <condition_variable>
 #include <mutex>
 #include <thread>
+#include <unordered_map>
 
 /* >>platform ---- the OS seam -----------------------------------------------------------------
    Every call into the dynamic loader, the file system, threads, inotify, leases and the address
@@ -916,9 +920,11 @@ result<live_module<Exports>, reload_error> load_live_module(const std::string& p
 #include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/inotify.h>
+#include <linux/membarrier.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 namespace relib {
@@ -1369,6 +1375,22 @@ int start_thread(thread_id* thread, const pthread_attr_t* attributes, void* (*st
 using thread_key = pthread_key_t;
 int create_thread_key(thread_key* key, void (*destructor)(void*)) { return pthread_key_create(key, destructor); }
 int delete_thread_key(thread_key key) { return pthread_key_delete(key); }
+
+/* Makes every other running thread of the process pass a full memory barrier before this
+   returns: membarrier(2), or where the kernel lacks it, the TLB shootdown of an mprotect(). A
+   thread can then skip the barrier of its own on its side of a race (see free_watching_exits). */
+void fence_other_threads() {
+  static const bool registered = ::syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
+  if (registered && ::syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0) return;
+  static std::mutex lock;
+  static void* page = ::mmap(nullptr, static_cast<std::size_t>(::sysconf(_SC_PAGESIZE)), PROT_READ | PROT_WRITE,
+                             MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  std::lock_guard<std::mutex> guard(lock);
+  if (page == MAP_FAILED) return;
+  static_cast<volatile char*>(page)[0] = 1;  // mapped on this CPU, so that taking write access away flushes
+  ::mprotect(page, static_cast<std::size_t>(::sysconf(_SC_PAGESIZE)), PROT_READ);
+  ::mprotect(page, static_cast<std::size_t>(::sysconf(_SC_PAGESIZE)), PROT_READ | PROT_WRITE);
+}
 
 /* ---- Address space ---- */
 inline std::uint64_t page_size() {
@@ -3979,6 +4001,8 @@ result<module_core_pointer, load_error> load_core(load_request request) {
    is (glibc, or mimalloc if the host chose it). */
 struct mimalloc_api {
   void (*heap_destroy)(void* heap) = nullptr;
+  void (*heap_delete)(void* heap) = nullptr;  // keeps the blocks, giving them to the thread's own heap
+  void (*heap_collect)(void* heap, bool force) = nullptr;
   bool (*heap_visit_blocks)(const void* heap, bool all_blocks,
                             bool (*visitor)(const void*, const void* area, void*, std::size_t, void*),
                             void* argument) = nullptr;
@@ -3992,6 +4016,7 @@ struct module_block_functions {
   void (*free)(void*);
   void* (*realloc)(void*, std::size_t);
   std::size_t (*usable_size)(const void*);
+  void* (*allocate)(std::size_t);
 };
 std::atomic<const module_block_functions*> module_blocks{nullptr};
 
@@ -4002,6 +4027,8 @@ const mimalloc_api& pinned_mimalloc() {
       platform::library library = platform::pin_library(name, /*only_if_loaded=*/true);
       if (library == nullptr) continue;
       found.heap_destroy = reinterpret_cast<decltype(found.heap_destroy)>(platform::find_symbol(library, "mi_heap_destroy"));
+      found.heap_delete = reinterpret_cast<decltype(found.heap_delete)>(platform::find_symbol(library, "mi_heap_delete"));
+      found.heap_collect = reinterpret_cast<decltype(found.heap_collect)>(platform::find_symbol(library, "mi_heap_collect"));
       found.heap_visit_blocks =
           reinterpret_cast<decltype(found.heap_visit_blocks)>(platform::find_symbol(library, "mi_heap_visit_blocks"));
       static module_block_functions blocks{};
@@ -4009,7 +4036,8 @@ const mimalloc_api& pinned_mimalloc() {
       blocks.free = reinterpret_cast<decltype(blocks.free)>(platform::find_symbol(library, "mi_free"));
       blocks.realloc = reinterpret_cast<decltype(blocks.realloc)>(platform::find_symbol(library, "mi_realloc"));
       blocks.usable_size = reinterpret_cast<decltype(blocks.usable_size)>(platform::find_symbol(library, "mi_usable_size"));
-      if (blocks.owns && blocks.free && blocks.realloc && blocks.usable_size) module_blocks.store(&blocks);
+      blocks.allocate = reinterpret_cast<decltype(blocks.allocate)>(platform::find_symbol(library, "mi_malloc"));
+      if (blocks.owns && blocks.free && blocks.realloc && blocks.usable_size && blocks.allocate) module_blocks.store(&blocks);
       break;
     }
     return found;
@@ -4059,13 +4087,15 @@ struct memory_count {
   }
 };
 
-/* Live blocks of a heap, summed per area (mimalloc's mi_heap_area_t: used blocks and their size),
-   without visiting each block. Must run on the heap's thread. */
+struct heap_area_view {  // the leading fields of mimalloc's mi_heap_area_t: one page
+  void* blocks;
+  std::size_t reserved, committed, used, block_size;
+};
+
+/* Live blocks of a heap, summed per area (used blocks and their size), without visiting each
+   block. Must run on the heap's thread. */
 memory_count count_heap(void* heap) {
-  struct area_view {  // the leading fields of mi_heap_area_t
-    void* blocks;
-    std::size_t reserved, committed, used, block_size;
-  };
+  using area_view = heap_area_view;
   memory_count count;
   const mimalloc_api& api = pinned_mimalloc();
   if (api.heap_visit_blocks == nullptr) return count;
@@ -4082,6 +4112,197 @@ memory_count count_heap(void* heap) {
   return count;
 }
 
+/* ---- Blocks left by exited threads ----
+   When a thread exits, mimalloc 2.0 gives its heaps to the thread's own heap and abandons them:
+   their pages join a pool from which any heap of any thread, another module's included, may take
+   them. So before that, the exiting thread lists the live blocks of its module heaps (module code
+   or the host may still use them) under their module, and:
+   - a free() of a listed block, from module or host code, takes it off the list (see
+     exited_block_filter in relib_module.hpp for how the others pass without locking);
+   - a heap destroyed at unload that took such pages frees its own blocks one by one and keeps
+     the listed ones of other modules alive (mi_heap_delete);
+   - the module's unload frees its listed blocks that are left. */
+exited_block_filter exited_filter;  // read by every free() of a module block
+
+struct listed_block {
+  std::uint64_t module;  // module_runtime::serial
+  std::size_t size;
+};
+struct exited_block_list {
+  std::mutex lock;
+  std::unordered_map<std::uintptr_t, listed_block> blocks;
+};
+exited_block_list& exited_blocks() {
+  static auto* list = new exited_block_list;  // never destroyed: threads exit after static destructors
+  return *list;
+}
+
+/* Holds the list lock. The holder's own free() calls come back here (the host's allocator may be
+   mimalloc, in the arena), so a nested guard neither locks again nor empties the filter midway. */
+thread_local bool holds_exited_list = false;
+class exited_list_guard {
+ public:
+  exited_list_guard() : nested_(holds_exited_list) {
+    if (nested_) return;
+    list.lock.lock();
+    holds_exited_list = true;
+  }
+  ~exited_list_guard() {
+    if (nested_) return;
+    if (list.blocks.empty()) {  // nothing listed: every free() may pass
+      for (auto& word : exited_filter.words) word.store(0, std::memory_order_relaxed);
+    }
+    holds_exited_list = false;
+    list.lock.unlock();
+  }
+  exited_list_guard(const exited_list_guard&) = delete;
+  exited_list_guard& operator=(const exited_list_guard&) = delete;
+  exited_block_list& list = exited_blocks();
+
+ private:
+  bool nested_;
+};
+
+void mark_filter(std::uintptr_t begin, std::size_t size) {
+  for (std::uintptr_t span = begin >> 16; span <= (begin + (size > 0 ? size - 1 : 0)) >> 16; ++span) {
+    const std::size_t bit = exited_block_filter::bit_of(reinterpret_cast<const void*>(span << 16));
+    exited_filter.words[bit >> 6].fetch_or(std::uint64_t{1} << (bit & 63), std::memory_order_relaxed);
+  }
+}
+
+void free_listed_block(void* block) {
+  exited_list_guard guard;
+  guard.list.blocks.erase(reinterpret_cast<std::uintptr_t>(block));
+  module_blocks.load(std::memory_order_acquire)->free(block);  // under the lock: not listed again meanwhile
+}
+
+void forget_listed_block(void* block) {
+  exited_list_guard guard;
+  guard.list.blocks.erase(reinterpret_cast<std::uintptr_t>(block));
+}
+
+/* Every live block of a heap, visiting each (mimalloc calls the visitor with a null block once
+   per area first). Must run on the heap's thread, after heap_collect has applied the frees
+   other threads left for it. */
+struct live_block {
+  std::uintptr_t address;
+  std::size_t size;
+};
+std::vector<live_block> live_blocks_of(void* heap) {
+  std::vector<live_block> found;
+  pinned_mimalloc().heap_collect(heap, false);
+  pinned_mimalloc().heap_visit_blocks(
+      heap, true,
+      [](const void*, const void* area, void* block, std::size_t size, void* argument) {
+        if (block != nullptr) {
+          static_cast<std::vector<live_block>*>(argument)->push_back({reinterpret_cast<std::uintptr_t>(block), size});
+        }
+        (void)area;
+        return true;
+      },
+      &found);
+  return found;
+}
+
+/* Whether a heap holds pages where listed blocks may lie (the filter marks their 64 KiB spans). */
+bool may_hold_listed_blocks(void* heap) {
+  bool may = false;
+  pinned_mimalloc().heap_visit_blocks(
+      heap, false,
+      [](const void*, const void* area, void*, std::size_t, void* argument) {
+        const auto* view = static_cast<const heap_area_view*>(area);
+        const auto begin = reinterpret_cast<std::uintptr_t>(view->blocks);
+        for (std::uintptr_t span = begin >> 16; span <= (begin + view->reserved - 1) >> 16; ++span) {
+          if (exited_filter.might_hold(reinterpret_cast<const void*>(span << 16))) {
+            *static_cast<bool*>(argument) = true;
+            return false;
+          }
+        }
+        return true;
+      },
+      &may);
+  return may;
+}
+
+/* The calling thread is exiting and owns `heap` of a module still loaded: lists its live blocks
+   under `module`. The filter is marked first, then platform::fence_other_threads() makes every
+   free() that read it before either visible to the visit below or aware of the change (see
+   free_watching_exits). Returns what it listed. */
+memory_count list_blocks_of_exiting_thread(void* heap, std::uint64_t module) {
+  memory_count listed;
+  if (count_heap(heap).blocks == 0) return listed;  // counts frees not yet collected as used: never too low
+  exited_list_guard guard;
+  pinned_mimalloc().heap_visit_blocks(
+      heap, false,
+      [](const void*, const void* area, void*, std::size_t, void*) {
+        const auto* view = static_cast<const heap_area_view*>(area);
+        mark_filter(reinterpret_cast<std::uintptr_t>(view->blocks), view->reserved);
+        return true;
+      },
+      nullptr);
+  platform::fence_other_threads();
+  for (const live_block& block : live_blocks_of(heap)) {
+    if (guard.list.blocks.emplace(block.address, listed_block{module, block.size}).second) {  // not another module's
+      ++listed.blocks;
+      listed.bytes += block.size;
+    }
+  }
+  return listed;
+}
+
+/* At unload: frees the module's listed blocks that nobody freed. */
+memory_count free_listed_blocks_of(std::uint64_t module) {
+  memory_count freed;
+  exited_list_guard guard;
+  auto& blocks = guard.list.blocks;
+  for (auto it = blocks.begin(); it != blocks.end();) {
+    if (it->second.module != module) {
+      ++it;
+      continue;
+    }
+    module_blocks.load(std::memory_order_acquire)->free(reinterpret_cast<void*>(it->first));
+    ++freed.blocks;
+    freed.bytes += it->second.size;
+    it = blocks.erase(it);
+  }
+  return freed;
+}
+
+/* Destroys a module heap on its thread, with every block in it, and returns what it held.
+   Pages it took from exited threads may hold listed blocks of other modules, still in use: then
+   its own blocks are freed one by one and the heap is deleted, which keeps those. */
+memory_count destroy_heap(void* heap, std::uint64_t module) {
+  const mimalloc_api& api = pinned_mimalloc();
+  exited_list_guard guard;
+  auto& blocks = guard.list.blocks;
+  if (blocks.empty() || !may_hold_listed_blocks(heap)) {
+    const memory_count count = count_heap(heap);
+    api.heap_destroy(heap);
+    return count;
+  }
+  memory_count freed;
+  bool keeps_others = false;
+  std::vector<live_block> own;
+  for (const live_block& block : live_blocks_of(heap)) {
+    const auto listed = blocks.find(block.address);
+    if (listed != blocks.end() && listed->second.module != module) {
+      keeps_others = true;
+      continue;
+    }
+    if (listed != blocks.end()) blocks.erase(listed);
+    own.push_back(block);
+    ++freed.blocks;
+    freed.bytes += block.size;
+  }
+  if (keeps_others) {
+    for (const live_block& block : own) module_blocks.load(std::memory_order_acquire)->free(reinterpret_cast<void*>(block.address));
+    api.heap_delete(heap);
+  } else {
+    api.heap_destroy(heap);
+  }
+  return freed;
+}
+
 struct heap_entry {
   platform::thread_id owner;
   void* heap;
@@ -4093,6 +4314,7 @@ struct heap_entry {
 struct orphaned_heap {
   heap_entry entry;
   memory_count count;
+  std::uint64_t module;  // module_runtime::serial
 };
 std::mutex orphans_lock;
 std::vector<orphaned_heap> orphans;
@@ -4103,7 +4325,7 @@ void destroy_orphaned_heaps_of_this_thread() {
   std::lock_guard<std::mutex> guard(orphans_lock);
   for (auto it = orphans.begin(); it != orphans.end();) {
     if (platform::same_thread(it->entry.owner, platform::this_thread()) != 0) {
-      pinned_mimalloc().heap_destroy(it->entry.heap);
+      destroy_heap(it->entry.heap, it->module);
       it = orphans.erase(it);
     } else {
       ++it;
@@ -4126,7 +4348,10 @@ struct thread_local_entry {
   void* object;
 };
 
+std::atomic<std::uint64_t> next_module_serial{1};
+
 struct module_runtime : std::enable_shared_from_this<module_runtime> {
+  const std::uint64_t serial = next_module_serial.fetch_add(1, std::memory_order_relaxed);  // names it in lists
   std::mutex lock;
   std::size_t live_threads = 0;    // module threads running, or threads running its destructors
   std::size_t threads_started = 0;
@@ -4142,15 +4367,15 @@ struct module_runtime : std::enable_shared_from_this<module_runtime> {
     std::uintptr_t begin, end;
   };
   std::vector<mapping> mappings;        // mapped by module code and not unmapped
-  memory_count left_by_exited_threads;  // mimalloc hands an exiting thread's heaps to that thread
 
-  /* The calling thread is ending: its module heap can no longer be destroyed, only counted. */
-  void abandon_heap_of_this_thread() {
+  /* The calling thread is ending, and mimalloc will give its module heap away: the blocks in it
+     are listed, to stay valid until unload frees them. */
+  void list_heap_of_this_thread() {
     std::lock_guard<std::mutex> guard(lock);
     for (auto it = heaps.begin(); it != heaps.end(); ++it) {
       if (platform::same_thread(it->owner, platform::this_thread()) != 0) {
         if (it->slot != nullptr) it->slot->store(0, std::memory_order_release);  // the module is still loaded
-        left_by_exited_threads.add(count_heap(it->heap));
+        list_blocks_of_exiting_thread(it->heap, serial);
         heaps.erase(it);
         return;
       }
@@ -4173,7 +4398,7 @@ struct module_runtime : std::enable_shared_from_this<module_runtime> {
      destructors, gives up its heap, then uncounts it. */
   void finish_thread() {
     run_thread_locals_of_this_thread();
-    abandon_heap_of_this_thread();
+    list_heap_of_this_thread();
     std::lock_guard<std::mutex> guard(lock);
     --live_threads;
   }
@@ -4280,6 +4505,7 @@ void watch_this_thread(module_runtime* runtime) {
 
 void register_module_heap(void* context, void* heap) {
   auto* runtime = static_cast<module_runtime*>(context);
+  destroy_orphaned_heaps_of_this_thread();  // a pool thread calling into each new module frees the old heaps here
   {
     std::lock_guard<std::mutex> guard(runtime->lock);
     runtime->heaps.push_back(heap_entry{platform::this_thread(), heap});
@@ -4373,6 +4599,9 @@ host_link make_host_link(module_core& core) {
   }
   link.context = core.runtime.get();
   if (core.uses_heaps) link.module_heap_arena = reserve_module_heap_arena();
+  link.exited_blocks = &exited_filter;
+  link.free_listed_block = &free_listed_block;
+  link.forget_listed_block = &forget_listed_block;
 #else
   (void)core;
 #endif
@@ -4423,37 +4652,32 @@ std::string explain_still_loaded(const module_core& core, const std::string& lin
    counts what other threads' heaps still hold. */
 void release_heaps(module_runtime& runtime, unload_report& report) {
   std::lock_guard<std::mutex> guard(runtime.lock);
-  memory_count reclaimed, held;
+  if (pinned_mimalloc().heap_destroy == nullptr) return;
+  memory_count reclaimed = free_listed_blocks_of(runtime.serial), held;
   std::size_t holders = 0;
   for (const heap_entry& entry : runtime.heaps) {
-    const memory_count count = count_heap(entry.heap);
-    if (platform::same_thread(entry.owner, platform::this_thread()) != 0 && pinned_mimalloc().heap_destroy != nullptr) {
-      pinned_mimalloc().heap_destroy(entry.heap);
-      reclaimed.add(count);
+    if (platform::same_thread(entry.owner, platform::this_thread()) != 0) {
+      reclaimed.add(destroy_heap(entry.heap, runtime.serial));
     } else {
+      const memory_count count = count_heap(entry.heap);
       held.add(count);
       ++holders;
       std::lock_guard<std::mutex> orphans_guard(orphans_lock);
-      orphans.push_back(orphaned_heap{entry, count});
+      orphans.push_back(orphaned_heap{entry, count, runtime.serial});
       orphan_count.store(orphans.size(), std::memory_order_relaxed);
     }
   }
   runtime.heaps.clear();
   report.reclaimed_blocks = reclaimed.blocks;
   report.reclaimed_bytes = reclaimed.bytes;
-  report.unreclaimed_blocks = held.blocks + runtime.left_by_exited_threads.blocks;
-  report.unreclaimed_bytes = held.bytes + runtime.left_by_exited_threads.bytes;
+  report.unreclaimed_blocks = held.blocks;
+  report.unreclaimed_bytes = held.bytes;
   if (held.blocks > 0) {
     report.unreclaimed_reason = std::to_string(held.blocks) + " blocks in the module heaps of " +
                                 std::to_string(holders) +
                                 " other live thread(s), which only those threads may destroy: each does when it "
-                                "exits or next calls load_module() or unload() (see memory_awaiting_reclamation())";
-  }
-  if (runtime.left_by_exited_threads.blocks > 0) {
-    if (!report.unreclaimed_reason.empty()) report.unreclaimed_reason += "; ";
-    report.unreclaimed_reason += std::to_string(runtime.left_by_exited_threads.blocks) +
-                                 " blocks left by threads that exited while the module was loaded (mimalloc moves "
-                                 "an exiting thread's heaps into that thread's own heap)";
+                                "exits, next allocates in module code, or calls load_module() or unload() (see "
+                                "memory_awaiting_reclamation())";
   }
 }
 
@@ -5052,6 +5276,17 @@ std::atomic<bool> next_delete_calls_free{false};
   return true;
 }();
 
+/* What free_watching_exits needs on the host's side: the pinned mimalloc, and the list. */
+struct host_side {
+  static const module_block_functions& blocks() { return *module_blocks.load(std::memory_order_acquire); }
+  static void free_now(void* block) { blocks().free(block); }
+  static void* realloc_now(void* block, std::size_t size) { return blocks().realloc(block, size); }
+  static void* allocate(std::size_t size) { return blocks().allocate(size); }
+  static std::size_t usable_size(const void* block) { return blocks().usable_size(block); }
+  static void free_listed(void* block) { free_listed_block(block); }
+  static void forget(void* block) { forget_listed_block(block); }
+};
+
 const module_block_functions* module_block_owner(const void* block) {
   const module_block_functions* blocks = module_blocks.load(std::memory_order_acquire);
   if (blocks == nullptr || block == nullptr) return nullptr;
@@ -5063,13 +5298,13 @@ const module_block_functions* module_block_owner(const void* block) {
 
 extern "C" void free(void* block) noexcept {
   using namespace relib::detail;
-  if (const auto* blocks = module_block_owner(block)) return blocks->free(block);
+  if (module_block_owner(block) != nullptr) return free_watching_exits<host_side>(exited_filter, block);
   next_allocator_function(next_free, "free", &platform::process_free)(block);
 }
 
 extern "C" void* realloc(void* block, std::size_t size) noexcept {
   using namespace relib::detail;
-  if (const auto* blocks = module_block_owner(block)) return blocks->realloc(block, size);
+  if (module_block_owner(block) != nullptr) return realloc_watching_exits<host_side>(exited_filter, block, size);
   return next_allocator_function(next_realloc, "realloc", &platform::process_realloc)(block, size);
 }
 
@@ -5084,7 +5319,7 @@ extern "C" std::size_t malloc_usable_size(void* block) noexcept {
   void name parameters noexcept {                                                        \
     using namespace relib::detail;                                                       \
     if (!next_delete_calls_free.load(std::memory_order_relaxed)) {                       \
-      if (const auto* blocks = module_block_owner(block)) return blocks->free(block);    \
+      if (module_block_owner(block) != nullptr) return free_watching_exits<host_side>(exited_filter, block); \
     }                                                                                    \
     next_allocator_function(next, symbol, &fallback) arguments;                           \
   }

@@ -156,6 +156,7 @@
 #if defined(__GNUC__)
 #define RELIB_DETAIL_VISIBLE __attribute__((visibility("default")))
 #define RELIB_DETAIL_LIKELY(x) __builtin_expect(!!(x), 1)
+#define RELIB_DETAIL_UNLIKELY(x) __builtin_expect(!!(x), 0)
 /* Records describing the module are ELF notes, which linkers place in the first page of the file
    (PT_NOTE): the host reads them with one read before dlopen() runs any module code. aligned(4)
    keeps the compiler from padding notes apart. */
@@ -328,6 +329,59 @@ using identity_t = T;
    - create_thread and register_thread_local let the host count the module's threads and run its
      thread_local destructors, so neither keeps the library mapped (null with RELIB_NO_UNLOADING). */
 using failure_reporter = void (*)(const char* mangled_type, const char* what);
+
+/* Blocks that module code allocated on a thread that has exited since, still in use: mimalloc
+   gives an exiting thread's heaps away, so the host lists these blocks and frees what is left of
+   them at unload (see docs/unloading.md). Freeing one must take it off the list. This filter, one
+   bit per 64 KiB of addresses, lets every other free() pass with one load before and one after. */
+struct exited_block_filter {
+  std::atomic<std::uint64_t> words[64] = {};
+  static std::size_t bit_of(const void* address) noexcept {  // 4,096 bits: 256 MiB of arena before they repeat
+    return static_cast<std::size_t>((reinterpret_cast<std::uintptr_t>(address) >> 16) & 4095);
+  }
+  const std::atomic<std::uint64_t>& word_of(const void* address) const noexcept { return words[bit_of(address) >> 6]; }
+  static std::uint64_t mask_of(const void* address) noexcept { return std::uint64_t{1} << (bit_of(address) & 63); }
+  bool might_hold(const void* address) const noexcept {
+    return (word_of(address).load(std::memory_order_relaxed) & mask_of(address)) != 0;
+  }
+};
+
+/* Frees a mimalloc block (Side::free_now), unless it may be listed: then Side::free_listed takes
+   it off the list and frees it. The host marks the filter before it looks for live blocks, and
+   makes every thread pass a barrier in between (platform::fence_other_threads): a free() that
+   read the filter before the mark and freed after the look finds the word changed, and calls
+   Side::forget, which takes the block off the list if it was added meanwhile. */
+template <class Side>
+inline void free_watching_exits(const exited_block_filter& filter, void* block) noexcept {
+  const std::uint64_t seen = filter.word_of(block).load(std::memory_order_relaxed);
+  if (RELIB_DETAIL_UNLIKELY((seen & exited_block_filter::mask_of(block)) != 0)) return Side::free_listed(block);
+  Side::free_now(block);
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  if (RELIB_DETAIL_UNLIKELY(filter.word_of(block).load(std::memory_order_relaxed) != seen)) Side::forget(block);
+}
+
+/* realloc() by the same rule: a block that may be listed is moved by hand, so that the old one
+   leaves the list as it is freed. */
+template <class Side>
+inline void* realloc_watching_exits(const exited_block_filter& filter, void* block, std::size_t size) noexcept {
+  const std::uint64_t seen = filter.word_of(block).load(std::memory_order_relaxed);
+  if (RELIB_DETAIL_UNLIKELY((seen & exited_block_filter::mask_of(block)) != 0)) {
+    void* moved = Side::allocate(size);
+    if (moved == nullptr) return nullptr;  // as realloc() fails: the block stays as it was
+    const std::size_t old_size = Side::usable_size(block);
+    std::memcpy(moved, block, old_size < size ? old_size : size);
+    Side::free_listed(block);
+    return moved;
+  }
+  void* moved = Side::realloc_now(block, size);
+  std::atomic_signal_fence(std::memory_order_seq_cst);
+  if (RELIB_DETAIL_UNLIKELY(filter.word_of(block).load(std::memory_order_relaxed) != seen) && moved != nullptr &&
+      moved != block) {
+    Side::forget(block);
+  }
+  return moved;
+}
+
 struct host_link {
   failure_reporter report_failure;
   int (*create_thread)(void* context, pthread_t* thread, const pthread_attr_t* attributes, void* (*start)(void*),
@@ -347,6 +401,10 @@ struct host_link {
   // Address space the host reserved for mimalloc and keeps mapped for good: a block inside it is
   // a mimalloc block, known without asking mimalloc (empty when there is none).
   address_range module_heap_arena;
+  // Blocks left by exited threads (above): the filter, and the host's way to free or forget one.
+  const exited_block_filter* exited_blocks;
+  void (*free_listed_block)(void* block);
+  void (*forget_listed_block)(void* block);
 };
 __attribute__((visibility("hidden"))) inline const host_link* module_host = nullptr;
 
@@ -860,12 +918,33 @@ inline std::atomic<realloc_function> process_realloc_cache{nullptr};
 inline std::atomic<usable_size_function> process_usable_size_cache{nullptr};
 inline std::size_t no_usable_size(void*) noexcept { return 0; }
 
+/* What free_watching_exits needs on the module's side: mimalloc, and the host's list. */
+struct module_side {
+  static void free_now(void* block) noexcept { mi_free(block); }
+  static void* realloc_now(void* block, std::size_t size) noexcept { return mi_heap_realloc(module_heap(), block, size); }
+  static void* allocate(std::size_t size) noexcept { return mi_heap_malloc(module_heap(), size); }
+  static std::size_t usable_size(const void* block) noexcept { return mi_usable_size(block); }
+  static void free_listed(void* block) noexcept { module_host->free_listed_block(block); }
+  static void forget(void* block) noexcept { module_host->forget_listed_block(block); }
+};
+
 inline void module_free(void* block) noexcept {
   if (RELIB_DETAIL_LIKELY(is_mimalloc_block(block))) {
-    mi_free(block);
+    const host_link* host = module_host;
+    if (RELIB_DETAIL_LIKELY(host != nullptr && host->exited_blocks != nullptr)) {
+      free_watching_exits<module_side>(*host->exited_blocks, block);
+    } else {
+      mi_free(block);
+    }
   } else if (block != nullptr) {
     process_function(process_free_cache, "free", static_cast<free_function>(&__libc_free))(block);
   }
+}
+
+inline void* module_realloc(void* block, std::size_t size) noexcept {
+  const host_link* host = module_host;
+  if (block == nullptr || host == nullptr || host->exited_blocks == nullptr) return module_side::realloc_now(block, size);
+  return realloc_watching_exits<module_side>(*host->exited_blocks, block, size);
 }
 
 inline void* module_new(std::size_t size, std::size_t alignment) {
@@ -903,7 +982,7 @@ void* realloc(void* block, std::size_t size) noexcept {
     return relib::detail::process_function(relib::detail::process_realloc_cache, "realloc",
                                            static_cast<realloc_function>(&__libc_realloc))(block, size);
   }
-  return mi_heap_realloc(relib::detail::module_heap(), block, size);
+  return relib::detail::module_realloc(block, size);
 }
 void free(void* block) noexcept { relib::detail::module_free(block); }
 void* aligned_alloc(std::size_t alignment, std::size_t size) noexcept {
