@@ -929,6 +929,20 @@ result<live_module<Exports>, reload_error> load_live_module(const std::string& p
 
 namespace relib {
 namespace detail {
+/* The host's free() and realloc() run where a sanitizer has not set up the process or the
+   calling thread yet (its start, and each thread's: pthread_getattr_np allocates): on that path
+   nothing may be instrumented, so it reads plain variables with builtins, in functions built
+   without instrumentation. */
+#define RELIB_DETAIL_UNINSTRUMENTED __attribute__((no_sanitize("address", "thread", "undefined")))
+template <class T>
+RELIB_DETAIL_UNINSTRUMENTED T acquire_load(const T& variable) noexcept {
+  return __atomic_load_n(&variable, __ATOMIC_ACQUIRE);
+}
+template <class T>
+void release_store(T& variable, T value) noexcept {
+  __atomic_store_n(&variable, value, __ATOMIC_RELEASE);
+}
+
 namespace platform {
 
 /* ---- The machine: what an ELF file built for this process says in its header ---- */
@@ -1391,6 +1405,39 @@ void fence_other_threads() {
   ::mprotect(page, static_cast<std::size_t>(::sysconf(_SC_PAGESIZE)), PROT_READ);
   ::mprotect(page, static_cast<std::size_t>(::sysconf(_SC_PAGESIZE)), PROT_READ | PROT_WRITE);
 }
+
+/* ---- Sanitizers ----
+   AddressSanitizer and ThreadSanitizer call free() and realloc() (from dlsym()) while they start,
+   before their own state, or any static initializer of this process, is ready. The host's free()
+   passes those calls straight to the sanitizer's functions, which it exports under these names
+   (null without a sanitizer). */
+extern "C" void __interceptor_free(void*) __attribute__((weak));
+extern "C" void* __interceptor_realloc(void*, std::size_t) __attribute__((weak));
+extern "C" std::size_t __interceptor_malloc_usable_size(void*) __attribute__((weak));
+extern "C" int __sanitizer_get_ownership(const volatile void*) __attribute__((weak));  // did it make a block
+inline void (*const sanitizer_free)(void*) = &__interceptor_free;
+inline void* (*const sanitizer_realloc)(void*, std::size_t) = &__interceptor_realloc;
+inline std::size_t (*const sanitizer_usable_size)(void*) = &__interceptor_malloc_usable_size;
+inline int (*const sanitizer_owns)(const volatile void*) = &__sanitizer_get_ownership;
+
+/* mimalloc is not built for ThreadSanitizer: it hands memory from thread to thread through
+   atomics the sanitizer cannot see, while the sanitizer does see the memset and memcpy calls
+   mimalloc makes, and would report races on them. Ignoring calls made from an uninstrumented
+   library is the sanitizer's own remedy; a host that defines __tsan_default_suppressions itself
+   keeps its own (weak here) and should add this line. */
+#if defined(__SANITIZE_THREAD__)
+#define RELIB_DETAIL_THREAD_SANITIZER 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define RELIB_DETAIL_THREAD_SANITIZER 1
+#endif
+#endif
+#if defined(RELIB_DETAIL_THREAD_SANITIZER)
+extern "C" __attribute__((weak)) const char* __tsan_default_suppressions() {
+  return "called_from_lib:libmimalloc.so\n";
+}
+#undef RELIB_DETAIL_THREAD_SANITIZER
+#endif
 
 /* ---- Address space ---- */
 inline std::uint64_t page_size() {
@@ -3836,6 +3883,13 @@ result<module_core_pointer, load_error> open_core(load_request request, binding_
                            "the dynamic loader refused it: " + shown(refusal) +
                                " (check that every symbol it uses is defined and its dependencies are installed)");
   }
+#if RELIB_DETAIL_UNLOADING
+  // A module with its own allocator may still have brought mimalloc in: kept, like the heaps'
+  // copy, so that it starts once per process (and ThreadSanitizer's note about it stays valid).
+  if (!core->uses_heaps) {
+    for (const char* name : platform::mimalloc_library_names) (void)platform::pin_library(name, /*only_if_loaded=*/true);
+  }
+#endif
   const platform::loaded_object opened = platform::describe_library(core->handle);
   if (std::find(before.begin(), before.end(), opened.base) != before.end()) {
     core->file.keep_open_for_good();  // the loader added our descriptor's name to that library's names
@@ -4018,7 +4072,7 @@ struct module_block_functions {
   std::size_t (*usable_size)(const void*);
   void* (*allocate)(std::size_t);
 };
-std::atomic<const module_block_functions*> module_blocks{nullptr};
+const module_block_functions* module_blocks = nullptr;  // acquire_load(): read by the host's free()
 
 const mimalloc_api& pinned_mimalloc() {
   static const mimalloc_api api = [] {
@@ -4037,7 +4091,9 @@ const mimalloc_api& pinned_mimalloc() {
       blocks.realloc = reinterpret_cast<decltype(blocks.realloc)>(platform::find_symbol(library, "mi_realloc"));
       blocks.usable_size = reinterpret_cast<decltype(blocks.usable_size)>(platform::find_symbol(library, "mi_usable_size"));
       blocks.allocate = reinterpret_cast<decltype(blocks.allocate)>(platform::find_symbol(library, "mi_malloc"));
-      if (blocks.owns && blocks.free && blocks.realloc && blocks.usable_size && blocks.allocate) module_blocks.store(&blocks);
+      if (blocks.owns && blocks.free && blocks.realloc && blocks.usable_size && blocks.allocate) {
+        release_store(module_blocks, static_cast<const module_block_functions*>(&blocks));
+      }
       break;
     }
     return found;
@@ -4052,7 +4108,7 @@ const mimalloc_api& pinned_mimalloc() {
    mapped for the life of the process, so nothing but mimalloc ever owns an address inside it, and
    module code answers with two compares (host_link::module_heap_arena). mimalloc still
    decommits what it frees there (MADV_DONTNEED), and goes to the OS once the range is full. */
-std::atomic<const address_range*> reserved_module_heap_arena{nullptr};  // read by the host's free()
+const address_range* reserved_module_heap_arena = nullptr;  // acquire_load(): read by the host's free()
 
 const address_range& reserve_module_heap_arena() {
   static const address_range arena = [] {
@@ -4074,7 +4130,7 @@ const address_range& reserve_module_heap_arena() {
     }
     return address_range{begin, size};
   }();
-  reserved_module_heap_arena.store(&arena, std::memory_order_release);
+  release_store(reserved_module_heap_arena, &arena);
   return arena;
 }
 
@@ -4173,7 +4229,7 @@ void mark_filter(std::uintptr_t begin, std::size_t size) {
 void free_listed_block(void* block) {
   exited_list_guard guard;
   guard.list.blocks.erase(reinterpret_cast<std::uintptr_t>(block));
-  module_blocks.load(std::memory_order_acquire)->free(block);  // under the lock: not listed again meanwhile
+  acquire_load(module_blocks)->free(block);  // under the lock: not listed again meanwhile
 }
 
 void forget_listed_block(void* block) {
@@ -4260,7 +4316,7 @@ memory_count free_listed_blocks_of(std::uint64_t module) {
       ++it;
       continue;
     }
-    module_blocks.load(std::memory_order_acquire)->free(reinterpret_cast<void*>(it->first));
+    acquire_load(module_blocks)->free(reinterpret_cast<void*>(it->first));
     ++freed.blocks;
     freed.bytes += it->second.size;
     it = blocks.erase(it);
@@ -4295,7 +4351,7 @@ memory_count destroy_heap(void* heap, std::uint64_t module) {
     freed.bytes += block.size;
   }
   if (keeps_others) {
-    for (const live_block& block : own) module_blocks.load(std::memory_order_acquire)->free(reinterpret_cast<void*>(block.address));
+    for (const live_block& block : own) acquire_load(module_blocks)->free(reinterpret_cast<void*>(block.address));
     api.heap_delete(heap);
   } else {
     api.heap_destroy(heap);
@@ -4808,7 +4864,7 @@ std::string to_string(const unload_report& report) {
 
 address_range module_heap_arena() noexcept {
 #if RELIB_DETAIL_UNLOADING
-  if (const address_range* arena = detail::reserved_module_heap_arena.load(std::memory_order_acquire)) return *arena;
+  if (const address_range* arena = detail::acquire_load(detail::reserved_module_heap_arena)) return *arena;
 #endif
   return {};
 }
@@ -5217,8 +5273,8 @@ namespace detail {
 /* The allocator function after the host's own in lookup order, found once. dlsym may itself call
    free: during the lookup, such calls get glibc's function. */
 template <class Function, class Fallback>
-Function next_allocator_function(std::atomic<Function>& slot, const char* name, Fallback fallback) {
-  Function found = slot.load(std::memory_order_acquire);
+RELIB_DETAIL_UNINSTRUMENTED Function next_allocator_function(Function& slot, const char* name, Fallback fallback) {
+  Function found = acquire_load(slot);
   if (found != nullptr) return found;
   static thread_local bool resolving = false;
   if (resolving) return fallback;
@@ -5226,13 +5282,13 @@ Function next_allocator_function(std::atomic<Function>& slot, const char* name, 
   found = reinterpret_cast<Function>(platform::next_definition(name));
   resolving = false;
   if (found == nullptr) found = fallback;
-  slot.store(found, std::memory_order_release);
+  __atomic_store_n(&slot, found, __ATOMIC_RELEASE);
   return found;
 }
 
-std::atomic<void (*)(void*)> next_free{nullptr};
-std::atomic<void* (*)(void*, std::size_t)> next_realloc{nullptr};
-std::atomic<std::size_t (*)(void*)> next_usable_size{nullptr};
+void (*next_free)(void*) = nullptr;
+void* (*next_realloc)(void*, std::size_t) = nullptr;
+std::size_t (*next_usable_size)(void*) = nullptr;
 
 std::size_t no_usable_size(void*) { return 0; }
 
@@ -5242,20 +5298,24 @@ using delete_function = void (*)(void*);
 using sized_delete_function = void (*)(void*, std::size_t);
 using aligned_delete_function = void (*)(void*, std::align_val_t);
 using sized_aligned_delete_function = void (*)(void*, std::size_t, std::align_val_t);
-std::atomic<delete_function> next_delete{nullptr}, next_delete_array{nullptr};
-std::atomic<sized_delete_function> next_sized_delete{nullptr}, next_sized_delete_array{nullptr};
-std::atomic<aligned_delete_function> next_aligned_delete{nullptr}, next_aligned_delete_array{nullptr};
-std::atomic<sized_aligned_delete_function> next_sized_aligned_delete{nullptr}, next_sized_aligned_delete_array{nullptr};
+delete_function next_delete = nullptr, next_delete_array = nullptr;
+sized_delete_function next_sized_delete = nullptr, next_sized_delete_array = nullptr;
+aligned_delete_function next_aligned_delete = nullptr, next_aligned_delete_array = nullptr;
+sized_aligned_delete_function next_sized_aligned_delete = nullptr, next_sized_aligned_delete_array = nullptr;
 // What the C++ runtime's own operator delete does, while the next one is being found.
 void free_any(void* block) { next_allocator_function(next_free, "free", &platform::process_free)(block); }
 void free_sized(void* block, std::size_t) { free_any(block); }
 void free_aligned(void* block, std::align_val_t) { free_any(block); }
 void free_sized_aligned(void* block, std::size_t, std::align_val_t) { free_any(block); }
 
+/* Set once the functions below are found, by a static initializer: until then a sanitizer may be
+   starting, and the host's free() and realloc() give its calls straight back to it. */
+bool host_allocator_ready = false;
+
 /* The C++ runtime's operator delete calls free, which already gives module blocks to mimalloc:
    then the host's operator delete passes every block straight on. (A tool that replaces the
    runtime's operator new and delete, valgrind or a sanitizer, still gets its own blocks.) */
-std::atomic<bool> next_delete_calls_free{false};
+bool next_delete_calls_free = false;
 
 /* Found before main rather than at the first call: found lazily, the first realloc would call
    dlsym(), and when that realloc runs inside dlerror() (which formats its message with
@@ -5264,7 +5324,7 @@ std::atomic<bool> next_delete_calls_free{false};
   next_allocator_function(next_free, "free", &platform::process_free);
   next_allocator_function(next_realloc, "realloc", &platform::process_realloc);
   next_allocator_function(next_usable_size, "malloc_usable_size", &no_usable_size);
-  next_delete_calls_free.store(platform::in_cxx_runtime(platform::next_definition("_ZdlPv")), std::memory_order_release);
+  release_store(next_delete_calls_free, platform::in_cxx_runtime(platform::next_definition("_ZdlPv")));
   next_allocator_function(next_delete, "_ZdlPv", &free_any);
   next_allocator_function(next_delete_array, "_ZdaPv", &free_any);
   next_allocator_function(next_sized_delete, "_ZdlPvm", &free_sized);
@@ -5273,12 +5333,13 @@ std::atomic<bool> next_delete_calls_free{false};
   next_allocator_function(next_aligned_delete_array, "_ZdaPvSt11align_val_t", &free_aligned);
   next_allocator_function(next_sized_aligned_delete, "_ZdlPvmSt11align_val_t", &free_sized_aligned);
   next_allocator_function(next_sized_aligned_delete_array, "_ZdaPvmSt11align_val_t", &free_sized_aligned);
+  host_allocator_ready = true;
   return true;
 }();
 
 /* What free_watching_exits needs on the host's side: the pinned mimalloc, and the list. */
 struct host_side {
-  static const module_block_functions& blocks() { return *module_blocks.load(std::memory_order_acquire); }
+  static const module_block_functions& blocks() { return *acquire_load(module_blocks); }
   static void free_now(void* block) { blocks().free(block); }
   static void* realloc_now(void* block, std::size_t size) { return blocks().realloc(block, size); }
   static void* allocate(std::size_t size) { return blocks().allocate(size); }
@@ -5287,29 +5348,42 @@ struct host_side {
   static void forget(void* block) { forget_listed_block(block); }
 };
 
-const module_block_functions* module_block_owner(const void* block) {
-  const module_block_functions* blocks = module_blocks.load(std::memory_order_acquire);
+/* The module blocks' functions if mimalloc made `block`, as module code decides it (see
+   is_mimalloc_block in relib_module.hpp); null for the process allocator's blocks. */
+RELIB_DETAIL_UNINSTRUMENTED const module_block_functions* module_block_owner(const void* block) {
+  const module_block_functions* blocks = acquire_load(module_blocks);
   if (blocks == nullptr || block == nullptr) return nullptr;
-  const address_range* arena = reserved_module_heap_arena.load(std::memory_order_acquire);
-  return (arena != nullptr && arena->contains(block)) || blocks->owns(block) ? blocks : nullptr;
+  const address_range* arena = acquire_load(reserved_module_heap_arena);
+  if (arena != nullptr && reinterpret_cast<std::uintptr_t>(block) - arena->begin < arena->size) return blocks;
+  if (blocks->owns(block)) return blocks;
+  return platform::sanitizer_owns != nullptr && platform::sanitizer_owns(block) == 0 ? blocks : nullptr;
 }
 }  // namespace detail
 }  // namespace relib
 
-extern "C" void free(void* block) noexcept {
+extern "C" RELIB_DETAIL_UNINSTRUMENTED void free(void* block) noexcept {
   using namespace relib::detail;
+  if (RELIB_DETAIL_UNLIKELY(!host_allocator_ready) && platform::sanitizer_free != nullptr) {
+    return platform::sanitizer_free(block);
+  }
   if (module_block_owner(block) != nullptr) return free_watching_exits<host_side>(exited_filter, block);
   next_allocator_function(next_free, "free", &platform::process_free)(block);
 }
 
-extern "C" void* realloc(void* block, std::size_t size) noexcept {
+extern "C" RELIB_DETAIL_UNINSTRUMENTED void* realloc(void* block, std::size_t size) noexcept {
   using namespace relib::detail;
+  if (RELIB_DETAIL_UNLIKELY(!host_allocator_ready) && platform::sanitizer_realloc != nullptr) {
+    return platform::sanitizer_realloc(block, size);
+  }
   if (module_block_owner(block) != nullptr) return realloc_watching_exits<host_side>(exited_filter, block, size);
   return next_allocator_function(next_realloc, "realloc", &platform::process_realloc)(block, size);
 }
 
-extern "C" std::size_t malloc_usable_size(void* block) noexcept {
+extern "C" RELIB_DETAIL_UNINSTRUMENTED std::size_t malloc_usable_size(void* block) noexcept {
   using namespace relib::detail;
+  if (RELIB_DETAIL_UNLIKELY(!host_allocator_ready) && platform::sanitizer_usable_size != nullptr) {
+    return platform::sanitizer_usable_size(block);
+  }
   if (const auto* blocks = module_block_owner(block)) return blocks->usable_size(block);
   return next_allocator_function(next_usable_size, "malloc_usable_size", &no_usable_size)(block);
 }
@@ -5318,7 +5392,7 @@ extern "C" std::size_t malloc_usable_size(void* block) noexcept {
 #define RELIB_DETAIL_HOST_DELETE(name, next, symbol, fallback, parameters, arguments)   \
   void name parameters noexcept {                                                        \
     using namespace relib::detail;                                                       \
-    if (!next_delete_calls_free.load(std::memory_order_relaxed)) {                       \
+    if (!acquire_load(next_delete_calls_free)) {                                         \
       if (module_block_owner(block) != nullptr) return free_watching_exits<host_side>(exited_filter, block); \
     }                                                                                    \
     next_allocator_function(next, symbol, &fallback) arguments;                           \
@@ -5340,6 +5414,7 @@ RELIB_DETAIL_HOST_DELETE(operator delete[], next_sized_aligned_delete_array, "_Z
                          (block, size, alignment))
 #undef RELIB_DETAIL_HOST_DELETE
 #endif
+#undef RELIB_DETAIL_UNINSTRUMENTED
 #endif
 
 /*

@@ -805,6 +805,36 @@ extern "C" int munmap(void* address, std::size_t length) noexcept {
   return result;
 }
 
+/* atexit() as glibc's own does it in a library: tied to this module, so that dlclose() runs the
+   handler. Defined here because a sanitizer's atexit (ThreadSanitizer's), bound first, would keep
+   the handler for process exit, after the module is gone. */
+extern "C" void* __dso_handle;
+extern "C" int __cxa_atexit(void (*handler)(void*), void* argument, void* dso) noexcept;
+extern "C" int atexit(void (*handler)(void)) noexcept {
+  return __cxa_atexit(reinterpret_cast<void (*)(void*)>(reinterpret_cast<void*>(handler)), nullptr, &__dso_handle);
+}
+
+/* The module's copy of libstdc++ keeps a block for exceptions thrown when memory runs out (about
+   70 KB) and frees it only when asked, as valgrind does at exit: asked here, as the module's
+   static objects are destroyed inside dlclose(). A module with its own allocator would otherwise
+   leak it at every unload. Only the module's own copy is asked, never the host's. */
+namespace __gnu_cxx {
+void __freeres() __attribute__((weak));
+}
+namespace relib {
+namespace detail {
+struct runtime_pool_release {
+  ~runtime_pool_release() {
+    Dl_info runtime{}, module{};
+    if (&__gnu_cxx::__freeres != nullptr && dladdr(reinterpret_cast<void*>(&__gnu_cxx::__freeres), &runtime) != 0 &&
+        dladdr(static_cast<const void*>(&relib_host_link), &module) != 0 && runtime.dli_fbase == module.dli_fbase) {
+      __gnu_cxx::__freeres();
+    }
+  }
+} release_runtime_pool;
+}  // namespace detail
+}  // namespace relib
+
 #if !defined(RELIB_CUSTOM_ALLOCATOR)
 /* >>memory ---- the module's allocations go to its own mimalloc heaps --------------------------
    These definitions are local to the module (relib_add_module's version script), so they serve
@@ -889,12 +919,18 @@ inline mi_heap_t* module_heap() {
   return module_heap_slow(thread);
 }
 
+/* AddressSanitizer and ThreadSanitizer say whether their allocator made a block (null without). */
+extern "C" int __sanitizer_get_ownership(const volatile void* block) __attribute__((weak));
+
 /* Whether mimalloc (rather than libc or the host's allocator) made a block. Blocks in the host's
-   arena are answered with two compares; mimalloc is asked about the others. */
+   arena are answered with two compares; mimalloc is asked about the others. mimalloc 2.0 knows
+   its segments only below 20 TiB, where a sanitizer's shadow memory may leave no room for the
+   arena: there a block that the sanitizer's allocator did not make is mimalloc's. */
 inline bool is_mimalloc_block(const void* block) noexcept {
   const host_link* host = module_host;  // null while static constructors run: mimalloc is asked
   if (RELIB_DETAIL_LIKELY(host != nullptr) && host->module_heap_arena.contains(block)) return true;
-  return mi_is_in_heap_region(block);
+  if (mi_is_in_heap_region(block)) return true;
+  return block != nullptr && &__sanitizer_get_ownership != nullptr && __sanitizer_get_ownership(block) == 0;
 }
 
 /* The process's allocator, for blocks that are not mimalloc's (libc's strdup, the host's): the

@@ -32,7 +32,11 @@ std::vector<std::string>& logged() {
   return lines;
 }
 
+extern "C" void __sanitizer_purge_allocator() __attribute__((weak));  // AddressSanitizer's
+
 std::size_t resident_bytes() {
+  // AddressSanitizer keeps freed blocks resident on purpose (its quarantine): let them go first.
+  if (&__sanitizer_purge_allocator != nullptr) __sanitizer_purge_allocator();
   std::ifstream statm("/proc/self/statm");
   std::size_t pages_total = 0, pages_resident = 0;
   statm >> pages_total >> pages_resident;

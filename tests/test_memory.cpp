@@ -31,7 +31,7 @@ relib::unload_report leak_and_unload(std::size_t kilobytes) {
 TEST_CASE("what a module leaked is reclaimed at unload and reported") {
   const relib::unload_report report = leak_and_unload(100);
   INFO(report.unreclaimed_reason);
-  CHECK(report.reclaimed_bytes >= 100 * 1024);
+  CHECK(report.reclaimed_bytes >= 100 * 1024 / 8 * 5);  // the five shares it never frees (statics free theirs)
   CHECK(report.reclaimed_blocks >= 8);
   CHECK(report.threads_started == 1);
   CHECK(report.thread_local_destructors_run == 1);
@@ -51,7 +51,7 @@ TEST_CASE("10000 cycles of a module leaking 100 KB each keep resident memory fla
   }
   const std::size_t after = test::resident_bytes();
   INFO("resident before " << before / 1024 << " KB, after " << after / 1024 << " KB");
-  CHECK(after < before + 8 * 1024 * 1024);
+  CHECK(after < before + 8 * 1024 * 1024 + 10000 * test::sanitizer_bytes_per_load);
 }
 
 TEST_CASE("module code freeing memory that libc allocated does not crash") {
@@ -105,6 +105,13 @@ TEST_CASE("module heaps take their memory from relib's arena, below where mimall
   REQUIRE(getrlimit(RLIMIT_AS, &address_space) == 0);
   if (address_space.rlim_cur != RLIM_INFINITY || RELIB_MODULE_ARENA_SIZE == 0) {
     CHECK(arena.size == 0);  // no reservation under an address-space limit: module free asks mimalloc
+  } else if (test::under_thread_sanitizer) {
+    // Below 20 TiB all is ThreadSanitizer's shadow: no arena, and module free asks the sanitizer.
+    CHECK(arena.size == 0);
+    char* text = nullptr;
+    std::thread([&] { text = module.exports().copy_text("outside any arena").value(); }).join();
+    CHECK(std::string(text) == "outside any arena");
+    std::free(text);
   } else {
     CHECK(arena.size == RELIB_MODULE_ARENA_SIZE);
     CHECK(arena.begin + arena.size <= (std::uintptr_t{20} << 40));
@@ -133,7 +140,11 @@ TEST_CASE("under an address-space limit no arena is reserved, and module memory 
   const pid_t child = ::fork();
   REQUIRE(child >= 0);
   if (child == 0) {
+#if defined(__SANITIZE_ADDRESS__)
+    const rlimit limit{rlim_t{100} << 40, rlim_t{100} << 40};  // AddressSanitizer reserves 20 TiB of shadow
+#else
     const rlimit limit{rlim_t{4} << 30, rlim_t{4} << 30};
+#endif
     char self[] = "/proc/self/exe", name[] = "module memory under an address-space limit";
     char* arguments[] = {self, name, nullptr};
     if (::setrlimit(RLIMIT_AS, &limit) == 0) ::execv(self, arguments);
