@@ -1084,8 +1084,16 @@ class readable_file {
     size_ = static_cast<std::uint64_t>(info.st_size);
     device_ = static_cast<std::uint64_t>(info.st_dev);
     inode_ = static_cast<std::uint64_t>(info.st_ino);
+    modified_ = modified_of(info);
     ownership_ = ownership_from(info);
     return status::opened;
+  }
+
+  /* Whether its size or modification time changed since open(): what was read of it may be a
+     mix of two versions. */
+  bool changed_since_open() const {
+    struct stat info {};
+    return ::fstat(fd_.get(), &info) != 0 || static_cast<std::uint64_t>(info.st_size) != size_ || modified_of(info) != modified_;
   }
 
   /* Reads exactly `length` bytes at `offset`; false if the file ends first or reading fails. */
@@ -1132,10 +1140,14 @@ class readable_file {
  private:
   friend class shadow_directory;  // copies the open file, through its descriptor
 
+  static std::uint64_t modified_of(const struct stat& info) {
+    return static_cast<std::uint64_t>(info.st_mtim.tv_sec) * 1000000000u + static_cast<std::uint64_t>(info.st_mtim.tv_nsec);
+  }
+
   file_descriptor fd_;
   file_ownership ownership_;
   kind kind_ = kind::other;
-  std::uint64_t size_ = 0, device_ = 0, inode_ = 0;
+  std::uint64_t size_ = 0, device_ = 0, inode_ = 0, modified_ = 0;
   std::string error_;
 };
 
@@ -5056,7 +5068,8 @@ std::optional<reload_error> copy_and_check(live_core& live, checked_copy& next) 
   module_records records;
   auto contents_checked = check_contents(live.prototype, live.path(), source, contents, records);
   if (!contents_checked) {
-    if (platform::shadow_directory::being_written(source)) {  // half a build: the watcher looks again
+    // Half a build, or one that was rewritten while it was read: the watcher looks again.
+    if (platform::shadow_directory::being_written(source) || source.changed_since_open()) {
       if (live.watch) live.watch->retry_later();
       return std::nullopt;
     }
