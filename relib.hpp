@@ -1025,6 +1025,8 @@ inline std::uint64_t relocation_symbol(elf_word info) { return ELF32_R_SYM(info)
 
 /* The file the modules' mimalloc comes from, as the dynamic loader names it. */
 constexpr const char* mimalloc_library_names[] = {"libmimalloc.so.2", "libmimalloc.so"};
+/* The unwinder that modules built by relib_add_module() link (-shared-libgcc). */
+constexpr const char* unwinder_library_name = "libgcc_s.so.1";
 
 /* ---- Files: open for reading, read a range, identity ---- */
 class file_descriptor {
@@ -3902,6 +3904,13 @@ result<module_core_pointer, load_error> open_core(load_request request, binding_
     for (const char* name : platform::mimalloc_library_names) (void)platform::pin_library(name, /*only_if_loaded=*/true);
   }
 #endif
+  // The unwinder a module links stays for the process, as it does in a host with the shared C++
+  // runtime: a host without it would otherwise map and unmap it at every load.
+  static std::atomic<bool> unwinder_pinned{false};
+  if (!unwinder_pinned.load(std::memory_order_relaxed) &&
+      platform::pin_library(platform::unwinder_library_name, /*only_if_loaded=*/true) != nullptr) {
+    unwinder_pinned.store(true, std::memory_order_relaxed);
+  }
   const platform::loaded_object opened = platform::describe_library(core->handle);
   if (std::find(before.begin(), before.end(), opened.base) != before.end()) {
     core->file.keep_open_for_good();  // the loader added our descriptor's name to that library's names

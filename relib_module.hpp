@@ -710,6 +710,7 @@ T& module_state() noexcept {
      >>records             the module record the host reads before any module code runs
      >>threads             pthread_create and __cxa_thread_atexit_impl, sent to the host
      >>keys and mappings   pthread keys and mmap/munmap, recorded so unload releases them
+     >>runtime             the module's copy of libstdc++: its terminate handler, its exception pool
      >>memory              malloc, free and operator new on per-thread mimalloc heaps
      >>fatal mistakes      an import called too early, the state used too early
    The definitions in >>threads, >>keys and mappings and >>memory replace the C library's own for
@@ -814,6 +815,58 @@ extern "C" int atexit(void (*handler)(void)) noexcept {
   return __cxa_atexit(reinterpret_cast<void (*)(void*)>(reinterpret_cast<void*>(handler)), nullptr, &__dso_handle);
 }
 
+#endif /* RELIB_DETAIL_UNLOADING */
+
+/* >>runtime ---- the module's own copy of the C++ runtime (relib_add_module links it statically) */
+#if defined(__GLIBCXX__)
+/* The module's copy of libstdc++ has its own terminate handler. Its default one prints the
+   exception's type with libstdc++'s demangler, 40 KB of code that every module would map; this
+   one prints the same facts and the module's file, and borrows the process's demangler when the
+   process has libstdc++. Hidden: the process's own handler is never replaced. */
+#include <dlfcn.h>
+
+namespace relib {
+namespace detail {
+[[noreturn]] void module_terminate() noexcept {
+  static std::atomic<bool> terminating{false};
+  if (terminating.exchange(true)) {
+    std::fputs("relib: terminate called recursively in a module\n", stderr);
+    std::abort();
+  }
+  Dl_info self{};
+  const char* module = dladdr(reinterpret_cast<void*>(&module_terminate), &self) != 0 && self.dli_fname != nullptr
+                           ? self.dli_fname
+                           : "(unknown)";
+  const std::type_info* type = abi::__cxa_current_exception_type();
+  if (type == nullptr) {
+    std::fprintf(stderr, "relib: terminate called in module %s without an active exception\n", module);
+    std::abort();
+  }
+  const char* name = type->name();
+  if (*name == '*') ++name;  // libstdc++ marks some local types' names so
+  using demangle_function = char* (*)(const char*, char*, std::size_t*, int*);
+  const auto demangle = reinterpret_cast<demangle_function>(dlsym(RTLD_DEFAULT, "__cxa_demangle"));
+  int status = -1;
+  const char* readable = demangle != nullptr ? demangle(name, nullptr, nullptr, &status) : nullptr;
+  std::fprintf(stderr, "relib: terminate called in module %s after throwing an instance of '%s'\n", module,
+               status == 0 && readable != nullptr ? readable : name);
+  try {
+    throw;
+  } catch (const std::exception& error) {
+    std::fprintf(stderr, "  what():  %s\n", error.what());
+  } catch (...) {
+  }
+  std::abort();
+}
+}  // namespace detail
+}  // namespace relib
+
+namespace __cxxabiv1 {
+__attribute__((visibility("hidden"))) std::terminate_handler __terminate_handler = relib::detail::module_terminate;
+}
+#endif
+
+#if RELIB_DETAIL_UNLOADING
 /* The module's copy of libstdc++ keeps a block for exceptions thrown when memory runs out (about
    70 KB) and frees it only when asked, as valgrind does at exit: asked here, as the module's
    static objects are destroyed inside dlclose(). A module with its own allocator would otherwise
@@ -1007,8 +1060,27 @@ inline void* module_new_nothrow(std::size_t size, std::size_t alignment) noexcep
 
 extern "C" RELIB_DETAIL_VISIBLE mi_heap_t** const relib_static_init_heap = &relib::detail::module_static_init_heap;
 
+namespace relib {
+namespace detail {
+/* While static constructors run, a block larger than a page gets pages of its own: mimalloc 2.0
+   prepares the free list of four blocks of a size class at its first use, writing a page of each,
+   and above 128 KiB it gives a block a span of its own instead. The emergency exception pool of
+   the module's libstdc++ (about 73 KB, allocated at every load) then makes one page resident
+   instead of five. Later allocations are left alone: there the prepared blocks get used. */
+constexpr std::size_t page_size_bound = 4096, mimalloc_medium_size_max = 128 * 1024;
+inline std::size_t load_time_block_size(std::size_t size) noexcept {
+  if (RELIB_DETAIL_LIKELY(size <= page_size_bound) || size > mimalloc_medium_size_max || module_host != nullptr) {
+    return size;
+  }
+  return mimalloc_medium_size_max + 1;
+}
+}  // namespace detail
+}  // namespace relib
+
 extern "C" {
-void* malloc(std::size_t size) noexcept { return mi_heap_malloc(relib::detail::module_heap(), size); }
+void* malloc(std::size_t size) noexcept {
+  return mi_heap_malloc(relib::detail::module_heap(), relib::detail::load_time_block_size(size));
+}
 void* calloc(std::size_t count, std::size_t size) noexcept {
   return mi_heap_calloc(relib::detail::module_heap(), count, size);
 }

@@ -1,18 +1,27 @@
 // The module measured by relib_bench. relib_bench_raw_add and relib_bench_raw_version are plain
 // exported C functions, the dlsym baselines (relib_add_module exports only names starting with
-// relib_). Built twice, as version 1 and 2 (BENCH_MODULE_VERSION), for the reload benchmarks.
+// relib_). Built twice, as version 1 and 2 (BENCH_MODULE_VERSION), for the reload benchmarks, and
+// once as a plain shared library with the shared C++ runtime (BENCH_PLAIN_LIBRARY), the baseline
+// of the load cycle: the same functions, without relib.
+#ifdef BENCH_PLAIN_LIBRARY
+#define RELIB_DETAIL_VISIBLE __attribute__((visibility("default")))
+namespace host {
+int host_add(int a, int b) { return a + b; }
+}  // namespace host
+#else
 #define RELIB_IMPLEMENTATION
 #include "relib_module.hpp"
 
 #include "bench_api.hpp"
 
+RELIB_MODULE_EXPORTS(BENCH_EXPORTS);
+RELIB_MODULE_IMPORTS(host, BENCH_IMPORTS);
+#endif
+
 #include <mimalloc.h>
 
 #include <cstdlib>
 #include <vector>
-
-RELIB_MODULE_EXPORTS(BENCH_EXPORTS);
-RELIB_MODULE_IMPORTS(host, BENCH_IMPORTS);
 
 extern "C" RELIB_DETAIL_VISIBLE __attribute__((noinline)) int relib_bench_raw_add(int a, int b) { return a + b; }
 

@@ -176,6 +176,17 @@ void BM_RawDlopenCycle(benchmark::State& state) {
   }
 }
 
+// The same source built as a plain shared library (shared C++ runtime), loaded and unloaded raw:
+// the baseline of a relib load cycle.
+void BM_PlainDlopenCycle(benchmark::State& state) {
+  pin_mimalloc();
+  for (auto _ : state) {
+    void* handle = dlopen(BENCH_PLAIN_PATH, RTLD_NOW | RTLD_LOCAL);
+    benchmark::DoNotOptimize(dlsym(handle, "relib_bench_raw_add"));
+    dlclose(handle);
+  }
+}
+
 void BM_ModuleLoadUnloadCycle(benchmark::State& state) {
   for (auto _ : state) {
     auto loaded = relib::load_module<bench_exports>(BENCH_MODULE_PATH, bench_imports{});
@@ -518,6 +529,7 @@ BENCHMARK(BM_GlibcMalloc)->Repetitions(repetitions);
 BENCHMARK(BM_ModuleMallocMixed)->Repetitions(repetitions);
 BENCHMARK(BM_MimallocMallocMixed)->Repetitions(repetitions);
 BENCHMARK(BM_GlibcMallocMixed)->Repetitions(repetitions);
+BENCHMARK(BM_PlainDlopenCycle)->Repetitions(repetitions);
 BENCHMARK(BM_RawDlopenCycle)->Repetitions(repetitions);
 BENCHMARK(BM_ModuleLoadUnloadCycle)->Repetitions(repetitions);
 BENCHMARK(BM_ModuleLoadUnloadCycleNoTrustCheck)->Repetitions(repetitions);
@@ -603,7 +615,9 @@ int main(int argc, char** argv) {
   print_ratio(reporter, "BM_ExportCall", "BM_RawPointerCall", 1.2);
   print_ratio(reporter, "BM_ExportCall", "BM_DirectCall", 0);
   print_ratio(reporter, "BM_ImportCall", "BM_RawPointerCallFromModule", 1.2);
-  print_ratio(reporter, "BM_ModuleLoadUnloadCycle", "BM_RawDlopenCycle", 1.1);
+  print_ratio(reporter, "BM_ModuleLoadUnloadCycle", "BM_PlainDlopenCycle", 1.1);
+  print_ratio(reporter, "BM_ModuleLoadUnloadCycle", "BM_RawDlopenCycle", 0);
+  print_ratio(reporter, "BM_RawDlopenCycle", "BM_PlainDlopenCycle", 0);
   print_ratio(reporter, "BM_ElfGate", "BM_RawDlopenCycle", 0);
   print_ratio(reporter, "BM_ModuleLoadUnloadCycle", "BM_ModuleLoadUnloadCycleNoTrustCheck", 0);
   print_ratio(reporter, "BM_ReloadLatency", "BM_RawCopyDlopenCycle", 1.5);

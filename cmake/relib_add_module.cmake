@@ -4,13 +4,15 @@
 # - position independent code and hidden visibility;
 # - -fno-gnu-unique: otherwise GCC marks inline statics STB_GNU_UNIQUE and glibc never unloads
 #   the library;
-# - the C++ runtime linked statically (-static-libstdc++ -static-libgcc) and a version script
-#   that exports only relib's entry points: the module's copy of libstdc++ then allocates through
-#   the module, and nothing in it is shared with (or pinned by) the rest of the process. The price
-#   is size: the basic example's module is 127 KB (109 KB stripped) in a Release build, against
-#   17 KB with the shared runtime;
+# - libstdc++ linked statically (-static-libstdc++) and a version script that exports only
+#   relib's entry points: the module's copy of libstdc++ then allocates through the module, and
+#   nothing in it is shared with (or pinned by) the rest of the process;
+# - the unwinder shared (-shared-libgcc): libgcc_s.so.1, which every C++ process has and which
+#   keeps no state about a module across its unload; linking it statically would add 15 KB;
 # - -ffunction-sections -fdata-sections and --gc-sections, so that only the parts of that runtime
-#   the module uses stay (the bench module: 259 KB without them, 135 KB with them).
+#   the module uses stay, and packed relative relocations (-z pack-relative-relocs, glibc 2.36)
+#   where the linker has them. A module of one function is 31 KB stripped; see docs/footprint.md
+#   for what each flag buys and the hardening kept (RELRO, separate code).
 # Link the module with other libraries as usual: target_link_libraries(<name> PRIVATE ...).
 # A global property, so the function works from any directory (add_subdirectory users call it
 # from the parent project).
@@ -30,6 +32,11 @@ function(relib_add_module name)
     target_compile_options(${name} PRIVATE $<$<COMPILE_LANGUAGE:CXX>:-fno-gnu-unique>)
   endif()
   target_compile_options(${name} PRIVATE -ffunction-sections -fdata-sections)
-  target_link_options(${name} PRIVATE -static-libstdc++ -static-libgcc
+  target_link_options(${name} PRIVATE -static-libstdc++ -shared-libgcc
     "LINKER:--version-script=${version_script}" "LINKER:--gc-sections")
+  include(CheckLinkerFlag)  # checked once, then cached
+  check_linker_flag(CXX "LINKER:-z,pack-relative-relocs" RELIB_LINKER_PACKS_RELOCATIONS)
+  if(RELIB_LINKER_PACKS_RELOCATIONS)
+    target_link_options(${name} PRIVATE "LINKER:-z,pack-relative-relocs")
+  endif()
 endfunction()

@@ -7,6 +7,8 @@
 #include "other_api.hpp"
 
 #include <catch2/catch.hpp>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <condition_variable>
 #include <fstream>
@@ -25,6 +27,35 @@ RELIB_HOST_IMPORTS(other_imports, OTHER_IMPORTS);
 namespace test {
 
 inline bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+struct child_outcome {
+  int signal = 0;  // the signal that ended the child, 0 if it exited
+  std::string stderr_text;
+};
+
+// Runs `body` in a child process and reports how it ended and what it wrote to stderr.
+inline child_outcome run_in_child(const std::function<void()>& body) {
+  int pipe_fds[2];
+  REQUIRE(::pipe(pipe_fds) == 0);
+  const pid_t child = ::fork();
+  REQUIRE(child >= 0);
+  if (child == 0) {
+    ::dup2(pipe_fds[1], STDERR_FILENO);
+    ::close(pipe_fds[0]);
+    body();
+    ::_exit(0);
+  }
+  ::close(pipe_fds[1]);
+  child_outcome outcome;
+  char buffer[512];
+  ssize_t got = 0;
+  while ((got = ::read(pipe_fds[0], buffer, sizeof buffer)) > 0) outcome.stderr_text.append(buffer, static_cast<std::size_t>(got));
+  ::close(pipe_fds[0]);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  if (WIFSIGNALED(status)) outcome.signal = WTERMSIG(status);
+  return outcome;
+}
 
 // The whole file, as bytes (empty if it cannot be read).
 inline std::string read_file(const std::string& path) {

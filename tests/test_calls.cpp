@@ -2,45 +2,8 @@
 // main; calls into a module that is gone.
 #include "support.hpp"
 
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <csignal>
 #include <functional>
-
-namespace {
-
-
-struct child_outcome {
-  int signal = 0;  // the signal that ended the child, 0 if it exited
-  std::string stderr_text;
-};
-
-// Runs `body` in a child process and reports how it ended and what it wrote to stderr.
-child_outcome run_in_child(const std::function<void()>& body) {
-  int pipe_fds[2];
-  REQUIRE(::pipe(pipe_fds) == 0);
-  const pid_t child = ::fork();
-  REQUIRE(child >= 0);
-  if (child == 0) {
-    ::dup2(pipe_fds[1], STDERR_FILENO);
-    ::close(pipe_fds[0]);
-    body();
-    ::_exit(0);
-  }
-  ::close(pipe_fds[1]);
-  child_outcome outcome;
-  char buffer[512];
-  ssize_t got = 0;
-  while ((got = ::read(pipe_fds[0], buffer, sizeof buffer)) > 0) outcome.stderr_text.append(buffer, static_cast<std::size_t>(got));
-  ::close(pipe_fds[0]);
-  int status = 0;
-  ::waitpid(child, &status, 0);
-  if (WIFSIGNALED(status)) outcome.signal = WTERMSIG(status);
-  return outcome;
-}
-
-}  // namespace
 
 TEST_CASE("exports pass and return scalars, pointers, structs and C strings") {
   auto game = test::load_or_fail<game_exports>(TEST_GAME_PATH, game_imports{});
@@ -142,7 +105,7 @@ TEST_CASE("modules with different interfaces are loaded at once") {
 }
 
 TEST_CASE("an import that throws ends the process with a message naming the import") {
-  const child_outcome outcome = run_in_child([] {
+  const test::child_outcome outcome = test::run_in_child([] {
     auto game = relib::load_module<game_exports>(TEST_GAME_PATH, game_imports{});
     if (game) game->exports().call_throwing_import();
   });
@@ -152,14 +115,14 @@ TEST_CASE("an import that throws ends the process with a message naming the impo
 }
 
 TEST_CASE("an import called from a static constructor ends the process with a clear message") {
-  const child_outcome outcome = run_in_child([] { (void)relib::load_module(TEST_EARLY_IMPORT_PATH, game_imports{}); });
+  const test::child_outcome outcome = test::run_in_child([] { (void)relib::load_module(TEST_EARLY_IMPORT_PATH, game_imports{}); });
   CHECK(outcome.signal == SIGABRT);
   CHECK(test::contains(outcome.stderr_text, "import 'host_add'"));
   CHECK(test::contains(outcome.stderr_text, "static constructor"));
 }
 
 TEST_CASE("the state used from a static constructor ends the process with a clear message") {
-  const child_outcome outcome = run_in_child([] { (void)relib::load_module(TEST_LIVE_EARLY_STATE_PATH); });
+  const test::child_outcome outcome = test::run_in_child([] { (void)relib::load_module(TEST_LIVE_EARLY_STATE_PATH); });
   CHECK(outcome.signal == SIGABRT);
   CHECK(test::contains(outcome.stderr_text, "relib::module_state()"));
   CHECK(test::contains(outcome.stderr_text, "static constructor"));

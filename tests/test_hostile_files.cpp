@@ -128,6 +128,16 @@ TEST_CASE("hostile: a relocation that aims relib's link slot at the module's cod
       patched = true;
     }
   }
+  // Packed relative relocations (DT_RELR, -z pack-relative-relocs) keep the addend in the word
+  // they relocate, in the file's data.
+  for (const ElfW(Shdr)& section : sections) {
+    if (patched || section.sh_type != SHT_PROGBITS || slot_pointer < section.sh_addr ||
+        slot_pointer - section.sh_addr >= section.sh_size) {
+      continue;
+    }
+    std::memcpy(at(section.sh_offset + (slot_pointer - section.sh_addr)), &code, sizeof code);
+    patched = true;
+  }
   REQUIRE(patched);
   test::temp_dir dir;
   auto loaded = relib::load_module(dir.write_file("libaimed.so", image));
