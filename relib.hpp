@@ -2723,8 +2723,9 @@ class image_gate {
       return false;
     }
     if (d.relr) {
-      if (d.relr_entry_size && *d.relr_entry_size != word) {
-        return refuse("DT_RELRENT is " + std::to_string(*d.relr_entry_size) + ", this ABI's entries take " + std::to_string(word) + " bytes");
+      if (!d.relr_entry_size || *d.relr_entry_size != word) {  // glibc 2.36 reads it unchecked
+        return refuse("DT_RELRENT is " + (d.relr_entry_size ? std::to_string(*d.relr_entry_size) : std::string("missing")) +
+                      ", this ABI's entries take " + std::to_string(word) + " bytes");
       }
       if (!add_relocation_table("DT_RELR", "DT_RELRSZ", *d.relr, d.relr_size, word)) return false;
       relr_ = relocation_tables_.back();

@@ -11,8 +11,10 @@
 #   keeps no state about a module across its unload; linking it statically would add 15 KB;
 # - -ffunction-sections -fdata-sections and --gc-sections, so that only the parts of that runtime
 #   the module uses stay, and packed relative relocations (-z pack-relative-relocs, glibc 2.36)
-#   where the linker has them. A module of one function is 31 KB stripped; see docs/footprint.md
-#   for what each flag buys and the hardening kept (RELRO, separate code).
+#   where the linker has them. A module of one function is 31 KB stripped;
+# - -z now: relib binds every symbol at load anyway, so the whole GOT can be read-only (full
+#   RELRO) at no cost. The hardening of the distribution's linker stays (RELRO, separate code):
+#   see docs/footprint.md for what each flag costs and buys.
 # Link the module with other libraries as usual: target_link_libraries(<name> PRIVATE ...).
 # A global property, so the function works from any directory (add_subdirectory users call it
 # from the parent project).
@@ -33,7 +35,7 @@ function(relib_add_module name)
   endif()
   target_compile_options(${name} PRIVATE -ffunction-sections -fdata-sections)
   target_link_options(${name} PRIVATE -static-libstdc++ -shared-libgcc
-    "LINKER:--version-script=${version_script}" "LINKER:--gc-sections")
+    "LINKER:--version-script=${version_script}" "LINKER:--gc-sections" "LINKER:-z,now")
   include(CheckLinkerFlag)  # checked once, then cached
   check_linker_flag(CXX "LINKER:-z,pack-relative-relocs" RELIB_LINKER_PACKS_RELOCATIONS)
   if(RELIB_LINKER_PACKS_RELOCATIONS)

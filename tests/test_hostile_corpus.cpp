@@ -346,6 +346,14 @@ std::vector<hostile_case> corpus() {
      errc::damaged_file, "DT_RELAENT"},
     {"DT_STRTAB outside the image",
      patched(minimal, [](elf_image& elf) { elf.entry(DT_STRTAB).d_un.d_ptr = far_away; }), errc::damaged_file, "DT_STRTAB"},
+    // Packed relative relocations (relib_add_module links with -z pack-relative-relocs): glibc reads
+    // DT_RELRENT without looking whether it is there.
+    {"DT_RELR without DT_RELRENT (its tag turned into an unknown one)", patched(minimal, [](elf_image& elf) {
+       elf.entry(37 /* DT_RELRENT */).d_tag = 0x74000025;
+     }),
+     errc::damaged_file, "DT_RELRENT is missing"},
+    {"DT_RELRENT 4 instead of 8", patched(minimal, [](elf_image& elf) { elf.entry(37 /* DT_RELRENT */).d_un.d_val = 4; }),
+     errc::damaged_file, "DT_RELRENT is 4"},
     {"DT_SYMENT 16 instead of 24", patched(minimal, [](elf_image& elf) { elf.entry(DT_SYMENT).d_un.d_val = 16; }),
      errc::damaged_file, "DT_SYMENT"},
     {"DT_STRSZ of 1 TiB", patched(minimal, [](elf_image& elf) {
