@@ -77,6 +77,11 @@
    destructors). relib_add_module() makes them local with a version script and a static C++
    runtime; a module built otherwise works but gets none of this.
 
+   THE MODULE'S C++ RUNTIME (see docs/footprint.md)
+   With libstdc++, the implementation file gives the module's own copy a terminate handler: an
+   exception nothing catches, or std::terminate(), prints "relib: terminate called in module
+   <file>" with the exception's type and what(), then aborts. The host's handler is not replaced.
+
    WHAT CROSSES THE BOUNDARY
    Host and module are checked to be built by the same compiler family and C++ standard-library ABI,
    so any type with the same definition on both sides may cross. Types are compared by name and
