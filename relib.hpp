@@ -4241,11 +4241,22 @@ class exited_list_guard {
   bool nested_;
 };
 
-void mark_filter(std::uintptr_t begin, std::size_t size) {
+/* Calls `visit` with the start of each 64 KiB span (the filter's unit) that [begin, begin + size)
+   touches, until it returns false; returns false if it did. */
+template <class Visit>
+bool for_each_filter_span(std::uintptr_t begin, std::size_t size, Visit visit) {
   for (std::uintptr_t span = begin >> 16; span <= (begin + (size > 0 ? size - 1 : 0)) >> 16; ++span) {
-    const std::size_t bit = exited_block_filter::bit_of(reinterpret_cast<const void*>(span << 16));
-    exited_filter.words[bit >> 6].fetch_or(std::uint64_t{1} << (bit & 63), std::memory_order_relaxed);
+    if (!visit(reinterpret_cast<const void*>(span << 16))) return false;
   }
+  return true;
+}
+
+void mark_filter(std::uintptr_t begin, std::size_t size) {
+  for_each_filter_span(begin, size, [](const void* span) {
+    const std::size_t bit = exited_block_filter::bit_of(span);
+    exited_filter.words[bit >> 6].fetch_or(std::uint64_t{1} << (bit & 63), std::memory_order_relaxed);
+    return true;
+  });
 }
 
 void free_listed_block(void* block) {
@@ -4259,9 +4270,9 @@ void forget_listed_block(void* block) {
   guard.list.blocks.erase(reinterpret_cast<std::uintptr_t>(block));
 }
 
-/* Every live block of a heap, visiting each (mimalloc calls the visitor with a null block once
-   per area first). Must run on the heap's thread, after heap_collect has applied the frees
-   other threads left for it. */
+/* Every live block of a heap. Must run on the heap's thread: it first applies the frees other
+   threads left for the heap (heap_collect), so that blocks they freed are not counted. mimalloc
+   calls the visitor once per area with a null block, before that area's blocks. */
 struct live_block {
   std::uintptr_t address;
   std::size_t size;
@@ -4271,11 +4282,10 @@ std::vector<live_block> live_blocks_of(void* heap) {
   pinned_mimalloc().heap_collect(heap, false);
   pinned_mimalloc().heap_visit_blocks(
       heap, true,
-      [](const void*, const void* area, void* block, std::size_t size, void* argument) {
+      [](const void*, const void*, void* block, std::size_t size, void* argument) {
         if (block != nullptr) {
           static_cast<std::vector<live_block>*>(argument)->push_back({reinterpret_cast<std::uintptr_t>(block), size});
         }
-        (void)area;
         return true;
       },
       &found);
@@ -4289,14 +4299,10 @@ bool may_hold_listed_blocks(void* heap) {
       heap, false,
       [](const void*, const void* area, void*, std::size_t, void* argument) {
         const auto* view = static_cast<const heap_area_view*>(area);
-        const auto begin = reinterpret_cast<std::uintptr_t>(view->blocks);
-        for (std::uintptr_t span = begin >> 16; span <= (begin + view->reserved - 1) >> 16; ++span) {
-          if (exited_filter.might_hold(reinterpret_cast<const void*>(span << 16))) {
-            *static_cast<bool*>(argument) = true;
-            return false;
-          }
-        }
-        return true;
+        const bool none = for_each_filter_span(reinterpret_cast<std::uintptr_t>(view->blocks), view->reserved,
+                                               [](const void* span) { return !exited_filter.might_hold(span); });
+        if (!none) *static_cast<bool*>(argument) = true;
+        return none;
       },
       &may);
   return may;
