@@ -163,29 +163,25 @@ void BM_FreeBlocksOneByOne(benchmark::State& state) {
   }
 }
 
-// Both cycles run with mimalloc already in the process (relib pins it at the first load), so the
-// raw cycle does not load and unload libmimalloc each time.
+// The raw cycles run with mimalloc already in the process (relib pins it at the first load), so
+// they do not load and unload libmimalloc each time.
 void pin_mimalloc() { dlopen("libmimalloc.so.2", RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE); }
 
-void BM_RawDlopenCycle(benchmark::State& state) {
+// dlopen, dlsym and dlclose of a file, in a loop.
+void raw_dlopen_cycles(benchmark::State& state, const char* path) {
   pin_mimalloc();
   for (auto _ : state) {
-    void* handle = dlopen(BENCH_MODULE_PATH, RTLD_NOW | RTLD_LOCAL);
+    void* handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     benchmark::DoNotOptimize(dlsym(handle, "relib_bench_raw_add"));
     dlclose(handle);
   }
 }
+
+void BM_RawDlopenCycle(benchmark::State& state) { raw_dlopen_cycles(state, BENCH_MODULE_PATH); }
 
 // The same source built as a plain shared library (shared C++ runtime), loaded and unloaded raw:
 // the baseline of a relib load cycle.
-void BM_PlainDlopenCycle(benchmark::State& state) {
-  pin_mimalloc();
-  for (auto _ : state) {
-    void* handle = dlopen(BENCH_PLAIN_PATH, RTLD_NOW | RTLD_LOCAL);
-    benchmark::DoNotOptimize(dlsym(handle, "relib_bench_raw_add"));
-    dlclose(handle);
-  }
-}
+void BM_PlainDlopenCycle(benchmark::State& state) { raw_dlopen_cycles(state, BENCH_PLAIN_PATH); }
 
 void BM_ModuleLoadUnloadCycle(benchmark::State& state) {
   for (auto _ : state) {

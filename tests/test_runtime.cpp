@@ -3,18 +3,16 @@
 // constructor allocated.
 #include "support.hpp"
 
+#include "elf_image.hpp"
 #include "runtime_api.hpp"
 
 #include <dlfcn.h>
-#include <elf.h>
-#include <link.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <csignal>
-#include <cstring>
 #include <exception>
 #include <fstream>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -22,16 +20,25 @@ RELIB_HOST_EXPORTS(runtime_exports, RUNTIME_EXPORTS);
 
 namespace {
 void host_terminate_handler() { std::abort(); }
-}  // namespace
 
-TEST_CASE("std::terminate in module code names the module, the exception's type and its what()") {
-  const test::child_outcome outcome = test::run_in_child([] {
+// Loads the runtime module in a child process, makes one call that ends in std::terminate, and
+// checks that the child aborted with a message naming the module.
+template <class Call>
+test::child_outcome terminate_in_child(Call call) {
+  const test::child_outcome outcome = test::run_in_child([call] {
     auto module = relib::load_module<runtime_exports>(TEST_RUNTIME_PATH);
-    if (module) (void)module->exports().terminate_after_throw();
+    if (module) call(module->exports());
   });
   CHECK(outcome.signal == SIGABRT);
   CHECK(test::contains(outcome.stderr_text, "terminate called in module"));
   CHECK(test::contains(outcome.stderr_text, "libtest_runtime.so"));
+  return outcome;
+}
+}  // namespace
+
+TEST_CASE("std::terminate in module code names the module, the exception's type and its what()") {
+  const test::child_outcome outcome =
+      terminate_in_child([](const runtime_exports& exports) { (void)exports.terminate_after_throw(); });
   CHECK(test::contains(outcome.stderr_text, "runtime_failure"));
   // Demangled by the process's libstdc++ when it has a shared one: "(anonymous namespace)::...".
   if (::dlsym(RTLD_DEFAULT, "__cxa_demangle") != nullptr) {
@@ -41,13 +48,8 @@ TEST_CASE("std::terminate in module code names the module, the exception's type 
 }
 
 TEST_CASE("std::terminate without an exception in module code names the module") {
-  const test::child_outcome outcome = test::run_in_child([] {
-    auto module = relib::load_module<runtime_exports>(TEST_RUNTIME_PATH);
-    if (module) (void)module->exports().terminate_without_exception();
-  });
-  CHECK(outcome.signal == SIGABRT);
-  CHECK(test::contains(outcome.stderr_text, "terminate called in module"));
-  CHECK(test::contains(outcome.stderr_text, "libtest_runtime.so"));
+  const test::child_outcome outcome =
+      terminate_in_child([](const runtime_exports& exports) { (void)exports.terminate_without_exception(); });
   CHECK(test::contains(outcome.stderr_text, "without an active exception"));
 }
 
@@ -95,39 +97,6 @@ TEST_CASE("a large block a static constructor allocated can be used, grown and f
 }
 
 namespace {
-// The program headers and dynamic entries of a module file, read from its bytes.
-struct module_layout {
-  std::vector<ElfW(Phdr)> segments;
-  std::vector<ElfW(Dyn)> dynamic;
-
-  explicit module_layout(const std::string& image) {
-    ElfW(Ehdr) header;
-    REQUIRE(image.size() >= sizeof header);
-    std::memcpy(&header, image.data(), sizeof header);
-    segments.resize(header.e_phnum);
-    REQUIRE(header.e_phoff + segments.size() * sizeof(ElfW(Phdr)) <= image.size());
-    std::memcpy(segments.data(), image.data() + header.e_phoff, segments.size() * sizeof(ElfW(Phdr)));
-    for (const ElfW(Phdr)& segment : segments) {
-      if (segment.p_type != PT_DYNAMIC) continue;
-      REQUIRE(segment.p_offset + segment.p_filesz <= image.size());
-      dynamic.resize(segment.p_filesz / sizeof(ElfW(Dyn)));
-      std::memcpy(dynamic.data(), image.data() + segment.p_offset, dynamic.size() * sizeof(ElfW(Dyn)));
-    }
-  }
-  bool has_segment(ElfW(Word) type) const {
-    for (const ElfW(Phdr)& segment : segments) {
-      if (segment.p_type == type) return true;
-    }
-    return false;
-  }
-  std::optional<ElfW(Xword)> value(ElfW(Sxword) tag) const {
-    for (const ElfW(Dyn)& entry : dynamic) {
-      if (entry.d_tag == tag) return entry.d_un.d_val;
-    }
-    return std::nullopt;
-  }
-};
-
 // Private_Dirty of the whole process, in bytes.
 std::size_t private_dirty_bytes() {
   std::ifstream rollup("/proc/self/smaps_rollup");
@@ -140,14 +109,20 @@ std::size_t private_dirty_bytes() {
 }  // namespace
 
 TEST_CASE("relib_add_module keeps the hardening: full RELRO, code apart from data") {
-  const module_layout layout(test::read_file(TEST_RUNTIME_PATH));
-  CHECK(layout.has_segment(PT_GNU_RELRO));
-  const bool binds_now = (layout.value(DT_FLAGS).value_or(0) & DF_BIND_NOW) != 0 ||
-                         (layout.value(DT_FLAGS_1).value_or(0) & DF_1_NOW) != 0;
+  const test::elf_image elf(TEST_RUNTIME_PATH);
+  CHECK(std::any_of(elf.segments.begin(), elf.segments.end(),
+                    [](const ElfW(Phdr)& segment) { return segment.p_type == PT_GNU_RELRO; }));
+  const auto flags = [&](ElfW(Sxword) tag) -> ElfW(Xword) {  // 0 when the tag is absent
+    for (const ElfW(Dyn)& entry : elf.dynamic) {
+      if (entry.d_tag == tag) return entry.d_un.d_val;
+    }
+    return 0;
+  };
+  const bool binds_now = (flags(DT_FLAGS) & DF_BIND_NOW) != 0 || (flags(DT_FLAGS_1) & DF_1_NOW) != 0;
   CHECK(binds_now);
   // Separate code: the executable segment does not start at the file's first byte (the ELF
   // header), and no executable segment is writable.
-  for (const ElfW(Phdr)& segment : layout.segments) {
+  for (const ElfW(Phdr)& segment : elf.segments) {
     if (segment.p_type != PT_LOAD || (segment.p_flags & PF_X) == 0) continue;
     CHECK(segment.p_offset != 0);
     CHECK((segment.p_flags & PF_W) == 0);
