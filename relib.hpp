@@ -77,6 +77,11 @@
                                         the inner error for reloads) and a message made from them
                                         that names the module, the function and the fix
        to_string(code), explain(code)   a code's name, and one line on its cause
+       call_error::stack                where the export threw: stack_frame{address, object, offset,
+                                        function, source_file, line}, named from the loaded file
+                                        (docs/diagnostics.md); to_string(frame) prints one
+       set_log_function(f)              one line per step of load, unload and reload to f; by
+                                        default to stderr when RELIB_LOG=1 is in the environment
 
    After unload (or a move), the module's exports stay callable and return call_errc::not_loaded
    instead of crashing. Loading, calling and unloading are safe from several threads; two threads
@@ -302,12 +307,26 @@ struct unload_error {
   std::string message;
 };
 
+/* One frame of a stack recorded in module code, named while the module was loaded. */
+struct stack_frame {
+  std::uintptr_t address = 0;  // the instruction: for a caller, the call (its return address - 1)
+  std::string object;          // the file: the module (as the host named it) or another library
+  std::uintptr_t offset = 0;   // `address` in that file, as `addr2line -e <object> <offset>` takes it
+  std::string function;        // demangled; empty when the file has no symbol for it (stripped)
+  std::string source_file;     // with debug information (-g); empty without
+  unsigned line = 0;           // 0 without debug information
+};
+
 struct call_error {
   call_errc code;
   std::string module;
   std::string function;        // export name, "main", "before_unload", "state" or "migrate_state"
   std::string exception_type;  // demangled, for call_errc::exception
   std::string what;            // what() of a std::exception, empty for other types
+  // Where it was thrown, innermost frame first, down to the module's entry point; empty when the
+  // module was built without relib_add_module() or the exception was rethrown from an
+  // exception_ptr. The message lists it too.
+  std::vector<stack_frame> stack;
   std::string message;
 };
 
@@ -363,6 +382,9 @@ struct unload_report {
 /* The report as a few lines a host can print. */
 std::string to_string(const unload_report& report);
 
+/* A frame as one line: "level3(int) at src/level.cpp:12 (libgame.so+0x1a2b)". */
+std::string to_string(const stack_frame& frame);
+
 /* Module memory that an unload could not reclaim yet because another live thread owns the heap;
    each such thread destroys it when it exits, next allocates in module code, or calls
    load_module() or unload(). */
@@ -376,6 +398,14 @@ pending_memory memory_awaiting_reclamation();
 /* The address space reserved for module heaps (RELIB_MODULE_ARENA_SIZE) at the first load of a
    module that uses them; empty before that, when it is 0, or under an address-space limit. */
 address_range module_heap_arena() noexcept;
+
+/* >>log (its public part) ---- what relib does, step by step, when asked -------------------------
+   Receives relib's log: one line per step of each load, unload and reload ("relib: load
+   'libgame.so': checked ..."), one call at a time, from the thread doing the step. The function
+   must not call relib. An empty function restores the default: standard error when the process
+   started with RELIB_LOG=1 in its environment, else nothing. Costs one load per step when off. */
+using log_function = std::function<void(std::string_view line)>;
+void set_log_function(log_function function);
 
 /* For modules without exports or imports. */
 struct no_exports {
@@ -448,7 +478,7 @@ const std::string& core_path(const module_core* core) noexcept;
 /* The module's main thunk when it is loaded, has a main, and that main is `signature`. */
 result<const void*, call_error> find_main(const module_core* core, std::string_view signature, std::string_view layout);
 
-void record_call_failure(const char* mangled_type, const char* what);
+void record_call_failure(const char* mangled_type, const char* what, void* const* thrown_at, std::size_t thrown_at_count);
 unload_error make_unload_error(unload_errc code, const std::string& module, std::string reason);
 call_error make_main_error(const module_core* owner, call_errc code, std::string_view asked_signature);
 [[noreturn]] void import_threw(const char* name, const char* signature) noexcept;
@@ -512,7 +542,7 @@ call_result<R> invoke_export(typename export_thunk<R(A...)>::pointer thunk, cons
 /* Stands in for every export of a module that is not loaded: calls fail cleanly. */
 template <class R, class... A>
 auto not_loaded_thunk(A...) {
-  record_call_failure(nullptr, nullptr);
+  record_call_failure(nullptr, nullptr, nullptr, 0);
   if constexpr (export_thunk<R(A...)>::in_registers) {
     return returned<R>{};  // ok == false
   } else {
@@ -521,7 +551,7 @@ auto not_loaded_thunk(A...) {
 }
 template <class R, class... A>
 bool not_loaded_slot_thunk(void*, A...) {
-  record_call_failure(nullptr, nullptr);
+  record_call_failure(nullptr, nullptr, nullptr, 0);
   return false;
 }
 template <class R, class... A>
@@ -872,12 +902,14 @@ result<live_module<Exports>, reload_error> load_live_module(const std::string& p
    >>host link, an unload is >>unload, a reload is >>live reload (copy_and_check, swap_in, roll_back).
      >>platform            the OS seam: libraries, files, threads, address space, watching, copies
      >>errors              code names and explanations; messages formatted from the fields
+     >>log                 one line per step of load, unload and reload, when RELIB_LOG or a host asks
      >>elf reader          the header and relib's notes, read before any module code runs
      >>elf gate            what would crash the dynamic loader, refused before dlopen
      >>module records      relib's records, parsed
      >>state blocks        the block a live module keeps across versions, owned by the host
      >>module core         one loaded module (private), and the registry of all
      >>calls               errors from calls, main, what a module object does as it goes
+     >>stack traces        where a module threw: function names and lines from the module's file
      >>load                inspect (read and check the file), open, bind, hand over the state
      >>heaps               a mimalloc heap per (module, thread), the arena, blocks of exited threads,
                            heaps left to others
@@ -1282,6 +1314,25 @@ bool in_cxx_runtime(void* function) {
   return file.rfind("libstdc++.so", 0) == 0 || file.rfind("libc++.so", 0) == 0;
 }
 
+/* The file an address lies in, where that file was loaded, and the nearest dynamic symbol below
+   it (empty when there is none): how a stack frame outside a module is named. */
+struct address_owner {
+  std::string file;
+  std::uintptr_t base = 0;
+  std::string symbol;
+};
+bool owner_of_address(std::uintptr_t address, address_owner& out) {
+  Dl_info info{};
+  if (dladdr(reinterpret_cast<void*>(address), &info) == 0 || info.dli_fname == nullptr) return false;
+  out.file = info.dli_fname;
+  out.base = reinterpret_cast<std::uintptr_t>(info.dli_fbase);
+  out.symbol = info.dli_sname != nullptr ? info.dli_sname : "";
+  return true;
+}
+
+/* A variable of the process's environment; null when it is not set. */
+const char* environment_variable(const char* name) { return std::getenv(name); }
+
 /* glibc's own allocator functions, which answer while next_definition() itself is running. */
 extern "C" void __libc_free(void*) noexcept;
 extern "C" void* __libc_realloc(void*, std::size_t) noexcept;
@@ -1496,13 +1547,19 @@ struct change_signal {
   std::atomic<bool> changed{false};
   std::mutex lock;
   std::condition_variable ready;
+  std::string cause;  // the file event behind the last raise, for the log (under `lock`)
 
-  void raise() {
+  void raise(std::string why) {
     {
       std::lock_guard<std::mutex> guard(lock);
+      cause = std::move(why);
       changed.store(true, std::memory_order_release);
     }
     ready.notify_all();
+  }
+  std::string last_cause() {
+    std::lock_guard<std::mutex> guard(lock);
+    return cause;
   }
 };
 
@@ -1586,8 +1643,13 @@ class file_watch {
     return timeout;
   }
 
+  static std::string event_name(std::uint32_t mask) {
+    return (mask & IN_CLOSE_WRITE) ? "closed after writing (IN_CLOSE_WRITE)" : "renamed into place (IN_MOVED_TO)";
+  }
+
   void run() {
     bool settling = false;  // closed or renamed into place: waiting for the settle time to pass
+    std::string cause;      // what started the settling, for the log
     clock::time_point due{};
     alignas(inotify_event) char buffer[8192];
     for (;;) {
@@ -1601,12 +1663,14 @@ class file_watch {
         if (requests & chores_request) chores_();
         if (requests & retry_request) {
           settling = true;
+          cause = "a build found still being written was looked at again";
           due = clock::now() + std::max(settle_, std::chrono::milliseconds(10));
         }
       }
       for (place& where : places_) {
         if (where.watch < 0 && add_watch(where)) {  // the directory is back, maybe with a new build in it
           settling = true;
+          cause = "directory '" + where.directory + "' came back";
           due = clock::now() + settle_;
         }
       }
@@ -1618,6 +1682,7 @@ class file_watch {
         offset += static_cast<ssize_t>(sizeof event + event.len);
         if (event.mask & IN_Q_OVERFLOW) {  // events were lost: look at the file again
           settling = true;
+          cause = "inotify lost events (IN_Q_OVERFLOW)";
           due = clock::now() + settle_;
           continue;
         }
@@ -1632,6 +1697,7 @@ class file_watch {
         due = clock::now() + settle_;
         if (event.mask & (IN_CLOSE_WRITE | IN_MOVED_TO)) {
           settling = true;
+          cause = std::string(name) + " " + event_name(event.mask);
         } else if (event.mask & (IN_CREATE | IN_MODIFY | IN_DELETE | IN_MOVED_FROM)) {
           settling = false;  // being written, or gone: wait for the next close or rename
           signal_.changed.store(false, std::memory_order_release);
@@ -1639,7 +1705,7 @@ class file_watch {
       }
       if (settling && clock::now() >= due) {
         settling = false;
-        signal_.raise();
+        signal_.raise(cause + ", then untouched for " + std::to_string(settle_.count()) + " ms");
       }
     }
   }
@@ -1905,11 +1971,13 @@ std::string shown(std::string_view text) {
   std::string out;
   out.reserve(text.size());
   for (std::size_t i = 0; i < text.size();) {
-    const auto byte = static_cast<unsigned char>(text[i]);
-    if (byte >= 0x20 && byte < 0x7f) {
-      out += text[i++];
-      continue;
+    std::size_t plain = i;  // a run of printable ASCII goes in at once
+    while (plain < text.size() && static_cast<unsigned char>(text[plain]) >= 0x20 && static_cast<unsigned char>(text[plain]) < 0x7f) {
+      ++plain;
     }
+    out.append(text.substr(i, plain - i));
+    if ((i = plain) == text.size()) break;
+    const auto byte = static_cast<unsigned char>(text[i]);
     const std::size_t length = byte >= 0xc2 && byte <= 0xdf ? 2 : byte >= 0xe0 && byte <= 0xef ? 3
                                : byte >= 0xf0 && byte <= 0xf4                                  ? 4
                                                                                                : 0;
@@ -1947,6 +2015,67 @@ unload_error make_unload_error(unload_errc code, const std::string& module, std:
   error.message = error_message("unload", module, error.reason);
   return error;
 }
+
+/* >>log ---- one line per step of load, unload and reload, when RELIB_LOG=1 or set_log_function
+   asks for it. A step calls logging() first and builds its line only when that is true. */
+struct log_state {
+  std::mutex lock;          // one line at a time, and the function while it changes
+  log_function function;    // set_log_function's; empty: standard error
+  std::atomic<int> on{-1};  // -1: RELIB_LOG not read yet
+};
+
+log_state& the_log() {
+  static log_state state;
+  return state;
+}
+
+bool log_requested_by_environment() {
+  const char* value = platform::environment_variable("RELIB_LOG");
+  return value != nullptr && *value != '\0' && std::strcmp(value, "0") != 0;
+}
+
+bool logging() noexcept {
+  const int on = the_log().on.load(std::memory_order_relaxed);
+  if (RELIB_DETAIL_LIKELY(on == 0)) return false;
+  if (on > 0) return true;
+  int unknown = -1;
+  the_log().on.compare_exchange_strong(unknown, log_requested_by_environment() ? 1 : 0, std::memory_order_relaxed);
+  return the_log().on.load(std::memory_order_relaxed) == 1;
+}
+
+/* "relib: <operation> '<module>': <step>" to the log function or standard error. */
+void log_step(const char* operation, const std::string& module, const std::string& step) {
+  const std::string line = std::string("relib: ") + operation + " '" + shown(module) + "': " + step;
+  log_state& log = the_log();
+  std::lock_guard<std::mutex> hold(log.lock);
+  if (log.function) {
+    log.function(line);
+  } else {
+    std::fprintf(stderr, "%s\n", line.c_str());
+  }
+}
+
+/* Microseconds since `start`, for a log line: " (41 µs)". */
+std::string took(std::chrono::steady_clock::time_point start) {
+  const auto elapsed = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start);
+  return " (" + std::to_string(elapsed.count()) + " \u00b5s)";
+}
+
+std::string counted(std::size_t count, const char* one, const char* many) {
+  return std::to_string(count) + " " + (count == 1 ? one : many);
+}
+
+}  // namespace detail
+
+void set_log_function(log_function function) {
+  detail::log_state& log = detail::the_log();
+  std::lock_guard<std::mutex> hold(log.lock);
+  const bool on = static_cast<bool>(function) || detail::log_requested_by_environment();
+  log.function = std::move(function);
+  log.on.store(on ? 1 : 0, std::memory_order_relaxed);
+}
+
+namespace detail {
 
 /* >>elf reader ------------------------------------------------------------------------------
    dlopen() runs the library's constructors, so everything relib checks is read from the file
@@ -3315,6 +3444,9 @@ struct module_core {
   const host_link** link_slot = nullptr;             // the module's pointer to `link`
   std::uintptr_t base = 0;                           // where the loader put address 0 of the image
   std::vector<image_span> spans;                     // its segments, relative to `base`
+  // Function names and lines for stack traces (>>stack traces), read at the first throw.
+  mutable std::mutex symbols_lock;
+  mutable std::shared_ptr<struct symbol_index> symbols;
 };
 
 void module_core_deleter::operator()(module_core* core) const noexcept { delete core; }
@@ -3375,6 +3507,7 @@ struct call_failure {
   bool not_loaded = false;
   std::string type;
   std::string what;
+  std::vector<std::uintptr_t> thrown_at;  // return addresses, named by take_call_error
 };
 
 call_failure& last_call_failure() {
@@ -3391,12 +3524,17 @@ std::string demangle(const char* mangled) {
   return out;
 }
 
-void record_call_failure(const char* mangled_type, const char* what) {
+void record_call_failure(const char* mangled_type, const char* what, void* const* thrown_at,
+                         std::size_t thrown_at_count) {
   call_failure& failure = last_call_failure();
   failure.not_loaded = mangled_type == nullptr && what == nullptr;
   failure.type = failure.not_loaded ? "" : demangle(mangled_type);
   failure.what = what != nullptr ? what : "";
+  failure.thrown_at.clear();
+  for (std::size_t i = 0; i < thrown_at_count; ++i) failure.thrown_at.push_back(reinterpret_cast<std::uintptr_t>(thrown_at[i]));
 }
+
+std::vector<stack_frame> name_frames(const module_core* core, const std::vector<std::uintptr_t>& return_addresses);
 
 
 std::string module_label(const module_core* owner) {
@@ -3421,6 +3559,11 @@ call_error take_call_error(const call_site& site) {
   error.what = std::move(failure.what);
   error.message = "relib: '" + error.function + "' of " + module_label(owner) + " threw " + shown(error.exception_type);
   if (!error.what.empty()) error.message += ": " + shown(error.what);
+  error.stack = name_frames(owner, failure.thrown_at);
+  if (!error.stack.empty()) error.message += "\n  thrown at";
+  for (std::size_t i = 0; i < error.stack.size(); ++i) {
+    error.message += "\n    #" + std::to_string(i) + " " + to_string(error.stack[i]);
+  }
   return error;
 }
 
@@ -3507,6 +3650,401 @@ void import_threw(const char* name, const char* signature) noexcept {
   std::fflush(stderr);
   std::abort();
 }
+
+/* >>stack traces ---- names and source lines for the frames where a module threw --------------
+   The module records return addresses as it throws (relib_module.hpp, >>runtime); a call_error
+   names them. Names come from the module's own file, read through the descriptor relib keeps
+   open while the module is loaded, so they are those of the version that ran even when a newer
+   build has replaced the file at its path. .symtab (.dynsym when stripped) gives function names,
+   .debug_line (with -g) files and lines; relib reads them itself, so that no symbolizer library
+   is needed and none caches a file by path (docs/diagnostics.md weighs the alternatives). The
+   index is built at the first throw and dropped at unload. Every read is bounds-checked: the
+   debug sections are never seen by the dynamic loader or the ELF gate. */
+
+struct symbol_index {
+  struct function_symbol {
+    std::uint64_t begin, end;
+    std::uint32_t name;  // offset in `names`
+  };
+  struct line_row {
+    std::uint64_t address;
+    std::uint32_t file;  // index in `files`; unknown_file when the unit names none
+    std::uint32_t line;  // 0: the end of a sequence (no line past it)
+  };
+  static constexpr std::uint32_t unknown_file = ~std::uint32_t{0};
+  std::vector<function_symbol> functions;  // sorted by begin
+  std::string names;
+  std::vector<line_row> rows;  // sorted by address
+  std::vector<std::string> files;
+  std::vector<std::string> readable_names;  // functions' names demangled, as frames ask for them
+
+  const function_symbol* function_at(std::uint64_t address) const {
+    auto after = std::upper_bound(functions.begin(), functions.end(), address,
+                                  [](std::uint64_t a, const function_symbol& f) { return a < f.begin; });
+    if (after == functions.begin() || address >= std::prev(after)->end) return nullptr;
+    return &*std::prev(after);
+  }
+  const line_row* row_at(std::uint64_t address) const {
+    auto after = std::upper_bound(rows.begin(), rows.end(), address,
+                                  [](std::uint64_t a, const line_row& row) { return a < row.address; });
+    if (after == rows.begin() || std::prev(after)->line == 0) return nullptr;
+    return &*std::prev(after);
+  }
+};
+
+/* At most this many line rows (16 bytes each) are kept for one module. */
+constexpr std::size_t max_line_rows = std::size_t{1} << 21;
+
+/* The DWARF constants a line table uses (DWARF 5, section 7). */
+namespace dwarf {
+enum form : std::uint64_t {
+  form_data2 = 0x05, form_data4 = 0x06, form_data8 = 0x07, form_string = 0x08, form_block = 0x09,
+  form_data1 = 0x0b, form_strp = 0x0e, form_udata = 0x0f, form_data16 = 0x1e, form_line_strp = 0x1f
+};
+enum content : std::uint64_t { path = 1, directory_index = 2 };
+enum opcode : std::uint8_t {
+  copy = 1, advance_pc = 2, advance_line = 3, set_file = 4, const_add_pc = 8, fixed_advance_pc = 9
+};
+enum extended_opcode : std::uint8_t { end_sequence = 1, set_address = 2 };
+}  // namespace dwarf
+
+/* Reads DWARF data; a read past the end clears ok() and returns zeros from then on. */
+class dwarf_cursor {
+ public:
+  explicit dwarf_cursor(std::string_view data) : data_(data) {}
+  bool ok() const { return ok_; }
+  bool empty() const { return data_.empty(); }
+  std::size_t size() const { return data_.size(); }
+
+  template <class T>
+  T fixed() {
+    T value{};
+    if (!ok_ || data_.size() < sizeof value) return fail(), value;
+    std::memcpy(&value, data_.data(), sizeof value);
+    data_.remove_prefix(sizeof value);
+    return value;
+  }
+  std::uint64_t uleb() {
+    std::uint64_t value = 0;
+    for (unsigned shift = 0; ok_; shift += 7) {
+      const auto byte = fixed<std::uint8_t>();
+      if (shift < 64) value |= std::uint64_t{byte & 0x7fu} << shift;
+      if ((byte & 0x80) == 0) break;
+    }
+    return value;
+  }
+  std::int64_t sleb() {
+    std::uint64_t value = 0;
+    unsigned shift = 0;
+    std::uint8_t byte = 0x80;
+    while (ok_ && (byte & 0x80) != 0) {
+      byte = fixed<std::uint8_t>();
+      if (shift < 64) value |= std::uint64_t{byte & 0x7fu} << shift;
+      shift += 7;
+    }
+    if (shift < 64 && (byte & 0x40) != 0) value |= ~std::uint64_t{0} << shift;
+    return static_cast<std::int64_t>(value);
+  }
+  std::uint64_t offset(bool dwarf64) { return dwarf64 ? fixed<std::uint64_t>() : fixed<std::uint32_t>(); }
+  std::string_view string() {
+    const std::size_t end = data_.find('\0');
+    if (!ok_ || end == std::string_view::npos) return fail(), std::string_view();
+    const std::string_view text = data_.substr(0, end);
+    data_.remove_prefix(end + 1);
+    return text;
+  }
+  dwarf_cursor take(std::uint64_t size) {
+    if (!ok_ || size > data_.size()) return fail(), dwarf_cursor(std::string_view());
+    dwarf_cursor part(data_.substr(0, static_cast<std::size_t>(size)));
+    data_.remove_prefix(static_cast<std::size_t>(size));
+    return part;
+  }
+  void skip(std::uint64_t size) { (void)take(size); }
+
+ private:
+  void fail() {
+    ok_ = false;
+    data_ = {};
+  }
+  std::string_view data_;
+  bool ok_ = true;
+};
+
+/* The sections a line program's strings may point into. */
+struct dwarf_strings {
+  std::string_view line_strings;  // .debug_line_str
+  std::string_view strings;       // .debug_str
+};
+
+inline std::string_view string_in(std::string_view table, std::uint64_t offset) {
+  if (offset >= table.size()) return {};
+  const std::string_view rest = table.substr(static_cast<std::size_t>(offset));
+  return rest.substr(0, rest.find('\0'));
+}
+
+/* One attribute of a DWARF 5 directory or file entry: its text (paths) or number (indices).
+   False for a form a line table header does not use. */
+bool read_entry_form(dwarf_cursor& in, std::uint64_t form, bool dwarf64, const dwarf_strings& sections,
+                     std::string_view& text, std::uint64_t& number) {
+  switch (form) {
+    case dwarf::form_string: text = in.string(); return true;
+    case dwarf::form_line_strp: text = string_in(sections.line_strings, in.offset(dwarf64)); return true;
+    case dwarf::form_strp: text = string_in(sections.strings, in.offset(dwarf64)); return true;
+    case dwarf::form_data1: number = in.fixed<std::uint8_t>(); return true;
+    case dwarf::form_data2: number = in.fixed<std::uint16_t>(); return true;
+    case dwarf::form_data4: number = in.fixed<std::uint32_t>(); return true;
+    case dwarf::form_data8: number = in.fixed<std::uint64_t>(); return true;
+    case dwarf::form_data16: in.skip(16); return true;
+    case dwarf::form_udata: number = in.uleb(); return true;
+    case dwarf::form_block: in.skip(in.uleb()); return true;
+    default: return false;
+  }
+}
+
+inline std::string joined_path(std::string_view directory, std::string_view file) {
+  if (directory.empty() || (!file.empty() && file.front() == '/')) return std::string(file);
+  std::string path(directory);
+  if (path.back() != '/') path += '/';
+  return path.append(file);
+}
+
+/* A DWARF 5 directory or file table: each entry's path (files: joined with their directory). */
+bool read_entry_table(dwarf_cursor& in, bool dwarf64, const dwarf_strings& sections,
+                      const std::vector<std::string>& directories, std::vector<std::string>& out) {
+  std::vector<std::pair<std::uint64_t, std::uint64_t>> formats(in.fixed<std::uint8_t>());  // content type, form
+  for (auto& format : formats) format = {in.uleb(), in.uleb()};
+  const std::uint64_t count = in.uleb();
+  for (std::uint64_t i = 0; i < count && in.ok(); ++i) {
+    std::string_view path;
+    std::uint64_t directory = 0;
+    for (const auto& [content, form] : formats) {
+      std::string_view text;
+      std::uint64_t number = 0;
+      if (!read_entry_form(in, form, dwarf64, sections, text, number)) return false;
+      if (content == dwarf::path) path = text;
+      if (content == dwarf::directory_index) directory = number;
+    }
+    out.push_back(directory < directories.size() ? joined_path(directories[directory], path) : std::string(path));
+  }
+  return in.ok();
+}
+
+/* Adds one unit's line program to `index`. A sequence is kept when it starts in the module's
+   code: the linker leaves the sequences of functions that --gc-sections dropped at address 0. */
+bool read_line_unit(dwarf_cursor unit, bool dwarf64, const dwarf_strings& sections,
+                    const std::vector<image_span>& spans, symbol_index& index) {
+  const auto version = unit.fixed<std::uint16_t>();
+  if (version < 2 || version > 5) return false;
+  if (version >= 5) unit.skip(2);  // address size, segment selector size
+  dwarf_cursor header = unit.take(unit.offset(dwarf64));
+  dwarf_cursor& program = unit;
+  const auto min_instruction_length = header.fixed<std::uint8_t>();
+  if (version >= 4) header.skip(1);  // maximum operations per instruction (VLIW only)
+  header.skip(1);                    // default_is_stmt
+  const auto line_base = header.fixed<std::int8_t>();
+  const auto line_range = header.fixed<std::uint8_t>();
+  const auto opcode_base = header.fixed<std::uint8_t>();
+  if (line_range == 0 || opcode_base == 0) return false;
+  std::vector<std::uint8_t> argument_counts(opcode_base);
+  for (std::size_t i = 1; i < opcode_base; ++i) argument_counts[i] = header.fixed<std::uint8_t>();
+
+  // The unit's file names; a row's file number indexes them (from 1 before DWARF 5, from 0 in it).
+  std::vector<std::string> directories, files;
+  if (version >= 5) {
+    if (!read_entry_table(header, dwarf64, sections, {}, directories) ||
+        !read_entry_table(header, dwarf64, sections, directories, files)) {
+      return false;
+    }
+  } else {
+    directories.emplace_back();  // 0: the compilation directory, which the line table does not hold
+    for (std::string_view directory = header.string(); header.ok() && !directory.empty(); directory = header.string()) {
+      directories.emplace_back(directory);
+    }
+    files.emplace_back();  // file numbers start at 1
+    for (std::string_view name = header.string(); header.ok() && !name.empty(); name = header.string()) {
+      const std::uint64_t directory = header.uleb();
+      header.uleb(), header.uleb();  // modification time, size
+      files.push_back(directory < directories.size() ? joined_path(directories[directory], name) : std::string(name));
+    }
+  }
+  if (!header.ok()) return false;
+  const auto first_file = static_cast<std::uint32_t>(index.files.size());
+  for (std::string& file : files) index.files.push_back(std::move(file));
+
+  auto in_code = [&](std::uint64_t address) {
+    return address != 0 && std::any_of(spans.begin(), spans.end(), [&](const image_span& span) {
+             return span.executable && address >= span.begin && address < span.end;
+           });
+  };
+  std::vector<symbol_index::line_row> sequence;
+  std::uint64_t address = 0, file = 1;
+  std::int64_t line = 1;
+  auto add_row = [&](std::uint32_t row_line) {
+    const std::uint32_t global = file < files.size() ? first_file + static_cast<std::uint32_t>(file) : symbol_index::unknown_file;
+    sequence.push_back({address, global, row_line});
+  };
+  while (!program.empty() && program.ok() && index.rows.size() + sequence.size() < max_line_rows) {
+    const auto opcode = program.fixed<std::uint8_t>();
+    if (opcode >= opcode_base) {  // a special opcode: advance both, add a row
+      const unsigned adjusted = opcode - opcode_base;
+      address += std::uint64_t{adjusted / line_range} * min_instruction_length;
+      line += line_base + static_cast<int>(adjusted % line_range);
+      add_row(static_cast<std::uint32_t>(std::max<std::int64_t>(line, 1)));
+      continue;
+    }
+    switch (opcode) {
+      case 0: {  // extended
+        dwarf_cursor extended = program.take(program.uleb());
+        const auto sub_opcode = extended.fixed<std::uint8_t>();
+        if (sub_opcode == dwarf::end_sequence) {
+          add_row(0);
+          if (in_code(sequence.front().address)) index.rows.insert(index.rows.end(), sequence.begin(), sequence.end());
+          sequence.clear();
+          address = 0, file = 1, line = 1;
+        } else if (sub_opcode == dwarf::set_address) {
+          address = extended.size() == 4 ? extended.fixed<std::uint32_t>() : extended.fixed<std::uint64_t>();
+        }
+        break;
+      }
+      case dwarf::copy: add_row(static_cast<std::uint32_t>(std::max<std::int64_t>(line, 1))); break;
+      case dwarf::advance_pc: address += program.uleb() * min_instruction_length; break;
+      case dwarf::advance_line: line += program.sleb(); break;
+      case dwarf::set_file: file = program.uleb(); break;
+      case dwarf::const_add_pc: address += std::uint64_t{(255u - opcode_base) / line_range} * min_instruction_length; break;
+      case dwarf::fixed_advance_pc: address += program.fixed<std::uint16_t>(); break;
+      default:  // the others set flags or columns: skip their arguments
+        for (unsigned i = 0; i < argument_counts[opcode]; ++i) program.uleb();
+        break;
+    }
+  }
+  return program.ok();
+}
+
+/* The line programs of .debug_line, unit by unit; a damaged unit ends the reading, the units
+   before it stay. */
+void read_line_table(std::string_view debug_line, const dwarf_strings& sections, const std::vector<image_span>& spans,
+                     symbol_index& index) {
+  dwarf_cursor in(debug_line);
+  while (!in.empty() && in.ok()) {
+    std::uint64_t length = in.fixed<std::uint32_t>();
+    const bool dwarf64 = length == 0xffffffffu;
+    if (dwarf64) length = in.fixed<std::uint64_t>();
+    if (!in.ok() || !read_line_unit(in.take(length), dwarf64, sections, spans, index)) break;
+  }
+  // Sequences follow each other in the section in any order; at an address where one ends and
+  // the next begins, the end goes first.
+  std::stable_sort(index.rows.begin(), index.rows.end(), [](const symbol_index::line_row& a, const symbol_index::line_row& b) {
+    return a.address != b.address ? a.address < b.address : (a.line == 0) > (b.line == 0);
+  });
+}
+
+/* The function symbols of .symtab (or .dynsym when the file is stripped), and its line table. */
+symbol_index read_symbol_index(const platform::readable_file& file, const std::vector<image_span>& spans) {
+  symbol_index index;
+  const elf_reader reader(file);
+  platform::elf_header header{};
+  if (!reader.read_at(0, &header, sizeof header) || header.e_shentsize != sizeof(platform::elf_section) ||
+      header.e_shnum == 0 || header.e_shnum > gate_max_sections || header.e_shstrndx >= header.e_shnum) {
+    return index;
+  }
+  std::vector<platform::elf_section> sections(header.e_shnum);
+  std::string section_names;
+  if (!reader.read_at(header.e_shoff, sections.data(), sizeof(platform::elf_section) * sections.size()) ||
+      !reader.read_section(sections[header.e_shstrndx], section_names)) {
+    return index;
+  }
+  const platform::elf_section* symbols = nullptr;
+  const platform::elf_section *debug_line = nullptr, *debug_line_str = nullptr, *debug_str = nullptr;
+  for (const platform::elf_section& section : sections) {
+    if (section.sh_type == SHT_SYMTAB || (section.sh_type == SHT_DYNSYM && symbols == nullptr)) symbols = &section;
+    if ((section.sh_flags & SHF_COMPRESSED) != 0) continue;  // -gz: relib does not inflate sections
+    const std::string_view name = string_at(section_names, section.sh_name);
+    if (name == ".debug_line") debug_line = &section;
+    if (name == ".debug_line_str") debug_line_str = &section;
+    if (name == ".debug_str") debug_str = &section;
+  }
+  std::string data, strings;
+  if (symbols != nullptr && symbols->sh_link < sections.size() && reader.read_section(*symbols, data) &&
+      reader.read_section(sections[symbols->sh_link], strings)) {
+    for_each_entry<platform::elf_symbol>(data, [&](const platform::elf_symbol& symbol) {
+      const unsigned type = ELF64_ST_TYPE(symbol.st_info);
+      if ((type != STT_FUNC && type != STT_GNU_IFUNC) || symbol.st_shndx == SHN_UNDEF || symbol.st_size == 0) return;
+      index.functions.push_back({symbol.st_value, symbol.st_value + symbol.st_size,
+                                 static_cast<std::uint32_t>(index.names.size())});
+      index.names.append(string_at(strings, symbol.st_name)).push_back('\0');
+    });
+    std::sort(index.functions.begin(), index.functions.end(),
+              [](const auto& a, const auto& b) { return a.begin < b.begin; });
+  }
+  std::string line_data, line_strings, other_strings;
+  if (debug_line != nullptr && reader.read_section(*debug_line, line_data)) {
+    if (debug_line_str != nullptr) reader.read_section(*debug_line_str, line_strings);
+    if (debug_str != nullptr) reader.read_section(*debug_str, other_strings);
+    read_line_table(line_data, dwarf_strings{line_strings, other_strings}, spans, index);
+  }
+  return index;
+}
+
+/* Names a frame in the module's code from its index, built at the first throw. Demangled names
+   are kept: a module that throws in a loop pays for each name once. */
+void name_module_frame(const module_core& core, stack_frame& frame) {
+  std::lock_guard<std::mutex> hold(core.symbols_lock);
+  if (!core.symbols) core.symbols = std::make_shared<symbol_index>(read_symbol_index(core.file, core.spans));
+  symbol_index& index = *core.symbols;
+  if (const auto* function = index.function_at(frame.offset)) {
+    const std::size_t at = static_cast<std::size_t>(function - index.functions.data());
+    if (index.readable_names.size() != index.functions.size()) index.readable_names.resize(index.functions.size());
+    if (index.readable_names[at].empty()) index.readable_names[at] = demangle(index.names.c_str() + function->name);
+    frame.function = index.readable_names[at];
+  }
+  if (const auto* row = index.row_at(frame.offset)) {
+    if (row->file != symbol_index::unknown_file) frame.source_file = index.files[row->file];
+    frame.line = row->line;
+  }
+}
+
+bool in_code_of(const module_core& core, std::uint64_t offset) {
+  return std::any_of(core.spans.begin(), core.spans.end(), [&](const image_span& span) {
+    return span.executable && offset >= span.begin && offset < span.end;
+  });
+}
+
+std::vector<stack_frame> name_frames(const module_core* core, const std::vector<std::uintptr_t>& return_addresses) {
+  std::vector<stack_frame> frames;
+  bool in_module = false;
+  for (const std::uintptr_t return_address : return_addresses) {
+    stack_frame frame;
+    frame.address = return_address - 1;  // the call, which may be the last instruction of its function
+    const std::uint64_t offset = core != nullptr ? frame.address - core->base : 0;
+    if (core != nullptr && core->loaded && in_code_of(*core, offset)) {
+      in_module = true;
+      frame.object = core->name;
+      frame.offset = offset;
+      name_module_frame(*core, frame);
+    } else {
+      if (in_module) break;  // below the module's entry point: the host's own frames
+      platform::address_owner owner;
+      if (platform::owner_of_address(frame.address, owner)) {
+        frame.object = std::move(owner.file);
+        frame.offset = frame.address - owner.base;
+        if (!owner.symbol.empty()) frame.function = demangle(owner.symbol.c_str());
+      }
+    }
+    frames.push_back(std::move(frame));
+  }
+  return frames;
+}
+
+}  // namespace detail
+
+std::string to_string(const stack_frame& frame) {
+  std::string text = frame.function.empty() ? "??" : detail::shown(frame.function);
+  if (!frame.source_file.empty()) text += " at " + detail::shown(frame.source_file) + ":" + std::to_string(frame.line);
+  if (frame.object.empty()) return text + " (" + detail::hex(frame.address) + ")";
+  return text + " (" + detail::shown(detail::platform::base_name(frame.object)) + "+" + detail::hex(frame.offset) + ")";
+}
+
+namespace detail {
 
 /* >>load ---- inspect (read and check the file), open, bind, hand over the state -------------- */
 
@@ -3844,6 +4382,22 @@ result<void, load_error> inspect_into(const load_request& request, inspected_fil
   return inspect_file(request, *file.core, file.contents, file.records);
 }
 
+/* The log's line for a file that passed inspect_file(). */
+std::string describe_checks(const load_request& request, const inspected_file& file) {
+  const module_records& records = file.records;
+  std::size_t exports = 0, imports = 0;
+  for (const module_records::entry& entry : records.entries) {
+    exports += entry.kind == "export";
+    imports += entry.kind == "import";
+  }
+  return std::string("checked before any of its code runs: ") +
+         (request.require_trusted_file ? "trusted (owner and write permissions)" : "trust check off") +
+         ", ELF gate passed, relib " + shown(records.version) + " records (" + shown(records.compiler) + ", " +
+         counted(exports, "export", "exports") + ", " + counted(imports, "import", "imports") +
+         (file.core->main_signature.empty() ? "" : ", main") +
+         (file.core->state_type.empty() ? "" : ", state " + shown(file.core->state_type)) + ") match the host";
+}
+
 /* ---- Open and bind ---- */
 
 /* What binding found wrong; the module is open by then (its static constructors ran), so the
@@ -3873,11 +4427,14 @@ result<module_core_pointer, load_error> open_core(load_request request, binding_
 #endif
   registry& modules = global_registry();
   std::lock_guard<std::mutex> guard(modules.lock);
+  const bool logged = logging();
+  auto step_start = logged ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
   inspected_file own;
   inspected_file& file = request.inspected ? *request.inspected : own;
   if (!request.inspected) {
     auto inspected = inspect_into(request, own);
     if (!inspected) return inspected.error();
+    if (logged) log_step("load", own.core->name, describe_checks(request, own) + took(step_start));
   }
   module_core_pointer core = std::move(file.core);
   const module_records& records = file.records;
@@ -3888,6 +4445,7 @@ result<module_core_pointer, load_error> open_core(load_request request, binding_
   if (core->uses_heaps) (void)reserve_module_heap_arena();  // before the module's static constructors allocate
 #endif
   const std::vector<std::uintptr_t> before = platform::loaded_library_bases();
+  if (logged) step_start = std::chrono::steady_clock::now();
   // The checked file itself, through its descriptor; but a module that finds its dependencies
   // through $ORIGIN must be opened by its path, or they would be looked for in /proc/<pid>/fd.
   std::string refusal;
@@ -3927,6 +4485,11 @@ result<module_core_pointer, load_error> open_core(load_request request, binding_
 
   core->base = opened.base;
   core->spans = file.contents.spans;
+  if (logged) {
+    log_step("load", core->name,
+             "mapped at " + hex(core->base) + " by the dynamic loader, which ran its static constructors" +
+                 (core->searches_its_origin ? " (opened by path: its RUNPATH names $ORIGIN)" : "") + took(step_start));
+  }
 
   // Symbols are looked up only for what the records list: a failed dlsym() searches every
   // library the module depends on. Each is a pointer in the module's data: to a function of the
@@ -3991,6 +4554,14 @@ result<module_core_pointer, load_error> open_core(load_request request, binding_
     core->owns_state = request.state == nullptr;
     core->state = core->owns_state ? std::make_shared<kept_state>() : request.state;
   }
+  if (logged && problems.missing.empty() && problems.misplaced.empty()) {
+    const std::size_t imports = static_cast<std::size_t>(std::count_if(
+        records.entries.begin(), records.entries.end(), [](const module_records::entry& e) { return e.kind == "import"; }));
+    log_step("load", core->name,
+             "linked: " + counted(request.exports.size(), "export", "exports") + " bound, " +
+                 counted(imports, "import", "imports") + " pointed at the host" +
+                 (core->main_symbol != nullptr ? ", main found" : ""));
+  }
   core->exports = std::move(request.exports);
   core->loaded = true;
   modules.modules.push_back(registry_entry{core->device, core->inode, core->name});
@@ -4008,7 +4579,10 @@ result<void, load_error> hand_state_to_module(module_core& core) {
   if (kept.current.data != nullptr && kept.current.version == core.state_version) {
     auto attached = invoke_export<void, void*, int>(attach, call_site{&core, "state"}, kept.current.data,
                                                     state_existing);
-    if (attached) return {};
+    if (attached) {
+      if (logging()) log_step("load", core.name, "state " + shown(core.state_type) + " version " + std::to_string(core.state_version) + " kept from the previous version");
+      return {};
+    }
     return make_load_error(load_errc::state_migration_failed, core.name,
                            "attaching the kept state failed: " + describe_call_failure(attached.error()));
   }
@@ -4034,12 +4608,18 @@ result<void, load_error> hand_state_to_module(module_core& core) {
     return make_load_error(load_errc::state_migration_failed, core.name,
                            failure + "; the kept state is unchanged. Fix it and rebuild");
   }
+  if (logging()) {
+    log_step("load", core.name,
+             "state " + shown(core.state_type) + " version " + std::to_string(core.state_version) +
+                 (kept.current.data == nullptr ? " constructed"
+                                               : " migrated from version " + std::to_string(kept.current.version)));
+  }
   kept.replace(std::move(fresh));
   if (core.owns_state) kept.commit();
   return {};
 }
 
-result<module_core_pointer, load_error> load_core(load_request request) {
+result<module_core_pointer, load_error> load_core_steps(load_request request) {
   binding_problems problems;
   auto opened = open_core(std::move(request), problems);
   if (!opened) return opened;
@@ -4069,6 +4649,17 @@ result<module_core_pointer, load_error> load_core(load_request request) {
   abandon_core(core);  // RTLD_NODELETE keeps it anyway; the registry names it for the next attempt
   return make_load_error(error.code, error.module, error.reason + "; it stays in the process (RELIB_NO_UNLOADING)");
 #endif
+}
+
+result<module_core_pointer, load_error> load_core(load_request request) {
+  const auto started = logging() ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
+  const std::string name = request.name.empty() ? request.path : request.name;
+  auto loaded = load_core_steps(std::move(request));
+  if (logging()) {
+    if (loaded) log_step("load", name, "loaded" + took(started));
+    if (!loaded) log_step("load", name, std::string("refused (") + to_string(loaded.error().code) + "): " + loaded.error().reason);
+  }
+  return loaded;
 }
 
 /* >>heaps ---- a mimalloc heap per (module, thread) ---------------------------------------------
@@ -4771,6 +5362,7 @@ result<unload_report, unload_error> unload_core(module_core& core, before_unload
   registry& modules = global_registry();
   std::lock_guard<std::mutex> guard(modules.lock);
   auto fail = [&](unload_errc code, const std::string& text) {
+    if (logging()) log_step("unload", core.name, std::string("refused (") + to_string(code) + "): " + text);
     return make_unload_error(code, core.name, text);
   };
   if (!core.loaded) return fail(unload_errc::not_loaded, "it is not loaded (already unloaded)");
@@ -4783,6 +5375,7 @@ result<unload_report, unload_error> unload_core(module_core& core, before_unload
                   "its before_unload threw " + describe_call_failure(called.error()) +
                       "; the module stays loaded and usable, fix before_unload and unload again");
     }
+    if (logging()) log_step("unload", core.name, "before_unload returned" + took(started));
   }
 
   std::size_t threads_started = 0, destructors_run = 0;
@@ -4841,8 +5434,13 @@ result<unload_report, unload_error> unload_core(module_core& core, before_unload
     core.replaced_loader_name = nullptr;
     return fail(unload_errc::still_loaded, "dlclose() succeeded but the library is still mapped: " + why);
   }
+  if (logging()) {
+    log_step("unload", core.name,
+             "dlclose() returned and the library is gone from the process" + std::string(destructors_run > 0 ? ", after " + counted(destructors_run, "thread_local destructor", "thread_local destructors") + " ran on this thread" : "") + took(started));
+  }
   platform::forget_library_name(std::exchange(core.replaced_loader_name, nullptr));
   core.file.close();
+  core.symbols.reset();
   unload_report report;
   report.module = core.name;
   report.threads_started = threads_started;
@@ -4858,6 +5456,16 @@ result<unload_report, unload_error> unload_core(module_core& core, before_unload
     core.runtime->mappings.clear();
   }
   report.duration = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - started);
+  if (logging()) {
+    std::string reclaimed = "reclaimed " + counted(report.reclaimed_blocks, "block", "blocks") + " (" +
+                            std::to_string(report.reclaimed_bytes) + " bytes) the module left allocated";
+    if (report.unreclaimed_blocks > 0) {
+      reclaimed += "; " + counted(report.unreclaimed_blocks, "block", "blocks") + " wait for their threads: " + report.unreclaimed_reason;
+    }
+    if (report.pthread_keys_deleted > 0) reclaimed += ", deleted " + counted(report.pthread_keys_deleted, "pthread key", "pthread keys");
+    if (report.mapped_bytes_unmapped > 0) reclaimed += ", unmapped " + std::to_string(report.mapped_bytes_unmapped) + " bytes";
+    log_step("unload", core.name, reclaimed + took(started));
+  }
   return report;
 }
 
@@ -4974,6 +5582,7 @@ reload_error make_reload_error(const live_core& live, reload_errc code, const st
   error.running_version = live.current && live.current->loaded ? live.generation : 0;
   error.reason = std::string(explain(code)) + ": " + what_failed + (what_runs.empty() ? "" : "; " + what_runs);
   error.message = error_message(live.generation == 0 ? "load" : "reload", live.path(), error.reason);
+  if (logging()) log_step("reload", live.path(), std::string("failed (") + to_string(code) + "): " + error.reason);
   return error;
 }
 
@@ -5026,7 +5635,11 @@ started_version start_version(live_core& live, const std::string& copy,
   module_core& core = **loaded;
   if (core.main_symbol != nullptr) {
     auto thunk = *static_cast<const export_thunk<void()>::pointer*>(core.main_symbol);
+    const auto started = logging() ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
     auto called = invoke_export<void>(thunk, call_site{&core, "main"});
+    if (logging()) {
+      log_step("load", core.name, (called ? "main returned" : "main threw " + describe_call_failure(called.error())) + took(started));
+    }
     if (!called) {
       auto unloaded = unload_core(core);
       if (unloaded) {
@@ -5101,11 +5714,13 @@ std::optional<reload_error> copy_and_check(live_core& live, checked_copy& next) 
       return make_reload_error(live, reload_errc::copy_failed, why, running_version_stays(live));
     case platform::shadow_directory::copy_status::copied: break;
   }
-  auto checked = check_copy(request_for(live, next.path));
+  const load_request request = request_for(live, next.path);
+  auto checked = check_copy(request);
   if (!checked) {
     live.shadows.remove(next.path);
     return refused_build(live, checked.error());
   }
+  if (logging()) log_step("reload", live.path(), "copied to '" + shown(next.path) + "', " + describe_checks(live.prototype, **checked));
   next.inspected = std::move(*checked);
   return std::nullopt;
 }
@@ -5170,6 +5785,7 @@ result<bool, reload_error> swap_in(live_core& live, checked_copy next) {
   }
   ++live.generation;
   const std::string version = std::to_string(live.generation);
+  if (logging()) log_step("reload", live.path(), "version " + version + " serves calls now");
   if (left_mapped) {
     reload_error error = make_reload_error(live, reload_errc::unload_failed, left_mapped->reason,
                                            "the previous version stayed in the process, and version " + version +
@@ -5198,6 +5814,9 @@ result<bool, reload_error> reload_live_module(live_core* live, bool only_if_chan
   // Taken before the copy: a write that starts now raises it again when it ends.
   const bool was_changed = live->signal.changed.exchange(false, std::memory_order_acq_rel);
   if (only_if_changed && !was_changed) return false;
+  if (logging()) {
+    log_step("reload", live->path(), was_changed ? "triggered: " + live->signal.last_cause() : "asked for by reload()");
+  }
   checked_copy next;
   if (std::optional<reload_error> refused = copy_and_check(*live, next)) return std::move(*refused);
   if (next.path.empty()) return false;

@@ -81,6 +81,9 @@
    With libstdc++, the implementation file gives the module's own copy a terminate handler: an
    exception nothing catches, or std::terminate(), prints "relib: terminate called in module
    <file>" with the exception's type and what(), then aborts. The host's handler is not replaced.
+   relib_add_module() also links the module with --wrap=__cxa_throw and --wrap=__cxa_free_exception:
+   every throw in module code records the return addresses where it was thrown, and a call_error
+   shows them as named frames (docs/diagnostics.md). Nothing runs until something is thrown.
 
    WHAT CROSSES THE BOUNDARY
    Host and module are checked to be built by the same compiler family and C++ standard-library ABI,
@@ -110,9 +113,9 @@
 /* >>configuration ---- version, the side this file is on, and what both sides record --------- */
 
 #define RELIB_VERSION_MAJOR 0
-#define RELIB_VERSION_MINOR 1
+#define RELIB_VERSION_MINOR 2
 #define RELIB_VERSION_PATCH 0
-#define RELIB_VERSION_STRING "0.1.0"
+#define RELIB_VERSION_STRING "0.2.0"
 
 #if defined(RELIB_NO_UNLOADING)
 #define RELIB_DETAIL_UNLOADING 0
@@ -329,11 +332,24 @@ using identity_t = T;
 
 /* What the host offers the module, set right after dlopen() through the visible pointer
    relib_host_link (so it is null while static constructors run):
-   - report_failure receives the description of an exception caught at the boundary and copies
-     the text, so nothing the module allocated outlives the call;
+   - report_failure receives the description of an exception caught at the boundary, with the
+     return addresses recorded where it was thrown (>>runtime), and copies them, so nothing the
+     module allocated outlives the call;
    - create_thread and register_thread_local let the host count the module's threads and run its
      thread_local destructors, so neither keeps the library mapped (null with RELIB_NO_UNLOADING). */
-using failure_reporter = void (*)(const char* mangled_type, const char* what);
+using failure_reporter = void (*)(const char* mangled_type, const char* what, void* const* thrown_at,
+                                  std::size_t thrown_at_count);
+
+/* The stack where an exception was thrown: the return addresses, innermost first, recorded by the
+   module's __cxa_throw (>>runtime) for the exception object `object`. */
+struct thrown_stack {
+  static constexpr std::size_t max_frames = 32;
+  const void* object;
+  std::size_t count;
+  void* frames[max_frames];
+};
+/* The record of the exception being handled on this thread, if it was thrown in module code. */
+const thrown_stack* stack_of_current_exception() noexcept;
 
 /* Blocks that module code allocated on a thread that has exited since, still in use: mimalloc
    gives an exiting thread's heaps away, so the host lists these blocks and frees what is left of
@@ -427,7 +443,10 @@ inline void report_current_exception() noexcept {
     if (current != nullptr) type = current->name();
 #endif
   }
-  if (module_host != nullptr) module_host->report_failure(type, what);
+  if (module_host == nullptr) return;
+  const thrown_stack* thrown = stack_of_current_exception();
+  module_host->report_failure(type, what, thrown != nullptr ? thrown->frames : nullptr,
+                              thrown != nullptr ? thrown->count : 0);
 }
 
 /* Trivially copyable results of up to 8 bytes come back in registers, the value in one and the
@@ -870,6 +889,93 @@ namespace __cxxabiv1 {
 __attribute__((visibility("hidden"))) std::terminate_handler __terminate_handler = relib::detail::module_terminate;
 }
 #endif
+
+/* Where each exception was thrown. relib_add_module links the module with --wrap=__cxa_throw and
+   --wrap=__cxa_free_exception, so every throw in module code and in its copy of the C++ runtime
+   comes here first and records the return addresses on the stack, keyed by the exception object;
+   the boundary (report_current_exception) hands the host the record of the exception it caught,
+   and the host names the frames. Two records per thread cover an exception thrown and caught
+   while another is handled; one whose object is freed is forgotten. Nothing runs until a throw.
+   A module linked without the flags still works: its errors just carry no stack. */
+#include <unwind.h>
+
+namespace relib {
+namespace detail {
+struct thrown_stacks {
+  thrown_stack records[2];
+  unsigned next;
+};
+__attribute__((visibility("hidden"))) inline thread_local thrown_stacks recent_throws{};
+
+/* The module's code lies between its ELF header and the end of its text, both placed by the
+   linker; the walk stops at the first frame outside it, the caller of the module's entry point. */
+extern "C" const char __ehdr_start[] __attribute__((visibility("hidden")));
+extern "C" const char __etext[] __attribute__((visibility("hidden"), weak));
+
+struct stack_walk {
+  void* first;  // the thrower's return address: the frames above it are relib's own
+  thrown_stack* out;
+};
+
+inline _Unwind_Reason_Code record_frame(_Unwind_Context* context, void* argument) {
+  auto* walk = static_cast<stack_walk*>(argument);
+  void* address = reinterpret_cast<void*>(_Unwind_GetIP(context));
+  if (walk->first != nullptr) {
+    if (address != walk->first) return _URC_NO_REASON;
+    walk->first = nullptr;
+  }
+  thrown_stack& out = *walk->out;
+  const char* code = static_cast<const char*>(address);
+  if (out.count > 0 && __etext != nullptr && (code < __ehdr_start || code >= __etext)) return _URC_END_OF_STACK;
+  if (out.count == thrown_stack::max_frames) return _URC_END_OF_STACK;
+  out.frames[out.count++] = address;
+  return _URC_NO_REASON;
+}
+
+__attribute__((noinline)) inline void record_throw(void* object, void* thrower) noexcept {
+  thrown_stacks& recent = recent_throws;
+  thrown_stack& record = recent.records[recent.next++ % 2];
+  record.object = object;
+  record.count = 0;
+  stack_walk walk{thrower, &record};
+  _Unwind_Backtrace(&record_frame, &walk);
+}
+
+const thrown_stack* stack_of_current_exception() noexcept {
+  // libstdc++'s and libc++'s exception_ptr are the thrown object's address, and the one for a
+  // rethrown exception_ptr is that of the object first thrown.
+  const std::exception_ptr current = std::current_exception();
+  static_assert(sizeof current == sizeof(void*), "an exception_ptr is expected to hold the object's address");
+  const void* object = nullptr;
+  std::memcpy(&object, static_cast<const void*>(&current), sizeof object);
+  if (object == nullptr) return nullptr;
+  thrown_stacks& recent = recent_throws;
+  for (unsigned age = 1; age <= 2; ++age) {  // the newest first: an address may be used again
+    const thrown_stack& record = recent.records[(recent.next - age) % 2];
+    if (record.object == object && record.count > 0) return &record;
+  }
+  return nullptr;
+}
+}  // namespace detail
+}  // namespace relib
+
+extern "C" {
+[[noreturn]] void __real___cxa_throw(void* object, std::type_info* type, void (*destroy)(void*)) __attribute__((weak));
+void __real___cxa_free_exception(void* object) noexcept __attribute__((weak));
+
+[[noreturn]] __attribute__((noinline)) void __wrap___cxa_throw(void* object, std::type_info* type,
+                                                                void (*destroy)(void*)) {
+  relib::detail::record_throw(object, __builtin_return_address(0));
+  __real___cxa_throw(object, type, destroy);
+}
+
+void __wrap___cxa_free_exception(void* object) noexcept {
+  for (relib::detail::thrown_stack& record : relib::detail::recent_throws.records) {
+    if (record.object == object) record.object = nullptr;
+  }
+  __real___cxa_free_exception(object);
+}
+}
 
 #if RELIB_DETAIL_UNLOADING
 /* The module's copy of libstdc++ keeps a block for exceptions thrown when memory runs out (about

@@ -9,6 +9,7 @@
   X(malloc_free_batches, int(int allocator, int batches))        \
   X(allocate_blocks, void(int count))                            \
   X(free_blocks, void())                                         \
+  X(throw_three_deep, int(int value))                            \
   X(version, int())
 
 #define BENCH_IMPORTS(X) X(host_add, int(int a, int b))

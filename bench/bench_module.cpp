@@ -21,11 +21,26 @@ RELIB_MODULE_IMPORTS(host, BENCH_IMPORTS);
 #include <mimalloc.h>
 
 #include <cstdlib>
+#include <stdexcept>
 #include <vector>
 
 extern "C" RELIB_DETAIL_VISIBLE __attribute__((noinline)) int relib_bench_raw_add(int a, int b) { return a + b; }
 
 int add(int a, int b) { return a + b; }
+
+// A std::runtime_error thrown three calls deep: through relib (throw_three_deep, whose error
+// names the frames) and through a raw pointer (relib_bench_raw_throw, caught by the host).
+namespace {
+[[gnu::noinline]] int thrower3(int value) {
+  if (value >= 0) throw std::runtime_error("thrown three calls deep");
+  return value;
+}
+[[gnu::noinline]] int thrower2(int value) { return thrower3(value) + 1; }
+[[gnu::noinline]] int thrower1(int value) { return thrower2(value) * 2; }
+}  // namespace
+
+int throw_three_deep(int value) { return thrower1(value) - 1; }
+extern "C" RELIB_DETAIL_VISIBLE __attribute__((noinline)) int relib_bench_raw_throw(int value) { return thrower1(value) - 1; }
 
 #ifndef BENCH_MODULE_VERSION
 #define BENCH_MODULE_VERSION 1

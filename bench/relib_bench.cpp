@@ -94,6 +94,47 @@ void BM_ImportCall(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations() * import_batch);
 }
 
+/* A std::runtime_error thrown three calls deep and caught: in the host itself, from the plain
+   library through a raw pointer, from the relib module through a raw pointer (its throw records
+   the stack, nobody names it), and through relib, whose call_error names every frame. */
+__attribute__((noinline)) int host_thrower3(int value) {
+  if (value >= 0) throw std::runtime_error("thrown three calls deep");
+  return value;
+}
+__attribute__((noinline)) int host_thrower2(int value) { return host_thrower3(value) + 1; }
+__attribute__((noinline)) int host_thrower1(int value) { return host_thrower2(value) * 2; }
+
+template <class Throw>
+void throw_and_catch(benchmark::State& state, Throw thrower) {
+  for (auto _ : state) {
+    try {
+      benchmark::DoNotOptimize(thrower(1));
+    } catch (const std::exception& error) {
+      benchmark::DoNotOptimize(error.what());
+    }
+  }
+}
+
+void BM_PlainThrowCatch(benchmark::State& state) { throw_and_catch(state, &host_thrower1); }
+
+void raw_throwing_calls(benchmark::State& state, const char* path) {
+  void* handle = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+  auto raw_throw = reinterpret_cast<int (*)(int)>(dlsym(handle, "relib_bench_raw_throw"));
+  if (raw_throw == nullptr) return state.SkipWithError("relib_bench_raw_throw is not exported");
+  throw_and_catch(state, raw_throw);
+  dlclose(handle);
+}
+void BM_PlainLibraryThrowingCall(benchmark::State& state) { raw_throwing_calls(state, BENCH_PLAIN_PATH); }
+void BM_RawThrowingCall(benchmark::State& state) { raw_throwing_calls(state, BENCH_MODULE_PATH); }
+
+void BM_ThrowingExportCall(benchmark::State& state) {
+  const bench_exports& exports = bench_module().exports();
+  for (auto _ : state) {
+    auto failed = exports.throw_three_deep(1);
+    benchmark::DoNotOptimize(failed.error().stack.size());
+  }
+}
+
 constexpr int malloc_batch = 1000;  // malloc/free pairs per iteration, in each of the three
 
 /* The allocator benchmarks load a module object of their own and run first: the raw load cycles
@@ -544,6 +585,10 @@ BENCHMARK(BM_RawPointerCall)->Repetitions(repetitions);
 BENCHMARK(BM_ExportCall)->Repetitions(repetitions);
 BENCHMARK(BM_RawPointerCallFromModule)->Repetitions(repetitions);
 BENCHMARK(BM_ImportCall)->Repetitions(repetitions);
+BENCHMARK(BM_PlainThrowCatch)->Repetitions(repetitions);
+BENCHMARK(BM_PlainLibraryThrowingCall)->Repetitions(repetitions);
+BENCHMARK(BM_RawThrowingCall)->Repetitions(repetitions);
+BENCHMARK(BM_ThrowingExportCall)->Repetitions(repetitions);
 
 namespace {
 
@@ -611,6 +656,9 @@ int main(int argc, char** argv) {
   print_ratio(reporter, "BM_ExportCall", "BM_RawPointerCall", 1.2);
   print_ratio(reporter, "BM_ExportCall", "BM_DirectCall", 0);
   print_ratio(reporter, "BM_ImportCall", "BM_RawPointerCallFromModule", 1.2);
+  print_ratio(reporter, "BM_ThrowingExportCall", "BM_PlainThrowCatch", 0);
+  print_ratio(reporter, "BM_ThrowingExportCall", "BM_PlainLibraryThrowingCall", 0);
+  print_ratio(reporter, "BM_RawThrowingCall", "BM_PlainLibraryThrowingCall", 0);
   print_ratio(reporter, "BM_ModuleLoadUnloadCycle", "BM_PlainDlopenCycle", 1.1);
   print_ratio(reporter, "BM_ModuleLoadUnloadCycle", "BM_RawDlopenCycle", 0);
   print_ratio(reporter, "BM_RawDlopenCycle", "BM_PlainDlopenCycle", 0);

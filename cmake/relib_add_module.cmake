@@ -12,6 +12,8 @@
 # - -ffunction-sections -fdata-sections and --gc-sections, so that only the parts of that runtime
 #   the module uses stay, and packed relative relocations (-z pack-relative-relocs, glibc 2.36)
 #   where the linker has them. A module of one function is 31 KB stripped;
+# - --wrap for __cxa_throw and __cxa_free_exception: every throw in the module records where it
+#   was thrown, which a call_error then shows (docs/diagnostics.md);
 # - -z now: relib binds every symbol at load anyway, so the whole GOT can be read-only (full
 #   RELRO) at no cost. The hardening of the distribution's linker stays (RELRO, separate code):
 #   see docs/footprint.md for what each flag costs and buys.
@@ -35,7 +37,8 @@ function(relib_add_module name)
   endif()
   target_compile_options(${name} PRIVATE -ffunction-sections -fdata-sections)
   target_link_options(${name} PRIVATE -static-libstdc++ -shared-libgcc
-    "LINKER:--version-script=${version_script}" "LINKER:--gc-sections" "LINKER:-z,now")
+    "LINKER:--version-script=${version_script}" "LINKER:--gc-sections" "LINKER:-z,now"
+    "LINKER:--wrap=__cxa_throw" "LINKER:--wrap=__cxa_free_exception")
   include(CheckLinkerFlag)  # checked once, then cached
   check_linker_flag(CXX "LINKER:-z,pack-relative-relocs" RELIB_LINKER_PACKS_RELOCATIONS)
   if(RELIB_LINKER_PACKS_RELOCATIONS)

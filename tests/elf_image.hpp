@@ -94,6 +94,16 @@ struct elf_image {
     }
     return out;
   }
+  // The section header named `name` (FAIL when there is none).
+  ElfW(Shdr) section(const std::string& name) const {
+    const auto names = read<ElfW(Shdr)>(header.e_shoff + header.e_shstrndx * sizeof(ElfW(Shdr)));
+    for (unsigned i = 0; i < header.e_shnum; ++i) {
+      const auto found = read<ElfW(Shdr)>(header.e_shoff + i * sizeof(ElfW(Shdr)));
+      if (bytes.compare(names.sh_offset + found.sh_name, name.size() + 1, name.c_str(), name.size() + 1) == 0) return found;
+    }
+    FAIL("the module has no section " << name);
+    throw;
+  }
   // The offset of the "relib" note whose record starts with `record`.
   std::uint64_t note_with(const std::string& record) const {
     const std::size_t description = bytes.find(record);

@@ -35,7 +35,7 @@ bool has_control_characters(const std::string& text) {
 
 TEST_CASE("hostile: an escape sequence in a module's version is shown escaped", "[hostile]") {
   test::temp_dir dir;
-  const std::string path = patched_copy(dir, TEST_MINIMAL_PATH, "version=", "0.1.0", "\x1b[31m");
+  const std::string path = patched_copy(dir, TEST_MINIMAL_PATH, "version=", RELIB_VERSION_STRING, "\x1b[31m");
   auto loaded = relib::load_module(path);
   REQUIRE_FALSE(loaded);
   CHECK(loaded.error().code == relib::load_errc::version_mismatch);
