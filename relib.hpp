@@ -80,6 +80,13 @@
        call_error::stack                where the export threw: stack_frame{address, object, offset,
                                         function, source_file, line}, named from the loaded file
                                         (docs/diagnostics.md); to_string(frame) prints one
+       load_options::crash_guard        (and live_options::) a crash in module code during a call
+                                        returns call_errc::crashed (signal, fault_address, stack)
+                                        and poisons the module; a live module's next update()
+                                        brings back the version before. Without it, a crash in
+                                        module code is reported with its stack, then ends the
+                                        process as it would have. docs/diagnostics.md says what
+                                        is unsafe about going on after a crash
        set_log_function(f)              one line per step of load, unload and reload to f; by
                                         default to stderr when RELIB_LOG=1 is in the environment
 
@@ -133,6 +140,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <csetjmp>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -269,11 +277,13 @@ class result<void, E> {
   X(thread_locals_pending, "other live threads hold module thread_locals: the module stays loaded") \
   X(still_loaded, "dlclose() ran but the library is still in the process")
 
-#define RELIB_CALL_ERRORS(X)                                                 \
-  X(exception, "the function threw; exception_type and what describe it")  \
-  X(not_loaded, "the module was unloaded, or the module object moved from") \
-  X(no_main, "call_main() on a module without RELIB_MODULE_MAIN")           \
-  X(main_signature_mismatch, "call_main<R>() with an R other than the module's")
+#define RELIB_CALL_ERRORS(X)                                                                             \
+  X(exception, "the function threw; exception_type and what describe it")                              \
+  X(not_loaded, "the module was unloaded, or the module object moved from")                             \
+  X(no_main, "call_main() on a module without RELIB_MODULE_MAIN")                                       \
+  X(main_signature_mismatch, "call_main<R>() with an R other than the module's")                        \
+  X(crashed, "the call crashed (a signal, or abort()) under the crash guard: the module is now poisoned") \
+  X(poisoned, "an earlier call crashed under the crash guard: the module can only be unloaded")
 
 #define RELIB_RELOAD_ERRORS(X)                                                                                \
   X(watch_failed, "the module's directory cannot be watched")                                                 \
@@ -323,10 +333,15 @@ struct call_error {
   std::string function;        // export name, "main", "before_unload", "state" or "migrate_state"
   std::string exception_type;  // demangled, for call_errc::exception
   std::string what;            // what() of a std::exception, empty for other types
-  // Where it was thrown, innermost frame first, down to the module's entry point; empty when the
-  // module was built without relib_add_module() or the exception was rethrown from an
-  // exception_ptr. The message lists it too.
+  // Where it was thrown (or crashed), innermost frame first, down to the module's entry point;
+  // empty when the module was built without relib_add_module() or the exception was rethrown
+  // from an exception_ptr. The message lists it too.
   std::vector<stack_frame> stack;
+  // call_errc::crashed (and poisoned, about the crash that poisoned the module): the signal
+  // (SIGSEGV, SIGBUS, SIGFPE, SIGILL; SIGABRT for abort()) and the address it names (the bad
+  // access for SIGSEGV and SIGBUS, the instruction for SIGFPE and SIGILL, 0 for abort()).
+  int signal = 0;
+  std::uintptr_t fault_address = 0;
   std::string message;
 };
 
@@ -458,6 +473,7 @@ struct load_request {
   std::shared_ptr<kept_state> state;  // a live module's block; null: the module gets its own
   std::shared_ptr<inspected_file> inspected;  // a live module's private copy, checked already
   bool require_trusted_file = true;  // load_options::require_trusted_file
+  bool crash_guard = false;          // load_options::crash_guard
 };
 
 struct module_core_deleter {
@@ -510,7 +526,11 @@ class return_slot {
 struct call_site {
   const module_core* owner;
   const char* function;
+  bool guarded = false;  // load_options::crash_guard: the call goes through guarded_invoke
 };
+
+/* The call site of `function` in the module `owner`, guarded as the module was loaded. */
+call_site site_of(const module_core* owner, const char* function) noexcept;
 
 call_error take_call_error(const call_site& site);
 
@@ -519,8 +539,42 @@ template <class R>
   return take_call_error(site);
 }
 
+/* A guarded call's way back (>>crash guard): a crash in the module's code during the call jumps
+   here from the signal handler (or from the module's abort()). */
+struct crash_guard_point {
+  std::jmp_buf jump;
+  const module_core* owner;
+  crash_guard_point* outer;  // the guarded call this one is nested in, on this thread
+};
+bool enter_guard(crash_guard_point& point, const call_site& site);  // false: the module is poisoned
+void leave_guard(crash_guard_point& point) noexcept;
+call_error take_crash_error(crash_guard_point& point, const call_site& site);  // after the jump
+call_error poisoned_error(const call_site& site);
+
+template <class R, class... A>
+call_result<R> invoke_unguarded(typename export_thunk<R(A...)>::pointer thunk, const call_site& site, A... args);
+
+/* Only the module's frames are skipped by the jump: the arguments here live in this frame and
+   are destroyed as usual; objects the module had made on its stack are not. */
+template <class R, class... A>
+[[gnu::noinline]] call_result<R> guarded_invoke(typename export_thunk<R(A...)>::pointer thunk, const call_site& site,
+                                                A... args) {
+  crash_guard_point point;
+  if (!enter_guard(point, site)) return poisoned_error(site);
+  if (setjmp(point.jump) != 0) return take_crash_error(point, site);
+  call_result<R> out = invoke_unguarded<R, A...>(thunk, site, static_cast<A&&>(args)...);
+  leave_guard(point);
+  return out;
+}
+
 template <class R, class... A>
 call_result<R> invoke_export(typename export_thunk<R(A...)>::pointer thunk, const call_site& site, A... args) {
+  if (RELIB_DETAIL_UNLIKELY(site.guarded)) return guarded_invoke<R, A...>(thunk, site, static_cast<A&&>(args)...);
+  return invoke_unguarded<R, A...>(thunk, site, static_cast<A&&>(args)...);
+}
+
+template <class R, class... A>
+call_result<R> invoke_unguarded(typename export_thunk<R(A...)>::pointer thunk, const call_site& site, A... args) {
   if constexpr (std::is_void_v<R>) {
     if (RELIB_DETAIL_LIKELY(thunk(static_cast<A&&>(args)...))) return {};
   } else if constexpr (export_thunk<R(A...)>::in_registers) {
@@ -583,12 +637,12 @@ class export_function<R(A...)> : non_copyable {
   static void bind(void* object, const void* symbol, const module_core* owner) {
     auto* self = static_cast<export_function*>(object);
     self->thunk_ = *static_cast<const thunk_type*>(symbol);
-    self->site_.owner = owner;
+    self->site_ = site_of(owner, self->site_.function);
   }
   static void unbind(void* object, const module_core* owner) {
     auto* self = static_cast<export_function*>(object);
     self->thunk_ = not_loaded_export<R, A...>();
-    self->site_.owner = owner;
+    self->site_ = call_site{owner, self->site_.function};
   }
 
  private:
@@ -655,6 +709,12 @@ struct load_options {
   // others (a sticky directory such as /tmp is fine for the user's own files) nor by a group other
   // than its owner's private group. The rules sshd applies to authorized_keys; see docs/safety.md.
   bool require_trusted_file = true;
+  // Catch a crash in the module's code during a call (an export, main, before_unload): SIGSEGV,
+  // SIGBUS, SIGFPE, SIGILL or abort() then return call_errc::crashed with the signal, the
+  // address and the stack, instead of ending the process, and the module is poisoned (every
+  // later call returns call_errc::poisoned; unload it). Each guarded call costs a setjmp. Read
+  // docs/diagnostics.md for what is unsafe about going on after a crash.
+  bool crash_guard = false;
 };
 
 template <class Exports>
@@ -682,7 +742,7 @@ class module {
     auto main = detail::find_main(core_.get(), detail::type_name<R()>::view, detail::layout<R()>::value.view());
     if (!main) return main.error();
     auto thunk = *static_cast<const typename detail::export_thunk<R()>::pointer*>(*main);
-    return detail::invoke_export<R>(thunk, detail::call_site{core_.get(), "main"});
+    return detail::invoke_export<R>(thunk, detail::site_of(core_.get(), "main"));
   }
 
   bool is_loaded() const noexcept { return detail::core_is_loaded(core_.get()); }
@@ -727,6 +787,7 @@ result<module<Exports>, load_error> load_module(const std::string& path, Imports
   detail::load_request request;
   request.path = path;
   request.require_trusted_file = options.require_trusted_file;
+  request.crash_guard = options.crash_guard;
   exports->relib_visit(detail::export_collector{request});
   Imports::relib_visit(detail::import_collector{request});
   auto core = detail::load_core(std::move(request));
@@ -747,6 +808,9 @@ struct live_options {
   // As load_options::require_trusted_file, for the watched file at every load; the private copy
   // relib makes of it is its own.
   bool require_trusted_file = true;
+  // As load_options::crash_guard, for every version; after a crash, the next update() brings
+  // back the version that ran before the one that crashed.
+  bool crash_guard = false;
 };
 namespace detail {
 class live_core;
@@ -851,6 +915,7 @@ result<live_module<Exports>, reload_error> load_live_module(const std::string& p
   detail::load_request prototype;
   prototype.path = path;
   prototype.require_trusted_file = options.require_trusted_file;
+  prototype.crash_guard = options.crash_guard;
   exports->relib_visit(detail::export_collector{prototype});
   Imports::relib_visit(detail::import_collector{prototype});
   auto core = detail::open_live_core(std::move(prototype), options);
@@ -910,6 +975,7 @@ result<live_module<Exports>, reload_error> load_live_module(const std::string& p
      >>module core         one loaded module (private), and the registry of all
      >>calls               errors from calls, main, what a module object does as it goes
      >>stack traces        where a module threw: function names and lines from the module's file
+     >>crash guard         a crash in module code: caught in a guarded call, or reported
      >>load                inspect (read and check the file), open, bind, hand over the state
      >>heaps               a mimalloc heap per (module, thread), the arena, blocks of exited threads,
                            heaps left to others
@@ -922,6 +988,7 @@ result<live_module<Exports>, reload_error> load_live_module(const std::string& p
 #if defined(RELIB_IMPLEMENTATION) && !defined(RELIB_DETAIL_HOST_IMPLEMENTED)
 #define RELIB_DETAIL_HOST_IMPLEMENTED
 #include <cxxabi.h>
+#include <unwind.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -947,6 +1014,7 @@ result<live_module<Exports>, reload_error> load_live_module(const std::string& p
 #include <poll.h>
 #include <pwd.h>
 #include <signal.h>
+#include <ucontext.h>
 #include <dirent.h>
 #include <sys/auxv.h>
 #include <sys/eventfd.h>
@@ -957,6 +1025,7 @@ result<live_module<Exports>, reload_error> load_live_module(const std::string& p
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 namespace relib {
@@ -1167,6 +1236,10 @@ class readable_file {
   // Device and inode: the same file whatever the path (symlinks, hard links).
   std::uint64_t device() const { return device_; }
   std::uint64_t inode() const { return inode_; }
+  /* Which file, at which size and modification time: equal for the same build of a file. */
+  std::string identity() const {
+    return std::to_string(device_) + ":" + std::to_string(inode_) + ":" + std::to_string(size_) + ":" + std::to_string(modified_);
+  }
   // Of the open file itself: a rename onto its path cannot change what the policy reads.
   const file_ownership& ownership() const { return ownership_; }
   const std::string& error() const { return error_; }
@@ -1925,6 +1998,165 @@ class shadow_directory {
 };
 
 #endif  // RELIB_DETAIL_UNLOADING
+
+/* ---- Crashes: the signals a fault raises, caught for >>crash guard ---- */
+
+/* What the handler learned of a fault, in portable terms. */
+struct crash_event {
+  int signal = 0;
+  std::uintptr_t address = 0;      // si_addr: the bad access (SIGSEGV, SIGBUS) or the instruction
+  std::uintptr_t pc = 0;           // the faulting instruction
+  std::uintptr_t return_hint = 0;  // the caller's return address if pc is at a function's first
+                                   // instruction (a call through a bad pointer): top of the stack
+};
+
+constexpr int crash_signals[] = {SIGSEGV, SIGBUS, SIGFPE, SIGILL};
+constexpr int abort_signal = SIGABRT;
+
+const char* signal_name(int signal) {
+  switch (signal) {
+    case SIGSEGV: return "SIGSEGV (invalid memory access)";
+    case SIGBUS: return "SIGBUS (access past the end of a mapped file, or misaligned)";
+    case SIGFPE: return "SIGFPE (arithmetic error: division by zero)";
+    case SIGILL: return "SIGILL (illegal instruction: __builtin_trap, or corrupt code)";
+    case SIGABRT: return "SIGABRT (abort() called)";
+    default: return "a signal";
+  }
+}
+
+/* Each signal's action before relib's, to pass on what is not a module's. */
+inline struct sigaction previous_crash_actions[NSIG];
+inline bool (*crash_callback)(const crash_event&) = nullptr;
+
+/* The thread's signal mask when it crashed, which a jump out of the handler must put back: the
+   handler runs with more signals blocked (all of them, under ThreadSanitizer). */
+inline thread_local sigset_t mask_before_crash;
+
+inline void on_crash_signal(int signal, siginfo_t* info, void* context) {
+  const int saved_errno = errno;
+  mask_before_crash = static_cast<const ucontext_t*>(context)->uc_sigmask;
+  crash_event event;
+  event.signal = signal;
+  event.address = reinterpret_cast<std::uintptr_t>(info->si_addr);
+  const auto* machine = &static_cast<const ucontext_t*>(context)->uc_mcontext;
+#if defined(__x86_64__)
+  event.pc = static_cast<std::uintptr_t>(machine->gregs[REG_RIP]);
+  // Read without touching it: after a stack overflow the stack pointer is in the guard page.
+  std::uintptr_t top = 0;
+  iovec local{&top, sizeof top}, remote{reinterpret_cast<void*>(machine->gregs[REG_RSP]), sizeof top};
+  if (::process_vm_readv(::getpid(), &local, 1, &remote, 1, 0) == static_cast<ssize_t>(sizeof top)) event.return_hint = top;
+#elif defined(__aarch64__)
+  event.pc = static_cast<std::uintptr_t>(machine->pc);
+  event.return_hint = static_cast<std::uintptr_t>(machine->regs[30]);
+#else
+  (void)machine;
+#endif
+  if (crash_callback != nullptr) crash_callback(event);  // returns only when the crash is not a guarded call's
+  // Not a module's, or a module's without the guard: what the process had before relib.
+  const struct sigaction& previous = previous_crash_actions[signal];
+  errno = saved_errno;
+  if ((previous.sa_flags & SA_SIGINFO) != 0 && previous.sa_sigaction != nullptr) {
+    previous.sa_sigaction(signal, info, context);
+  } else if (previous.sa_handler != SIG_DFL && previous.sa_handler != SIG_IGN) {
+    previous.sa_handler(signal);
+  } else {
+    // The default action: returning runs the faulting instruction again, which now ends the
+    // process with this signal (and a core dump where enabled).
+    struct sigaction fallback {};
+    fallback.sa_handler = SIG_DFL;
+    sigaction(signal, &fallback, nullptr);
+  }
+}
+
+/* Installs the handler for the crash signals, on the alternate stack when a thread has one, and
+   keeps the actions it replaces. Called at every load: a handler the host (or a test framework)
+   installed since replaced relib's, and now comes after it. One system call when nothing changed. */
+inline void install_crash_handler(bool (*callback)(const crash_event&)) {
+  crash_callback = callback;
+  struct sigaction current {};
+  if (sigaction(SIGSEGV, nullptr, &current) == 0 && (current.sa_flags & SA_SIGINFO) != 0 &&
+      current.sa_sigaction == &on_crash_signal) {
+    return;
+  }
+  for (const int signal : crash_signals) {
+    struct sigaction action {}, replaced{};
+    action.sa_sigaction = &on_crash_signal;
+    action.sa_flags = SA_SIGINFO | SA_ONSTACK;
+    sigemptyset(&action.sa_mask);
+    if (sigaction(signal, &action, &replaced) != 0) continue;
+    if ((replaced.sa_flags & SA_SIGINFO) == 0 || replaced.sa_sigaction != &on_crash_signal) {
+      previous_crash_actions[signal] = replaced;  // never relib's own, which would call itself
+    }
+  }
+}
+
+/* After a jump out of the handler: the signals it blocked are delivered again on this thread. */
+inline void restore_signal_mask_after_crash() { pthread_sigmask(SIG_SETMASK, &mask_before_crash, nullptr); }
+
+/* A stack for the handler on this thread, so that a module's stack overflow can be caught: made
+   at the thread's first guarded call (unless it has one), freed when the thread exits. */
+class signal_stack {
+ public:
+  static constexpr std::size_t size = 64 * 1024;
+  void ensure() {
+    if (memory_ != nullptr) return;
+    stack_t current{};
+    if (sigaltstack(nullptr, &current) != 0 || (current.ss_flags & SS_DISABLE) == 0) return;  // the host's own
+    void* memory = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (memory == MAP_FAILED) return;
+    stack_t stack{};
+    stack.ss_sp = memory;
+    stack.ss_size = size;
+    if (sigaltstack(&stack, nullptr) != 0) {
+      ::munmap(memory, size);
+      return;
+    }
+    memory_ = memory;
+  }
+  ~signal_stack() {
+    if (memory_ == nullptr) return;
+    stack_t off{};
+    off.ss_flags = SS_DISABLE;
+    sigaltstack(&off, nullptr);
+    ::munmap(memory_, size);
+  }
+
+ private:
+  void* memory_ = nullptr;
+};
+
+/* The code of the object that holds `address` (the executable, relib's own library): where a
+   crash is the host's. */
+inline std::vector<std::pair<std::uintptr_t, std::uintptr_t>> code_of_object_holding(std::uintptr_t address) {
+  std::vector<std::pair<std::uintptr_t, std::uintptr_t>> ranges, found;
+  any_loaded_object([&](const dl_phdr_info& info) {
+    ranges.clear();
+    bool holds = false;
+    for (unsigned i = 0; i < info.dlpi_phnum; ++i) {
+      const ElfW(Phdr)& segment = info.dlpi_phdr[i];
+      if (segment.p_type != PT_LOAD || (segment.p_flags & PF_X) == 0) continue;
+      const std::uintptr_t begin = info.dlpi_addr + segment.p_vaddr, end = begin + segment.p_memsz;
+      ranges.emplace_back(begin, end);
+      holds = holds || (address >= begin && address < end);
+    }
+    if (holds) found = ranges;
+    return holds;
+  });
+  return found;
+}
+inline std::uintptr_t main_program_code() {  // an address in the executable's code
+  std::uintptr_t address = 0;
+  any_loaded_object([&](const dl_phdr_info& info) {
+    for (unsigned i = 0; i < info.dlpi_phnum; ++i) {
+      if (info.dlpi_phdr[i].p_type == PT_LOAD && (info.dlpi_phdr[i].p_flags & PF_X) != 0) {
+        address = info.dlpi_addr + info.dlpi_phdr[i].p_vaddr;
+        break;
+      }
+    }
+    return true;  // the first object listed is the executable
+  });
+  return address;
+}
 
 }  // namespace platform
 }  // namespace detail
@@ -3447,6 +3679,12 @@ struct module_core {
   // Function names and lines for stack traces (>>stack traces), read at the first throw.
   mutable std::mutex symbols_lock;
   mutable std::shared_ptr<struct symbol_index> symbols;
+  // load_options::crash_guard, and what the guard caught (>>crash guard): once `poisoned` is
+  // set, `crash` (code crashed, with the signal, address and stack) says why.
+  bool crash_guard = false;
+  std::atomic<bool> poisoned{false};
+  call_error crash{};
+  std::function<void()> on_crash;  // a live module's: the next update() rolls back
 };
 
 void module_core_deleter::operator()(module_core* core) const noexcept { delete core; }
@@ -4009,6 +4247,17 @@ bool in_code_of(const module_core& core, std::uint64_t offset) {
   });
 }
 
+/* The code of the executable and of the object holding relib: frames there are the host's. Set
+   at the first load, before any module code runs. */
+std::vector<std::pair<std::uintptr_t, std::uintptr_t>> host_code;
+
+bool in_host_code(std::uintptr_t address) noexcept {
+  return std::any_of(host_code.begin(), host_code.end(),
+                     [&](const auto& range) { return address >= range.first && address < range.second; });
+}
+
+/* The module's frames by its index, others by the dynamic loader's names, until the first frame
+   of the host's own code after one of the module's. */
 std::vector<stack_frame> name_frames(const module_core* core, const std::vector<std::uintptr_t>& return_addresses) {
   std::vector<stack_frame> frames;
   bool in_module = false;
@@ -4022,7 +4271,7 @@ std::vector<stack_frame> name_frames(const module_core* core, const std::vector<
       frame.offset = offset;
       name_module_frame(*core, frame);
     } else {
-      if (in_module) break;  // below the module's entry point: the host's own frames
+      if (in_module && in_host_code(frame.address)) break;  // below the module's entry point: the host's frames
       platform::address_owner owner;
       if (platform::owner_of_address(frame.address, owner)) {
         frame.object = std::move(owner.file);
@@ -4045,6 +4294,249 @@ std::string to_string(const stack_frame& frame) {
 }
 
 namespace detail {
+
+/* >>crash guard ---- a crash in module code: caught in a guarded call, or reported before the end
+   The handler (platform::install_crash_handler, at the first load) looks for the code the
+   crash belongs to: starting at the faulting instruction, the first frame that lies in a
+   module's code or in the host's (the executable, and the object holding relib). Library code in
+   between (the C library's memcpy called by the module) belongs to its caller. A module's crash
+   during a guarded call of that module jumps back to the call (guarded_invoke), which returns
+   call_errc::crashed and poisons the module; any other module crash is printed with its stack,
+   and every crash then goes on to what the process had before relib (its handler, or the
+   default action that ends it). abort() in module code reaches the host through host_link, so
+   that no C library lock is held across the jump. docs/diagnostics.md says what is unsafe. */
+
+/* The modules' code, for a handler that must not take locks: written under the registry lock. */
+struct code_range {
+  std::atomic<std::uintptr_t> begin{0}, end{0};
+  std::atomic<const module_core*> owner{nullptr};
+};
+constexpr std::size_t max_code_ranges = 256;  // modules loaded at once, each one code segment
+code_range module_code_ranges[max_code_ranges];
+
+void register_module_code(const module_core& core) {
+  for (const image_span& span : core.spans) {
+    if (!span.executable) continue;
+    for (code_range& range : module_code_ranges) {
+      if (range.owner.load(std::memory_order_relaxed) != nullptr) continue;
+      range.begin.store(core.base + span.begin, std::memory_order_relaxed);
+      range.end.store(core.base + span.end, std::memory_order_relaxed);
+      range.owner.store(&core, std::memory_order_release);
+      break;
+    }
+  }
+}
+
+void forget_module_code(const module_core& core) {
+  for (code_range& range : module_code_ranges) {
+    if (range.owner.load(std::memory_order_relaxed) == &core) range.owner.store(nullptr, std::memory_order_release);
+  }
+}
+
+const module_core* module_of_code(std::uintptr_t address) noexcept {
+  for (const code_range& range : module_code_ranges) {
+    const module_core* owner = range.owner.load(std::memory_order_acquire);
+    if (owner != nullptr && address >= range.begin.load(std::memory_order_relaxed) &&
+        address < range.end.load(std::memory_order_relaxed)) {
+      return owner;
+    }
+  }
+  return nullptr;
+}
+
+/* What the handler recorded, read after the jump. */
+struct crash_record {
+  int signal = 0;
+  std::uintptr_t address = 0;
+  bool first_exact = false;  // frames[0] is the faulting instruction itself; the rest are return addresses
+  std::size_t count = 0;
+  std::uintptr_t frames[48] = {};
+};
+thread_local crash_guard_point* innermost_guard = nullptr;
+thread_local crash_record last_crash;
+
+/* Records the stack from `first` (the faulting instruction, or the module's abort) outwards,
+   ending at the first frame outside module code after a frame in it. */
+struct crash_walk {
+  bool from_signal;     // from `first`; otherwise (abort) from the first frame in a module
+  std::uintptr_t first;
+  bool started;
+  bool in_module;
+  crash_record* out;
+};
+
+_Unwind_Reason_Code record_crash_frame(_Unwind_Context* context, void* argument) {
+  auto* walk = static_cast<crash_walk*>(argument);
+  int before_instruction = 0;
+  const std::uintptr_t address = _Unwind_GetIPInfo(context, &before_instruction);
+  if (!walk->started) {  // from the faulting instruction; for abort(), from the first module frame
+    if (walk->from_signal ? address != walk->first : module_of_code(address) == nullptr) return _URC_NO_REASON;
+    walk->started = true;
+  }
+  if (walk->in_module && in_host_code(address)) return _URC_END_OF_STACK;  // the caller of the module
+  walk->in_module = walk->in_module || module_of_code(address) != nullptr;
+  crash_record& out = *walk->out;
+  if (out.count == sizeof out.frames / sizeof out.frames[0]) return _URC_END_OF_STACK;
+  out.frames[out.count++] = address;
+  return _URC_NO_REASON;
+}
+
+/* From a signal, `first` is the faulting instruction and `return_hint` the top of the stack. */
+void record_crash(int signal, std::uintptr_t address, bool from_signal, std::uintptr_t first, std::uintptr_t return_hint,
+                  crash_record& out) {
+  out.signal = signal;
+  out.address = address;
+  out.first_exact = from_signal;
+  out.count = 0;
+  crash_walk walk{from_signal, first, false, false, &out};
+  _Unwind_Backtrace(&record_crash_frame, &walk);
+  if (!from_signal) return;
+  if (out.count == 0) out.frames[out.count++] = first;
+  // No unwind information where it stopped (a call through a bad pointer): the return address on
+  // top of the stack names the caller.
+  if (out.count == 1 && module_of_code(first) == nullptr && !in_host_code(first) && module_of_code(return_hint) != nullptr) {
+    out.frames[out.count++] = return_hint;
+  }
+}
+
+/* The module whose code the crash belongs to; null when it is the host's or unknown. */
+const module_core* culprit_of(const crash_record& record) {
+  for (std::size_t i = 0; i < record.count; ++i) {
+    if (const module_core* owner = module_of_code(record.frames[i])) return owner;
+    if (in_host_code(record.frames[i])) return nullptr;
+  }
+  return nullptr;
+}
+
+std::vector<stack_frame> name_crash_frames(const module_core* core, const crash_record& record) {
+  if (!record.first_exact) return name_frames(core, std::vector<std::uintptr_t>(record.frames, record.frames + record.count));
+  std::vector<stack_frame> frames = name_frames(core, {record.frames[0] + 1});  // the instruction itself
+  const std::vector<std::uintptr_t> returns(record.frames + 1, record.frames + record.count);
+  for (stack_frame& frame : name_frames(core, returns)) frames.push_back(std::move(frame));
+  return frames;
+}
+
+std::string describe_crash(const crash_record& record) {
+  std::string text = platform::signal_name(record.signal);
+  if (record.signal != platform::abort_signal) text += " at address " + hex(record.address);
+  return text;
+}
+
+std::string stack_lines(const std::vector<stack_frame>& stack, const char* heading) {
+  std::string text = stack.empty() ? "" : std::string("\n  ") + heading;
+  for (std::size_t i = 0; i < stack.size(); ++i) text += "\n    #" + std::to_string(i) + " " + to_string(stack[i]);
+  return text;
+}
+
+/* Without the guard: where the module crashed, before the process goes on to its end. */
+void report_unguarded_crash(const module_core& core, const crash_record& record) {
+  const std::string text = "relib: module '" + shown(core.name) + "' crashed: " + describe_crash(record) +
+                           " (load it with load_options::crash_guard to get an error instead)" +
+                           stack_lines(name_crash_frames(&core, record), "crashed at") + "\n";
+  std::fputs(text.c_str(), stderr);
+  std::fflush(stderr);
+}
+
+[[noreturn]] void jump_back(crash_guard_point& point) { std::longjmp(point.jump, 1); }
+
+bool handle_crash_signal(const platform::crash_event& event) {
+  crash_record& record = last_crash;
+  record_crash(event.signal, event.address, true, event.pc, event.return_hint, record);
+  const module_core* culprit = culprit_of(record);
+  if (culprit == nullptr) return false;
+  crash_guard_point* point = innermost_guard;
+  if (point != nullptr && point->owner == culprit) jump_back(*point);
+  report_unguarded_crash(*culprit, record);
+  return false;
+}
+
+/* host_link::aborted: the module's abort(), std::terminate's included. */
+void module_aborted(const void* module_code) {
+  const module_core* culprit = module_of_code(reinterpret_cast<std::uintptr_t>(module_code));
+  if (culprit == nullptr) return;
+  crash_record& record = last_crash;
+  record_crash(platform::abort_signal, 0, false, 0, 0, record);
+  crash_guard_point* point = innermost_guard;
+  if (point != nullptr && point->owner == culprit) jump_back(*point);
+  report_unguarded_crash(*culprit, record);
+}
+
+/* At each load, under the registry lock. */
+void install_crash_handler() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    host_code = platform::code_of_object_holding(platform::main_program_code());
+    for (const auto& range : platform::code_of_object_holding(reinterpret_cast<std::uintptr_t>(&install_crash_handler))) {
+      host_code.push_back(range);
+    }
+  });
+  platform::install_crash_handler(&handle_crash_signal);
+}
+
+
+call_site site_of(const module_core* owner, const char* function) noexcept {
+  return call_site{owner, function, owner != nullptr && owner->crash_guard};
+}
+
+bool enter_guard(crash_guard_point& point, const call_site& site) {
+  if (site.owner->poisoned.load(std::memory_order_acquire)) return false;
+  static thread_local platform::signal_stack stack;
+  stack.ensure();
+  point.owner = site.owner;
+  point.outer = innermost_guard;
+  innermost_guard = &point;
+  return true;
+}
+
+void leave_guard(crash_guard_point& point) noexcept { innermost_guard = point.outer; }
+
+call_error take_crash_error(crash_guard_point& point, const call_site& site) {
+  innermost_guard = point.outer;
+  const crash_record record = last_crash;
+  if (record.signal != platform::abort_signal) platform::restore_signal_mask_after_crash();
+  auto& core = const_cast<module_core&>(*site.owner);
+  call_error error;
+  error.code = call_errc::crashed;
+  error.module = core.name;
+  error.function = site.function;
+  error.signal = record.signal;
+  error.fault_address = record.address;
+  error.stack = name_crash_frames(&core, record);
+  error.message = "relib: '" + error.function + "' of module '" + shown(core.name) + "' crashed: " +
+                  describe_crash(record) + "; the module is poisoned: later calls fail with call_errc::poisoned, " +
+                  (core.on_crash ? "and the next update() brings back the version before" : "unload it") +
+                  stack_lines(error.stack, "crashed at");
+  bool first = false;
+  {
+    std::lock_guard<std::mutex> hold(core.symbols_lock);
+    if (!core.poisoned.load(std::memory_order_relaxed)) {
+      core.crash = error;
+      core.poisoned.store(true, std::memory_order_release);
+      first = true;
+    }
+  }
+  if (logging()) log_step("call", core.name, "'" + error.function + "' crashed: " + describe_crash(record) + "; the module is poisoned");
+  if (first && core.on_crash) core.on_crash();
+  return error;
+}
+
+call_error poisoned_error(const call_site& site) {
+  const module_core& core = *site.owner;
+  call_error error;
+  {
+    std::lock_guard<std::mutex> hold(core.symbols_lock);
+    error = core.crash;
+  }
+  const std::string crashed_function = error.function;
+  error.code = call_errc::poisoned;
+  error.function = site.function;
+  error.message = "relib: cannot call '" + error.function + "' of module '" + shown(core.name) + "': '" +
+                  crashed_function + "' crashed before (" + platform::signal_name(error.signal) +
+                  (error.signal != platform::abort_signal ? " at address " + hex(error.fault_address) : std::string()) +
+                  ") and left the module poisoned; " +
+                  (core.on_crash ? "the next update() brings back the version before" : "unload it");
+  return error;
+}
 
 /* >>load ---- inspect (read and check the file), open, bind, hand over the state -------------- */
 
@@ -4379,6 +4871,7 @@ result<void, load_error> inspect_into(const load_request& request, inspected_fil
   file.core = module_core_pointer(new module_core);
   file.core->path = request.path;
   file.core->name = request.name.empty() ? request.path : request.name;
+  file.core->crash_guard = request.crash_guard;
   return inspect_file(request, *file.core, file.contents, file.records);
 }
 
@@ -4444,6 +4937,7 @@ result<module_core_pointer, load_error> open_core(load_request request, binding_
 #if RELIB_DETAIL_UNLOADING
   if (core->uses_heaps) (void)reserve_module_heap_arena();  // before the module's static constructors allocate
 #endif
+  install_crash_handler();  // before dlopen: a crash in a static constructor is reported too
   const std::vector<std::uintptr_t> before = platform::loaded_library_bases();
   if (logged) step_start = std::chrono::steady_clock::now();
   // The checked file itself, through its descriptor; but a module that finds its dependencies
@@ -4485,6 +4979,7 @@ result<module_core_pointer, load_error> open_core(load_request request, binding_
 
   core->base = opened.base;
   core->spans = file.contents.spans;
+  register_module_code(*core);
   if (logged) {
     log_step("load", core->name,
              "mapped at " + hex(core->base) + " by the dynamic loader, which ran its static constructors" +
@@ -4577,7 +5072,7 @@ result<void, load_error> hand_state_to_module(module_core& core) {
   using attach_pointer = export_thunk<void(void*, int)>::pointer;
   const attach_pointer attach = *static_cast<const attach_pointer*>(core.state_attach_symbol);
   if (kept.current.data != nullptr && kept.current.version == core.state_version) {
-    auto attached = invoke_export<void, void*, int>(attach, call_site{&core, "state"}, kept.current.data,
+    auto attached = invoke_export<void, void*, int>(attach, site_of(&core, "state"), kept.current.data,
                                                     state_existing);
     if (attached) {
       if (logging()) log_step("load", core.name, "state " + shown(core.state_type) + " version " + std::to_string(core.state_version) + " kept from the previous version");
@@ -4589,14 +5084,14 @@ result<void, load_error> hand_state_to_module(module_core& core) {
   kept_block fresh{core.state_version, core.state_type, core.state_size, core.state_alignment,
                     ::operator new(core.state_size, std::align_val_t(core.state_alignment))};
   std::memset(fresh.data, 0, fresh.size);
-  auto made = invoke_export<void, void*, int>(attach, call_site{&core, "state"}, fresh.data, state_fresh);
+  auto made = invoke_export<void, void*, int>(attach, site_of(&core, "state"), fresh.data, state_fresh);
   std::string failure = made ? "" : "the state's constructor threw " + describe_call_failure(made.error());
   if (made && kept.current.data != nullptr) {
     const kept_block& old = kept.current;
     const old_state view{old.version, old.type.c_str(), old.data, old.size};
     using migrate_pointer = export_thunk<void(const old_state*)>::pointer;
     const migrate_pointer migrate = *static_cast<const migrate_pointer*>(core.migrate_state_symbol);
-    auto migrated = invoke_export<void, const old_state*>(migrate, call_site{&core, "migrate_state"}, &view);
+    auto migrated = invoke_export<void, const old_state*>(migrate, site_of(&core, "migrate_state"), &view);
     if (!migrated) {
       failure = "its RELIB_MODULE_MIGRATE_STATE threw " + describe_call_failure(migrated.error()) +
                 " while converting the state from version " + std::to_string(old.version) + " to " +
@@ -5257,6 +5752,7 @@ std::size_t delete_module_keys(module_runtime* runtime, bool with_destructor) {
 host_link make_host_link(module_core& core) {
   host_link link{};
   link.report_failure = &record_call_failure;
+  link.aborted = &module_aborted;
 #if RELIB_DETAIL_UNLOADING
   core.runtime = std::make_shared<module_runtime>();
   link.create_thread = &create_module_thread;
@@ -5367,9 +5863,13 @@ result<unload_report, unload_error> unload_core(module_core& core, before_unload
   };
   if (!core.loaded) return fail(unload_errc::not_loaded, "it is not loaded (already unloaded)");
 
+  if (core.poisoned.load(std::memory_order_acquire) && step == before_unload_step::run) {
+    step = before_unload_step::skip;  // its state may be half updated: no more of its code than dlclose runs
+    if (logging()) log_step("unload", core.name, "before_unload skipped: the module crashed before");
+  }
   if (step == before_unload_step::run && core.before_unload_symbol != nullptr) {
     auto thunk = *static_cast<const export_thunk<void()>::pointer*>(core.before_unload_symbol);
-    auto called = invoke_export<void>(thunk, call_site{&core, "before_unload"});
+    auto called = invoke_export<void>(thunk, site_of(&core, "before_unload"));
     if (!called) {
       return fail(unload_errc::before_unload_failed,
                   "its before_unload threw " + describe_call_failure(called.error()) +
@@ -5418,6 +5918,7 @@ result<unload_report, unload_error> unload_core(module_core& core, before_unload
 
   for (const export_binding& binding : core.exports) binding.unbind(binding.object, &core);
   const platform::loaded_object object = platform::describe_library(core.handle);
+  forget_module_code(core);
   platform::close_library(core.handle);
   core.handle = nullptr;
   core.loaded = false;
@@ -5541,6 +6042,12 @@ class live_core {
   std::unique_ptr<platform::file_watch> watch;  // after signal: stopped before it goes
   module_core_pointer current;
   std::string current_copy;  // the copy `current` was loaded from, kept to bring it back
+  std::string current_source;  // the watched file's identity when `current` was copied from it
+  // Under the crash guard, the version that ran before `current`, kept while `current` runs: a
+  // crash brings it back.
+  std::string previous_copy, previous_source;
+  std::uint64_t previous_generation = 0;
+  std::atomic<bool> crashed{false};  // `current` crashed: the next update() rolls back
   // What the exports name in their not_loaded error while no version is loaded: the cores of
   // failed versions are gone by then.
   module_core nothing_loaded;
@@ -5633,10 +6140,14 @@ started_version start_version(live_core& live, const std::string& copy,
   auto loaded = load_core(std::move(request));
   if (!loaded) return {nullptr, loaded.error(), std::nullopt, ""};
   module_core& core = **loaded;
+  core.on_crash = [&live] {
+    live.crashed.store(true, std::memory_order_release);
+    live.signal.raise("the running version crashed under the crash guard");
+  };
   if (core.main_symbol != nullptr) {
     auto thunk = *static_cast<const export_thunk<void()>::pointer*>(core.main_symbol);
     const auto started = logging() ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
-    auto called = invoke_export<void>(thunk, call_site{&core, "main"});
+    auto called = invoke_export<void>(thunk, site_of(&core, "main"));
     if (logging()) {
       log_step("load", core.name, (called ? "main returned" : "main threw " + describe_call_failure(called.error())) + took(started));
     }
@@ -5669,6 +6180,7 @@ result<bool, reload_error> finish_reload(live_core& live, std::optional<reload_e
 struct checked_copy {
   std::string path;  // empty: the file is still being written, look again later
   std::shared_ptr<inspected_file> inspected;
+  std::string source;  // the watched file's identity as it was copied
 };
 
 /* A build refused before the running version was touched: it keeps running. */
@@ -5705,6 +6217,7 @@ std::optional<reload_error> copy_and_check(live_core& live, checked_copy& next) 
     return refused_build(live, contents_checked.error());
   }
   std::string why;
+  next.source = source.identity();
   switch (live.shadows.copy(source, next.path, why)) {
     case platform::shadow_directory::copy_status::busy:  // still being written: the watcher looks again
       next.path.clear();
@@ -5772,12 +6285,21 @@ result<bool, reload_error> swap_in(live_core& live, checked_copy next) {
     if (!unloaded) left_mapped = unloaded.error();
   }
   const std::uint64_t previous_generation = live.generation;
+  const bool previous_crashed = live.crashed.exchange(false);
   started_version started = start_version(live, next.path, std::move(next.inspected));
   if (!started.core) return roll_back(live, started, next.path, previous_copy, previous_generation);
 
   live.current = std::move(started.core);
   live.current_copy = next.path;
-  live.shadows.remove_later(previous_copy);
+  if (previous_crashed || !live.prototype.crash_guard) {  // crashed: the version before it stays the one to come back to
+    live.shadows.remove_later(previous_copy);
+  } else {
+    live.shadows.remove_later(live.previous_copy);
+    live.previous_copy = previous_copy;
+    live.previous_source = live.current_source;
+    live.previous_generation = previous_generation;
+  }
+  live.current_source = next.source;
   if (live.watch) {
     live.watch->run_chores();
   } else {
@@ -5804,6 +6326,52 @@ result<bool, reload_error> swap_in(live_core& live, checked_copy next) {
   return finish_reload(live, std::nullopt);
 }
 
+/* After a crash under the guard: the poisoned version goes, the one before it comes back. A
+   build written since the crashed version was copied is looked at by the next update(). */
+result<bool, reload_error> roll_back_crash(live_core& live) {
+  const std::string crashed = "version " + std::to_string(live.generation) + " crashed (" + live.current->crash.message.substr(0, live.current->crash.message.find('\n')) + ")";
+  if (live.previous_copy.empty()) {
+    live.crashed.store(false);
+    return make_reload_error(live, reload_errc::rollback_failed, crashed,
+                             "no version ran before it: calls fail with call_errc::poisoned until a new build loads");
+  }
+  if (logging()) log_step("reload", live.path(), crashed + ": bringing back version " + std::to_string(live.previous_generation));
+  if (live.before_reload) live.before_reload();
+  auto unloaded = unload_core(*live.current);
+  if (!unloaded && live.current->loaded) {
+    reload_error error = make_reload_error(live, reload_errc::unload_failed, unloaded.error().reason,
+                                           "the crashed version stays, poisoned");
+    error.unload = unloaded.error();
+    return finish_reload(live, std::move(error));
+  }
+  live.crashed.store(false);
+  live.current.reset();
+  live.shadows.remove_later(live.current_copy);
+  live.current_copy.clear();
+  const std::string copy = std::exchange(live.previous_copy, std::string());
+  started_version again = start_version(live, copy);
+  if (!again.core) {
+    live.shadows.remove_later(copy);
+    return finish_reload(live, make_reload_error(live, reload_errc::rollback_failed, crashed,
+                                                 "bringing back the version before failed too: " +
+                                                     (again.call ? "its main threw " + describe_call_failure(*again.call) : again.load->reason) +
+                                                     ". No version is loaded until the next good build"));
+  }
+  const std::string crashed_source = live.current_source;
+  live.current = std::move(again.core);
+  live.current_copy = copy;
+  live.current_source = std::exchange(live.previous_source, std::string());
+  ++live.generation;
+  if (live.watch) live.watch->run_chores();
+  if (logging()) log_step("reload", live.path(), "version " + std::to_string(live.generation) + " (the build before the crash) serves calls now");
+  platform::readable_file watched;
+  if (watched.open(live.path()) == platform::readable_file::status::opened && watched.identity() != crashed_source &&
+      watched.identity() != live.current_source) {
+    live.signal.raise("a build newer than the one brought back");  // maybe the fix: the next update() tries it
+  }
+  return finish_reload(live, std::nullopt);
+}
+
 /* The reload, from a live_module (null when it was moved from). */
 result<bool, reload_error> reload_live_module(live_core* live, bool only_if_changed) {
   if (live == nullptr) {
@@ -5813,6 +6381,9 @@ result<bool, reload_error> reload_live_module(live_core* live, bool only_if_chan
   }
   // Taken before the copy: a write that starts now raises it again when it ends.
   const bool was_changed = live->signal.changed.exchange(false, std::memory_order_acq_rel);
+  if (live->crashed.load(std::memory_order_acquire) && live->current && live->current->poisoned) {
+    return roll_back_crash(*live);
+  }
   if (only_if_changed && !was_changed) return false;
   if (logging()) {
     log_step("reload", live->path(), was_changed ? "triggered: " + live->signal.last_cause() : "asked for by reload()");

@@ -426,6 +426,10 @@ struct host_link {
   const exited_block_filter* exited_blocks;
   void (*free_listed_block)(void* block);
   void (*forget_listed_block)(void* block);
+  // The module's abort() (std::terminate's and assert's too), given an address in the module's
+  // code: a guarded call returns from here to the host; otherwise the host reports it, returns,
+  // and the process aborts.
+  void (*aborted)(const void* module_code);
 };
 __attribute__((visibility("hidden"))) inline const host_link* module_host = nullptr;
 
@@ -874,6 +878,7 @@ namespace detail {
   const char* readable = demangle != nullptr ? demangle(name, nullptr, nullptr, &status) : nullptr;
   std::fprintf(stderr, "relib: terminate called in module %s after throwing an instance of '%s'\n", module,
                status == 0 && readable != nullptr ? readable : name);
+  std::free(const_cast<char*>(readable));  // abort() may return to a guarded call's host
   try {
     throw;
   } catch (const std::exception& error) {
@@ -975,6 +980,28 @@ void __wrap___cxa_free_exception(void* object) noexcept {
   }
   __real___cxa_free_exception(object);
 }
+}
+
+/* abort() in module code, the C++ runtime's (std::terminate) and assert()'s included, tells the
+   host first: under the crash guard (load_options::crash_guard) the call returns
+   call_errc::crashed from there; otherwise the host prints where, and the C library's abort()
+   ends the process. Defined here, not caught as SIGABRT, so that no lock of the C library's is
+   held when a guarded call jumps back. */
+#include <dlfcn.h>
+
+extern "C" __attribute__((noreturn)) void abort() noexcept {
+  const relib::detail::host_link* host = relib::detail::module_host;
+  if (host != nullptr && host->aborted != nullptr) host->aborted(reinterpret_cast<const void*>(&abort));
+  using abort_function = void (*)();
+  const auto process_abort = reinterpret_cast<abort_function>(dlsym(RTLD_NEXT, "abort"));
+  if (process_abort != nullptr) process_abort();
+  __builtin_trap();
+}
+
+extern "C" __attribute__((noreturn)) void __assert_fail(const char* assertion, const char* file, unsigned int line,
+                                                         const char* function) noexcept {
+  std::fprintf(stderr, "%s:%u: %s: Assertion `%s' failed.\n", file, line, function, assertion);
+  abort();
 }
 
 #if RELIB_DETAIL_UNLOADING

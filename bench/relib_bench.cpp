@@ -82,6 +82,24 @@ void BM_ExportCall(benchmark::State& state) {
   benchmark::DoNotOptimize(total);
 }
 
+/* The same call into a module loaded with load_options::crash_guard: a setjmp per call. */
+void BM_GuardedExportCall(benchmark::State& state) {
+  static relib::module<bench_exports> guarded = [] {
+    relib::load_options options;
+    options.crash_guard = true;
+    auto loaded = relib::load_module<bench_exports>(BENCH_MODULE_V2_PATH, bench_imports{}, options);
+    if (!loaded) {
+      std::fprintf(stderr, "%s\n", loaded.error().message.c_str());
+      std::exit(1);
+    }
+    return std::move(*loaded);
+  }();
+  const bench_exports& exports = guarded.exports();
+  int i = 0, total = 0;
+  for (auto _ : state) total += exports.add(++i, 1).value();
+  benchmark::DoNotOptimize(total);
+}
+
 void BM_RawPointerCallFromModule(benchmark::State& state) {
   const bench_exports& exports = bench_module().exports();
   for (auto _ : state) benchmark::DoNotOptimize(exports.call_pointer(&bench_imports::host_add, import_batch));
@@ -583,6 +601,7 @@ BENCHMARK(BM_FreeBlocksOneByOne)->Arg(1000000)->Repetitions(3)->Unit(benchmark::
 BENCHMARK(BM_DirectCall)->Repetitions(repetitions);
 BENCHMARK(BM_RawPointerCall)->Repetitions(repetitions);
 BENCHMARK(BM_ExportCall)->Repetitions(repetitions);
+BENCHMARK(BM_GuardedExportCall)->Repetitions(repetitions);
 BENCHMARK(BM_RawPointerCallFromModule)->Repetitions(repetitions);
 BENCHMARK(BM_ImportCall)->Repetitions(repetitions);
 BENCHMARK(BM_PlainThrowCatch)->Repetitions(repetitions);
@@ -655,6 +674,7 @@ int main(int argc, char** argv) {
   std::printf("%-26s %15s   %-28s %15s   %7s\n", "measured", "", "baseline", "", "ratio");
   print_ratio(reporter, "BM_ExportCall", "BM_RawPointerCall", 1.2);
   print_ratio(reporter, "BM_ExportCall", "BM_DirectCall", 0);
+  print_ratio(reporter, "BM_GuardedExportCall", "BM_ExportCall", 0);
   print_ratio(reporter, "BM_ImportCall", "BM_RawPointerCallFromModule", 1.2);
   print_ratio(reporter, "BM_ThrowingExportCall", "BM_PlainThrowCatch", 0);
   print_ratio(reporter, "BM_ThrowingExportCall", "BM_PlainLibraryThrowingCall", 0);

@@ -29,7 +29,8 @@ namespace test {
 inline bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
 struct child_outcome {
-  int signal = 0;  // the signal that ended the child, 0 if it exited
+  int signal = 0;      // the signal that ended the child, 0 if it exited
+  int exit_code = -1;  // its exit status, when it exited
   std::string stderr_text;
 };
 
@@ -54,6 +55,7 @@ inline child_outcome run_in_child(const std::function<void()>& body) {
   int status = 0;
   ::waitpid(child, &status, 0);
   if (WIFSIGNALED(status)) outcome.signal = WTERMSIG(status);
+  if (WIFEXITED(status)) outcome.exit_code = WEXITSTATUS(status);
   return outcome;
 }
 
@@ -83,6 +85,11 @@ std::size_t resident_bytes();
 constexpr bool under_thread_sanitizer = true;
 #else
 constexpr bool under_thread_sanitizer = false;
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool under_address_sanitizer = true;
+#else
+constexpr bool under_address_sanitizer = false;
 #endif
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 constexpr std::size_t sanitizer_bytes_per_load = 48 * 1024;

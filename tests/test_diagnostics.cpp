@@ -297,6 +297,8 @@ TEST_CASE("1,000 reloads of a throwing module leave memory and mappings flat") {
   const std::size_t resident_after = test::resident_bytes() / 1024, maps_after = mapping_count();
   INFO("resident memory before " << resident_before << " KB, after " << resident_after << " KB; mappings "
                                  << maps_before << ", then " << maps_after);
-  CHECK(resident_after < resident_before + 2048 + 1000 * test::sanitizer_bytes_per_load / 1024);
+  // AddressSanitizer keeps freed memory in quarantine (up to 256 MB), where each index of names
+  // goes: there only the mappings tell.
+  if (!test::under_address_sanitizer) CHECK(resident_after < resident_before + 2048 + 1000 * test::sanitizer_bytes_per_load / 1024);
   CHECK(maps_after <= maps_before + 2);
 }

@@ -77,7 +77,12 @@ live_version version() {
 #endif
 }
 
+#if defined(TEST_LIVE_BUMP_CRASHES)
+volatile int* volatile nowhere = nullptr;
+int bump() { return *nowhere = 1; }  // a bug the crash guard catches
+#else
 int bump() { return static_cast<int>(++relib::module_state<state_type>().counter); }
+#endif
 
 static std::thread worker;
 static std::mutex worker_lock;
