@@ -89,6 +89,8 @@
                                         is unsafe about going on after a crash
        set_log_function(f)              one line per step of load, unload and reload to f; by
                                         default to stderr when RELIB_LOG=1 is in the environment
+   The tool relib-inspect (tools/, installed with the headers) reads a module without running it;
+   RELIB_HOST_EXPORTS and RELIB_HOST_IMPORTS record the host's side for its --host option.
 
    After unload (or a move), the module's exports stay callable and return call_errc::not_loaded
    instead of crashing. Loading, calling and unloading are safe from several threads; two threads
@@ -931,8 +933,20 @@ result<live_module<Exports>, reload_error> load_live_module(const std::string& p
 #define RELIB_DETAIL_HOST_EXPORT_MEMBER(id, ...) relib::detail::export_function<__VA_ARGS__> id{#id};
 #define RELIB_DETAIL_HOST_EXPORT_VISIT(id, ...) visitor(id);
 
-/* struct type_name { export_function<sig> name...; }: one callable member per export. */
-#define RELIB_HOST_EXPORTS(type_name, LIST)               \
+/* What a host expects of its modules, recorded in its executable (section .relib_host) for
+   relib-inspect --host: one note per interface type, its entries one per line. */
+#define RELIB_DETAIL_HOST_META __attribute__((section(".relib_host"), used, aligned(4)))
+#define RELIB_DETAIL_HOST_EXPORT_TEXT(id, ...) \
+  +relib::detail::entry_text<__VA_ARGS__>(relib::detail::fixed_string("\nexport\t" #id))
+#define RELIB_DETAIL_HOST_IMPORT_TEXT(id, ...) \
+  +relib::detail::entry_text<__VA_ARGS__>(relib::detail::fixed_string("\nimport\t" #id))
+
+/* struct type_name { export_function<sig> name...; }: one callable member per export. Use it at
+   namespace scope. */
+#define RELIB_HOST_EXPORTS(type_name, LIST)                                                        \
+  RELIB_DETAIL_HOST_META static constexpr auto relib_host_interface_##type_name =                  \
+      relib::detail::make_note(relib::detail::fixed_string("host-interface\t" #type_name)          \
+                                   LIST(RELIB_DETAIL_HOST_EXPORT_TEXT));                           \
   struct type_name : relib::detail::non_copyable {        \
     LIST(RELIB_DETAIL_HOST_EXPORT_MEMBER)                 \
     template <class Visitor>                              \
@@ -950,8 +964,12 @@ result<live_module<Exports>, reload_error> load_live_module(const std::string& p
     visitor.template add<__VA_ARGS__, tag, &id>();                          \
   }
 
-/* struct type_name { static R name(args...); ... }: define each as an ordinary function. */
-#define RELIB_HOST_IMPORTS(type_name, LIST)          \
+/* struct type_name { static R name(args...); ... }: define each as an ordinary function. Use it
+   at namespace scope. */
+#define RELIB_HOST_IMPORTS(type_name, LIST)                                                        \
+  RELIB_DETAIL_HOST_META static constexpr auto relib_host_interface_##type_name =                  \
+      relib::detail::make_note(relib::detail::fixed_string("host-interface\t" #type_name)          \
+                                   LIST(RELIB_DETAIL_HOST_IMPORT_TEXT));                           \
   struct type_name {                                 \
     LIST(RELIB_DETAIL_HOST_IMPORT_DECL)              \
     template <class Visitor>                         \
@@ -2382,6 +2400,20 @@ class elf_reader {
   std::uint64_t size_;
 };
 
+/* The section headers and their names, for what lies outside the loaded image (symbols, debug
+   information, relib's host records); false when the table is missing or malformed. */
+inline bool read_section_headers(const elf_reader& reader, std::vector<platform::elf_section>& sections,
+                                 std::string& names) {
+  platform::elf_header header{};
+  if (!reader.read_at(0, &header, sizeof header) || header.e_shentsize != sizeof(platform::elf_section) ||
+      header.e_shnum == 0 || header.e_shnum > gate_max_sections || header.e_shstrndx >= header.e_shnum) {
+    return false;
+  }
+  sections.resize(header.e_shnum);
+  return reader.read_at(header.e_shoff, sections.data(), sizeof(platform::elf_section) * sections.size()) &&
+         reader.read_section(sections[header.e_shstrndx], names);
+}
+
 inline std::string_view string_at(const std::string& table, std::uint64_t offset) {
   if (offset >= table.size()) return {};
   return std::string_view(table.c_str() + offset);
@@ -3580,6 +3612,17 @@ module_records parse_records(std::string_view meta) {
   return records;
 }
 
+/* What a host was built with: the loader compares a module with its own, relib-inspect --host
+   with another host's, recorded in that host's executable (section .relib_host). */
+struct build_configuration {
+  std::string_view version, compiler, stdlib, unloading;
+};
+constexpr build_configuration this_build{RELIB_VERSION_STRING, RELIB_DETAIL_COMPILER, RELIB_DETAIL_STDLIB,
+                                         RELIB_DETAIL_STR(RELIB_DETAIL_UNLOADING)};
+RELIB_DETAIL_HOST_META static constexpr auto relib_meta_host = make_note(fixed_string(
+    "host\trelib\tversion=" RELIB_VERSION_STRING "\tcompiler=" RELIB_DETAIL_COMPILER "\tstdlib=" RELIB_DETAIL_STDLIB
+    "\tunloading=" RELIB_DETAIL_STR(RELIB_DETAIL_UNLOADING)));
+
 /* >>state blocks ----------------------------------------------------------------------------
    The host allocates the block, so it outlives every version of the module. While a reload
    migrates, the previous block waits in `previous` until the new version is kept (commit) or
@@ -4180,17 +4223,9 @@ void read_line_table(std::string_view debug_line, const dwarf_strings& sections,
 symbol_index read_symbol_index(const platform::readable_file& file, const std::vector<image_span>& spans) {
   symbol_index index;
   const elf_reader reader(file);
-  platform::elf_header header{};
-  if (!reader.read_at(0, &header, sizeof header) || header.e_shentsize != sizeof(platform::elf_section) ||
-      header.e_shnum == 0 || header.e_shnum > gate_max_sections || header.e_shstrndx >= header.e_shnum) {
-    return index;
-  }
-  std::vector<platform::elf_section> sections(header.e_shnum);
+  std::vector<platform::elf_section> sections;
   std::string section_names;
-  if (!reader.read_at(header.e_shoff, sections.data(), sizeof(platform::elf_section) * sections.size()) ||
-      !reader.read_section(sections[header.e_shstrndx], section_names)) {
-    return index;
-  }
+  if (!read_section_headers(reader, sections, section_names)) return index;
   const platform::elf_section* symbols = nullptr;
   const platform::elf_section *debug_line = nullptr, *debug_line_str = nullptr, *debug_str = nullptr;
   for (const platform::elf_section& section : sections) {
@@ -4596,31 +4631,30 @@ void compare_interfaces(const load_request& request, const module_records& recor
 }
 
 result<void, load_error> check_records(const std::string& name, const module_records& records,
-                                       const load_request& request) {
-  auto mismatch = [&](load_errc code, const char* what, std::string_view module_value, const char* host_value,
+                                       const load_request& request, const build_configuration& host) {
+  auto mismatch = [&](load_errc code, const char* what, std::string_view module_value, std::string_view host_value,
                       const char* fix) {
     return make_load_error(code, name,
                            std::string("it was built with ") + what + " '" + shown(module_value) +
-                               "' but this host uses '" +
-                               host_value + "'; " + fix);
+                               "' but this host uses '" + shown(host_value) + "'; " + fix);
   };
-  if (records.version != RELIB_VERSION_STRING) {
-    return mismatch(load_errc::version_mismatch, "relib version", records.version, RELIB_VERSION_STRING,
+  if (records.version != host.version) {
+    return mismatch(load_errc::version_mismatch, "relib version", records.version, host.version,
                     "rebuild the module with the same relib headers as the host");
   }
-  if (records.compiler != RELIB_DETAIL_COMPILER) {
-    return mismatch(load_errc::compiler_mismatch, "compiler", records.compiler, RELIB_DETAIL_COMPILER,
+  if (records.compiler != host.compiler) {
+    return mismatch(load_errc::compiler_mismatch, "compiler", records.compiler, host.compiler,
                     "build host and module with the same compiler family and major version");
   }
-  if (records.stdlib != RELIB_DETAIL_STDLIB) {
-    return mismatch(load_errc::stdlib_mismatch, "C++ standard library ABI", records.stdlib, RELIB_DETAIL_STDLIB,
+  if (records.stdlib != host.stdlib) {
+    return mismatch(load_errc::stdlib_mismatch, "C++ standard library ABI", records.stdlib, host.stdlib,
                     "build host and module with the same standard library and _GLIBCXX_USE_CXX11_ABI setting");
   }
-  if (records.unloading != RELIB_DETAIL_STR(RELIB_DETAIL_UNLOADING)) {
+  if (records.unloading != host.unloading) {
     return make_load_error(
         load_errc::unloading_mismatch, name,
         std::string("the module was built ") + (records.unloading == "0" ? "with" : "without") +
-            " RELIB_NO_UNLOADING and the host " + (RELIB_DETAIL_UNLOADING ? "without" : "with") +
+            " RELIB_NO_UNLOADING and the host " + (host.unloading == "1" ? "without" : "with") +
             " it; define it the same way for both");
   }
   interface_problems check;
@@ -4630,6 +4664,62 @@ result<void, load_error> check_records(const std::string& name, const module_rec
                                                  : std::to_string(check.problems.size()) + " interface problems: ";
   for (std::size_t i = 0; i < check.problems.size(); ++i) text += (i ? "; " : "") + check.problems[i];
   return make_load_error(check.first_code, name, text + ". Rebuild host and module from the same interface header.");
+}
+
+/* A host's records (relib-inspect --host): its build, and the entries of each interface type,
+   each once (every file of the host that includes an interface header holds a copy). The views
+   point into `text`. */
+struct host_records {
+  std::string text;
+  build_configuration build;
+  std::vector<std::pair<std::string_view, load_request>> interfaces;
+};
+
+bool read_host_records(const platform::readable_file& file, host_records& out) {
+  const elf_reader reader(file);
+  std::vector<platform::elf_section> sections;
+  std::string names, data;
+  if (!read_section_headers(reader, sections, names)) return false;
+  for (const platform::elf_section& section : sections) {
+    if (string_at(names, section.sh_name) == ".relib_host" && reader.read_section(section, data)) {
+      if (!collect_notes(data, 4, out.text)) return false;
+    }
+  }
+  for (std::string_view rest = out.text; !rest.empty();) {
+    const std::string_view record = rest.substr(0, rest.find('\0'));
+    rest.remove_prefix(std::min(rest.size(), record.size() + 1));
+    std::string_view fields[8];
+    const std::size_t count = split_tabs(record.substr(0, record.find('\n')), fields);
+    if (count >= 2 && fields[0] == "host" && fields[1] == "relib") {
+      for (std::size_t i = 2; i < count; ++i) {
+        const std::size_t equals = fields[i].find('=');
+        const std::string_view key = fields[i].substr(0, equals), value = fields[i].substr(equals + 1);
+        if (key == "version") out.build.version = value;
+        if (key == "compiler") out.build.compiler = value;
+        if (key == "stdlib") out.build.stdlib = value;
+        if (key == "unloading") out.build.unloading = value;
+      }
+    }
+    if (count != 2 || fields[0] != "host-interface") continue;
+    const std::string_view interface = fields[1];
+    if (std::any_of(out.interfaces.begin(), out.interfaces.end(), [&](const auto& known) { return known.first == interface; })) {
+      continue;
+    }
+    load_request request;
+    std::string_view lines = record.substr(std::min(record.size(), record.find('\n')));
+    while (!lines.empty()) {
+      lines.remove_prefix(1);  // the newline
+      const std::string_view line = lines.substr(0, lines.find('\n'));
+      lines.remove_prefix(line.size());
+      std::string_view entry[4];
+      if (split_tabs(line, entry) != 4) continue;
+      const interface_entry described{entry[1], entry[2], entry[3]};
+      if (entry[0] == "export") request.exports.push_back(export_binding{described, nullptr, nullptr, nullptr});
+      if (entry[0] == "import") request.imports.push_back(import_binding{described, nullptr});
+    }
+    out.interfaces.emplace_back(interface, std::move(request));
+  }
+  return true;
 }
 
 std::string describe_state(std::string_view type, std::size_t size, std::uint32_t version) {
@@ -4811,7 +4901,7 @@ result<void, load_error> check_contents(const load_request& request, const std::
                            "its relib records are malformed: " + shown(records.duplicate) +
                                " is recorded twice; rebuild the module");
   }
-  return check_records(name, records, request);
+  return check_records(name, records, request, this_build);
 }
 
 /* Reads and checks the file; fills core's identity and everything read from the records. */

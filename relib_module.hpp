@@ -321,8 +321,12 @@ constexpr note<N> make_note(const fixed_string<N>& text) {
 
 /* One metadata record: "<kind>\t<name>\t<signature>\t<layout>". */
 template <class F, std::size_t N>
+constexpr auto entry_text(const fixed_string<N>& kind_and_name) {
+  return kind_and_name + fixed_string("\t") + type_name<F>::value + fixed_string("\t") + layout<F>::value;
+}
+template <class F, std::size_t N>
 constexpr auto entry_record(const fixed_string<N>& kind_and_name) {
-  return make_note(kind_and_name + fixed_string("\t") + type_name<F>::value + fixed_string("\t") + layout<F>::value);
+  return make_note(entry_text<F>(kind_and_name));
 }
 
 template <class T>

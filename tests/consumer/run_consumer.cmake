@@ -32,7 +32,11 @@ if(MODE STREQUAL "install")
   set(prefix "${WORK_DIR}/prefix")
   run_step("configure relib" ${CMAKE_COMMAND} -S "${RELIB_SOURCE_DIR}" -B "${WORK_DIR}/relib-build"
            ${common} -DRELIB_BUILD_EXAMPLES=OFF)
+  run_step("build relib-inspect" ${CMAKE_COMMAND} --build "${WORK_DIR}/relib-build")
   run_step("install relib" ${CMAKE_COMMAND} --install "${WORK_DIR}/relib-build" --prefix "${prefix}")
+  if(NOT EXISTS "${prefix}/bin/relib-inspect")
+    message(FATAL_ERROR "relib-inspect was not installed with the headers")
+  endif()
   # No package registry: the consumer must find relib in the prefix or nowhere.
   set(consumer_args -DCMAKE_PREFIX_PATH=${prefix} -DCMAKE_FIND_USE_PACKAGE_REGISTRY=OFF)
 elseif(MODE STREQUAL "subdirectory")

@@ -7,6 +7,17 @@
 RELIB_MODULE_MAIN(int) { return 7; }
 #endif
 
+#if defined(TEST_THREAD_LOCAL_DESTRUCTOR)
+// With RELIB_NO_UNLOADING the module registers thread_local destructors with the C library
+// (__cxa_thread_atexit_impl), which relib-inspect reports.
+#include <string>
+thread_local std::string per_thread_text;
+RELIB_MODULE_MAIN(int) {
+  per_thread_text = "a thread_local with a destructor";
+  return static_cast<int>(per_thread_text.size());
+}
+#endif
+
 #if defined(TEST_CUSTOM_ALLOCATOR)
 // RELIB_CUSTOM_ALLOCATOR: the module keeps the process allocator (here glibc's, through these
 // definitions of its own) and still loads, runs and unloads.
