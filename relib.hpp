@@ -6476,7 +6476,9 @@ result<bool, reload_error> reload_live_module(live_core* live, bool only_if_chan
   }
   if (only_if_changed && !was_changed) return false;
   if (logging()) {
-    log_step("reload", live->path(), was_changed ? "triggered: " + live->signal.last_cause() : "asked for by reload()");
+    log_step("reload", live->path(), was_changed              ? "triggered: " + live->signal.last_cause()
+                                     : live->generation == 0 ? "the first load of the watched file"
+                                                             : "asked for by reload()");
   }
   checked_copy next;
   if (std::optional<reload_error> refused = copy_and_check(*live, next)) return std::move(*refused);

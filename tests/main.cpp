@@ -1,4 +1,4 @@
-#define CATCH_CONFIG_MAIN
+// The host side every test executable shares: relib's implementation and the test imports.
 #include <catch2/catch.hpp>
 
 #define RELIB_IMPLEMENTATION

@@ -250,6 +250,17 @@ TEST_CASE_METHOD(test::live_v1, "the log names the file event behind a reload, a
   log.expect({reload + "failed (load_failed): the new build was refused"});
 }
 
+TEST_CASE("the log tells a live module's first load from a reload") {
+  test::temp_dir dir;
+  const std::string target = dir.path() + "/libmod.so";
+  captured_log log;
+  test::live module = test::load_live(TEST_LIVE_V1_PATH, target);
+  REQUIRE(module.reload());
+  const std::string reload = "relib: reload '" + target + "': ";
+  log.expect({reload + "the first load of the watched file", reload + "version 1 serves calls now",
+              reload + "asked for by reload()", reload + "version 2 serves calls now"});
+}
+
 TEST_CASE("the log is silent by default, and RELIB_LOG=1 sends it to standard error") {
   auto load_and_unload = [](const char* setting) {
     return test::run_in_child([setting] {
