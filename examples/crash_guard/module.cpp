@@ -26,7 +26,7 @@ const char* find_name(int id) {
   return nullptr;
 }
 
-char text[64];
+char text[128];
 }  // namespace
 
 const char* greeting(int frame) {
