@@ -235,3 +235,26 @@ TEST_CASE("crash guard: a live module brings back the version before the one tha
   CHECK(test::version_of(module) == 2);
   CHECK(*module.exports().bump() == 3);
 }
+
+TEST_CASE("crash guard: a live module whose first version crashes has nothing to go back to until a new build") {
+  test::temp_dir dir;
+  const std::string target = dir.path() + "/libmod.so";
+  test::install_by_rename(TEST_LIVE_BUMP_CRASHES_PATH, target);
+  relib::live_options options = test::quick_options();
+  options.crash_guard = true;
+  auto loaded = relib::load_live_module<live_exports>(target, {}, options);
+  REQUIRE(loaded);
+  test::live module = std::move(*loaded);
+  CHECK(module.exports().bump().error().code == relib::call_errc::crashed);
+
+  const auto update = module.update();
+  REQUIRE_FALSE(update);
+  CHECK(update.error().code == relib::reload_errc::rollback_failed);
+  CHECK(test::contains(update.error().message, "no version ran before it"));
+  CHECK(module.exports().bump().error().code == relib::call_errc::poisoned);
+
+  test::install_by_rename(TEST_LIVE_V1_PATH, target);  // the fix
+  REQUIRE(test::next_update(module));
+  CHECK(test::version_of(module) == 1);
+  CHECK(*module.exports().bump() == 1);
+}
