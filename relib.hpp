@@ -2044,7 +2044,7 @@ const char* signal_name(int signal) {
 
 /* Each signal's action before relib's, to pass on what is not a module's. */
 inline struct sigaction previous_crash_actions[NSIG];
-inline bool (*crash_callback)(const crash_event&) = nullptr;
+inline void (*crash_callback)(const crash_event&) = nullptr;
 
 /* The thread's signal mask when it crashed, which a jump out of the handler must put back: the
    handler runs with more signals blocked (all of them, under ThreadSanitizer). */
@@ -2086,25 +2086,24 @@ inline void on_crash_signal(int signal, siginfo_t* info, void* context) {
   }
 }
 
+inline bool is_crash_handler(const struct sigaction& action) {
+  return (action.sa_flags & SA_SIGINFO) != 0 && action.sa_sigaction == &on_crash_signal;
+}
+
 /* Installs the handler for the crash signals, on the alternate stack when a thread has one, and
    keeps the actions it replaces. Called at every load: a handler the host (or a test framework)
    installed since replaced relib's, and now comes after it. One system call when nothing changed. */
-inline void install_crash_handler(bool (*callback)(const crash_event&)) {
+inline void install_crash_handler(void (*callback)(const crash_event&)) {
   crash_callback = callback;
   struct sigaction current {};
-  if (sigaction(SIGSEGV, nullptr, &current) == 0 && (current.sa_flags & SA_SIGINFO) != 0 &&
-      current.sa_sigaction == &on_crash_signal) {
-    return;
-  }
+  if (sigaction(SIGSEGV, nullptr, &current) == 0 && is_crash_handler(current)) return;
   for (const int signal : crash_signals) {
     struct sigaction action {}, replaced{};
     action.sa_sigaction = &on_crash_signal;
     action.sa_flags = SA_SIGINFO | SA_ONSTACK;
     sigemptyset(&action.sa_mask);
     if (sigaction(signal, &action, &replaced) != 0) continue;
-    if ((replaced.sa_flags & SA_SIGINFO) == 0 || replaced.sa_sigaction != &on_crash_signal) {
-      previous_crash_actions[signal] = replaced;  // never relib's own, which would call itself
-    }
+    if (!is_crash_handler(replaced)) previous_crash_actions[signal] = replaced;  // never relib's own, which would call itself
   }
 }
 
@@ -2414,9 +2413,11 @@ inline bool read_section_headers(const elf_reader& reader, std::vector<platform:
          reader.read_section(sections[header.e_shstrndx], names);
 }
 
-inline std::string_view string_at(const std::string& table, std::uint64_t offset) {
+/* The NUL-terminated string at `offset` in a string table (or what is left of the table). */
+inline std::string_view string_at(std::string_view table, std::uint64_t offset) {
   if (offset >= table.size()) return {};
-  return std::string_view(table.c_str() + offset);
+  const std::string_view rest = table.substr(static_cast<std::size_t>(offset));
+  return rest.substr(0, rest.find('\0'));
 }
 
 /* Calls visit(entry) for each fixed-size entry of a section read into `data`. */
@@ -3575,6 +3576,15 @@ std::size_t split_tabs(std::string_view record, std::string_view (&fields)[N]) {
   return count;
 }
 
+/* The key=value fields of a record ("module\trelib\tversion=0.2.0\t..."), from the third on. */
+template <class Visit>
+void for_each_setting(const std::string_view* fields, std::size_t count, Visit visit) {
+  for (std::size_t i = 2; i < count; ++i) {
+    const std::size_t equals = fields[i].find('=');
+    if (equals != std::string_view::npos) visit(fields[i].substr(0, equals), fields[i].substr(equals + 1));
+  }
+}
+
 module_records parse_records(std::string_view meta) {
   module_records records;
   while (!meta.empty()) {
@@ -3586,16 +3596,13 @@ module_records parse_records(std::string_view meta) {
     if (count >= 2 && fields[0] == "module" && fields[1] == "relib") {
       if (records.has_module_record) records.duplicate = "the module record";
       records.has_module_record = true;
-      for (std::size_t i = 2; i < count; ++i) {
-        const std::size_t equals = fields[i].find('=');
-        if (equals == std::string_view::npos) continue;
-        const std::string_view key = fields[i].substr(0, equals), value = fields[i].substr(equals + 1);
+      for_each_setting(fields, count, [&](std::string_view key, std::string_view value) {
         if (key == "version") records.version = value;
         if (key == "compiler") records.compiler = value;
         if (key == "stdlib") records.stdlib = value;
         if (key == "unloading") records.unloading = value;
         if (key == "heaps") records.heaps = value;
-      }
+      });
     } else if (count == 4) {
       records.entries.push_back({fields[0], fields[1], fields[2], fields[3]});
     }
@@ -3815,7 +3822,9 @@ void record_call_failure(const char* mangled_type, const char* what, void* const
   for (std::size_t i = 0; i < thrown_at_count; ++i) failure.thrown_at.push_back(reinterpret_cast<std::uintptr_t>(thrown_at[i]));
 }
 
-std::vector<stack_frame> name_frames(const module_core* core, const std::vector<std::uintptr_t>& return_addresses);
+std::vector<stack_frame> name_frames(const module_core* core, const std::uintptr_t* addresses, std::size_t count,
+                                     bool first_is_instruction = false);
+std::string stack_lines(const std::vector<stack_frame>& stack, const char* heading);
 
 
 std::string module_label(const module_core* owner) {
@@ -3840,11 +3849,8 @@ call_error take_call_error(const call_site& site) {
   error.what = std::move(failure.what);
   error.message = "relib: '" + error.function + "' of " + module_label(owner) + " threw " + shown(error.exception_type);
   if (!error.what.empty()) error.message += ": " + shown(error.what);
-  error.stack = name_frames(owner, failure.thrown_at);
-  if (!error.stack.empty()) error.message += "\n  thrown at";
-  for (std::size_t i = 0; i < error.stack.size(); ++i) {
-    error.message += "\n    #" + std::to_string(i) + " " + to_string(error.stack[i]);
-  }
+  error.stack = name_frames(owner, failure.thrown_at.data(), failure.thrown_at.size());
+  error.message += stack_lines(error.stack, "thrown at");
   return error;
 }
 
@@ -3973,6 +3979,13 @@ struct symbol_index {
   }
 };
 
+/* Whether `offset` (from the module's base) lies in one of its executable segments. */
+inline bool in_code(const std::vector<image_span>& spans, std::uint64_t offset) {
+  return std::any_of(spans.begin(), spans.end(), [&](const image_span& span) {
+    return span.executable && offset >= span.begin && offset < span.end;
+  });
+}
+
 /* At most this many line rows (16 bytes each) are kept for one module. */
 constexpr std::size_t max_line_rows = std::size_t{1} << 21;
 
@@ -4057,20 +4070,14 @@ struct dwarf_strings {
   std::string_view strings;       // .debug_str
 };
 
-inline std::string_view string_in(std::string_view table, std::uint64_t offset) {
-  if (offset >= table.size()) return {};
-  const std::string_view rest = table.substr(static_cast<std::size_t>(offset));
-  return rest.substr(0, rest.find('\0'));
-}
-
 /* One attribute of a DWARF 5 directory or file entry: its text (paths) or number (indices).
    False for a form a line table header does not use. */
 bool read_entry_form(dwarf_cursor& in, std::uint64_t form, bool dwarf64, const dwarf_strings& sections,
                      std::string_view& text, std::uint64_t& number) {
   switch (form) {
     case dwarf::form_string: text = in.string(); return true;
-    case dwarf::form_line_strp: text = string_in(sections.line_strings, in.offset(dwarf64)); return true;
-    case dwarf::form_strp: text = string_in(sections.strings, in.offset(dwarf64)); return true;
+    case dwarf::form_line_strp: text = string_at(sections.line_strings, in.offset(dwarf64)); return true;
+    case dwarf::form_strp: text = string_at(sections.strings, in.offset(dwarf64)); return true;
     case dwarf::form_data1: number = in.fixed<std::uint8_t>(); return true;
     case dwarf::form_data2: number = in.fixed<std::uint16_t>(); return true;
     case dwarf::form_data4: number = in.fixed<std::uint32_t>(); return true;
@@ -4152,11 +4159,6 @@ bool read_line_unit(dwarf_cursor unit, bool dwarf64, const dwarf_strings& sectio
   const auto first_file = static_cast<std::uint32_t>(index.files.size());
   for (std::string& file : files) index.files.push_back(std::move(file));
 
-  auto in_code = [&](std::uint64_t address) {
-    return address != 0 && std::any_of(spans.begin(), spans.end(), [&](const image_span& span) {
-             return span.executable && address >= span.begin && address < span.end;
-           });
-  };
   std::vector<symbol_index::line_row> sequence;
   std::uint64_t address = 0, file = 1;
   std::int64_t line = 1;
@@ -4179,7 +4181,8 @@ bool read_line_unit(dwarf_cursor unit, bool dwarf64, const dwarf_strings& sectio
         const auto sub_opcode = extended.fixed<std::uint8_t>();
         if (sub_opcode == dwarf::end_sequence) {
           add_row(0);
-          if (in_code(sequence.front().address)) index.rows.insert(index.rows.end(), sequence.begin(), sequence.end());
+          const std::uint64_t start = sequence.front().address;
+          if (start != 0 && in_code(spans, start)) index.rows.insert(index.rows.end(), sequence.begin(), sequence.end());
           sequence.clear();
           address = 0, file = 1, line = 1;
         } else if (sub_opcode == dwarf::set_address) {
@@ -4276,12 +4279,6 @@ void name_module_frame(const module_core& core, stack_frame& frame) {
   }
 }
 
-bool in_code_of(const module_core& core, std::uint64_t offset) {
-  return std::any_of(core.spans.begin(), core.spans.end(), [&](const image_span& span) {
-    return span.executable && offset >= span.begin && offset < span.end;
-  });
-}
-
 /* The code of the executable and of the object holding relib: frames there are the host's. Set
    at the first load, before any module code runs. */
 std::vector<std::pair<std::uintptr_t, std::uintptr_t>> host_code;
@@ -4292,15 +4289,18 @@ bool in_host_code(std::uintptr_t address) noexcept {
 }
 
 /* The module's frames by its index, others by the dynamic loader's names, until the first frame
-   of the host's own code after one of the module's. */
-std::vector<stack_frame> name_frames(const module_core* core, const std::vector<std::uintptr_t>& return_addresses) {
+   of the host's own code after one of the module's. The addresses are return addresses, but for
+   the first when it is the instruction itself (where a crash happened). */
+std::vector<stack_frame> name_frames(const module_core* core, const std::uintptr_t* addresses, std::size_t count,
+                                     bool first_is_instruction) {
   std::vector<stack_frame> frames;
   bool in_module = false;
-  for (const std::uintptr_t return_address : return_addresses) {
+  for (std::size_t i = 0; i < count; ++i) {
     stack_frame frame;
-    frame.address = return_address - 1;  // the call, which may be the last instruction of its function
+    // A return address names the call before it, which may be the last instruction of its function.
+    frame.address = i == 0 && first_is_instruction ? addresses[i] : addresses[i] - 1;
     const std::uint64_t offset = core != nullptr ? frame.address - core->base : 0;
-    if (core != nullptr && core->loaded && in_code_of(*core, offset)) {
+    if (core != nullptr && core->loaded && in_code(core->spans, offset)) {
       in_module = true;
       frame.object = core->name;
       frame.offset = offset;
@@ -4317,6 +4317,13 @@ std::vector<stack_frame> name_frames(const module_core* core, const std::vector<
     frames.push_back(std::move(frame));
   }
   return frames;
+}
+
+/* The frames as the messages list them, under `heading`; empty for no frame. */
+std::string stack_lines(const std::vector<stack_frame>& stack, const char* heading) {
+  std::string text = stack.empty() ? "" : std::string("\n  ") + heading;
+  for (std::size_t i = 0; i < stack.size(); ++i) text += "\n    #" + std::to_string(i) + " " + to_string(stack[i]);
+  return text;
 }
 
 }  // namespace detail
@@ -4444,45 +4451,36 @@ const module_core* culprit_of(const crash_record& record) {
 }
 
 std::vector<stack_frame> name_crash_frames(const module_core* core, const crash_record& record) {
-  if (!record.first_exact) return name_frames(core, std::vector<std::uintptr_t>(record.frames, record.frames + record.count));
-  std::vector<stack_frame> frames = name_frames(core, {record.frames[0] + 1});  // the instruction itself
-  const std::vector<std::uintptr_t> returns(record.frames + 1, record.frames + record.count);
-  for (stack_frame& frame : name_frames(core, returns)) frames.push_back(std::move(frame));
-  return frames;
+  return name_frames(core, record.frames, record.count, record.first_exact);
 }
 
-std::string describe_crash(const crash_record& record) {
-  std::string text = platform::signal_name(record.signal);
-  if (record.signal != platform::abort_signal) text += " at address " + hex(record.address);
-  return text;
-}
-
-std::string stack_lines(const std::vector<stack_frame>& stack, const char* heading) {
-  std::string text = stack.empty() ? "" : std::string("\n  ") + heading;
-  for (std::size_t i = 0; i < stack.size(); ++i) text += "\n    #" + std::to_string(i) + " " + to_string(stack[i]);
+/* "SIGSEGV (invalid memory access) at address 0x10"; abort() names no address. */
+std::string describe_crash(int signal, std::uintptr_t address) {
+  std::string text = platform::signal_name(signal);
+  if (signal != platform::abort_signal) text += " at address " + hex(address);
   return text;
 }
 
 /* Without the guard: where the module crashed, before the process goes on to its end. */
 void report_unguarded_crash(const module_core& core, const crash_record& record) {
-  const std::string text = "relib: module '" + shown(core.name) + "' crashed: " + describe_crash(record) +
+  const std::string text = "relib: module '" + shown(core.name) + "' crashed: " + describe_crash(record.signal, record.address) +
                            " (load it with load_options::crash_guard to get an error instead)" +
                            stack_lines(name_crash_frames(&core, record), "crashed at") + "\n";
   std::fputs(text.c_str(), stderr);
   std::fflush(stderr);
 }
 
-[[noreturn]] void jump_back(crash_guard_point& point) { std::longjmp(point.jump, 1); }
+/* Back to the guarded call of `culprit` on this thread, if there is one; else the report. */
+void jump_back_or_report(const module_core& culprit, const crash_record& record) {
+  crash_guard_point* point = innermost_guard;
+  if (point != nullptr && point->owner == &culprit) std::longjmp(point->jump, 1);
+  report_unguarded_crash(culprit, record);
+}
 
-bool handle_crash_signal(const platform::crash_event& event) {
+void handle_crash_signal(const platform::crash_event& event) {
   crash_record& record = last_crash;
   record_crash(event.signal, event.address, true, event.pc, event.return_hint, record);
-  const module_core* culprit = culprit_of(record);
-  if (culprit == nullptr) return false;
-  crash_guard_point* point = innermost_guard;
-  if (point != nullptr && point->owner == culprit) jump_back(*point);
-  report_unguarded_crash(*culprit, record);
-  return false;
+  if (const module_core* culprit = culprit_of(record)) jump_back_or_report(*culprit, record);
 }
 
 /* host_link::aborted: the module's abort(), std::terminate's included. */
@@ -4491,9 +4489,7 @@ void module_aborted(const void* module_code) {
   if (culprit == nullptr) return;
   crash_record& record = last_crash;
   record_crash(platform::abort_signal, 0, false, 0, 0, record);
-  crash_guard_point* point = innermost_guard;
-  if (point != nullptr && point->owner == culprit) jump_back(*point);
-  report_unguarded_crash(*culprit, record);
+  jump_back_or_report(*culprit, record);
 }
 
 /* At each load, under the registry lock. */
@@ -4538,7 +4534,7 @@ call_error take_crash_error(crash_guard_point& point, const call_site& site) {
   error.fault_address = record.address;
   error.stack = name_crash_frames(&core, record);
   error.message = "relib: '" + error.function + "' of module '" + shown(core.name) + "' crashed: " +
-                  describe_crash(record) + "; the module is poisoned: later calls fail with call_errc::poisoned, " +
+                  describe_crash(record.signal, record.address) + "; the module is poisoned: later calls fail with call_errc::poisoned, " +
                   (core.on_crash ? "and the next update() brings back the version before" : "unload it") +
                   stack_lines(error.stack, "crashed at");
   bool first = false;
@@ -4550,7 +4546,7 @@ call_error take_crash_error(crash_guard_point& point, const call_site& site) {
       first = true;
     }
   }
-  if (logging()) log_step("call", core.name, "'" + error.function + "' crashed: " + describe_crash(record) + "; the module is poisoned");
+  if (logging()) log_step("call", core.name, "'" + error.function + "' crashed: " + describe_crash(record.signal, record.address) + "; the module is poisoned");
   if (first && core.on_crash) core.on_crash();
   return error;
 }
@@ -4566,8 +4562,7 @@ call_error poisoned_error(const call_site& site) {
   error.code = call_errc::poisoned;
   error.function = site.function;
   error.message = "relib: cannot call '" + error.function + "' of module '" + shown(core.name) + "': '" +
-                  crashed_function + "' crashed before (" + platform::signal_name(error.signal) +
-                  (error.signal != platform::abort_signal ? " at address " + hex(error.fault_address) : std::string()) +
+                  crashed_function + "' crashed before (" + describe_crash(error.signal, error.fault_address) +
                   ") and left the module poisoned; " +
                   (core.on_crash ? "the next update() brings back the version before" : "unload it");
   return error;
@@ -4691,14 +4686,12 @@ bool read_host_records(const platform::readable_file& file, host_records& out) {
     std::string_view fields[8];
     const std::size_t count = split_tabs(record.substr(0, record.find('\n')), fields);
     if (count >= 2 && fields[0] == "host" && fields[1] == "relib") {
-      for (std::size_t i = 2; i < count; ++i) {
-        const std::size_t equals = fields[i].find('=');
-        const std::string_view key = fields[i].substr(0, equals), value = fields[i].substr(equals + 1);
+      for_each_setting(fields, count, [&](std::string_view key, std::string_view value) {
         if (key == "version") out.build.version = value;
         if (key == "compiler") out.build.compiler = value;
         if (key == "stdlib") out.build.stdlib = value;
         if (key == "unloading") out.build.unloading = value;
-      }
+      });
     }
     if (count != 2 || fields[0] != "host-interface") continue;
     const std::string_view interface = fields[1];
@@ -4966,13 +4959,14 @@ result<void, load_error> inspect_into(const load_request& request, inspected_fil
 }
 
 /* The log's line for a file that passed inspect_file(). */
+std::size_t count_of(const module_records& records, std::string_view kind) {
+  return static_cast<std::size_t>(std::count_if(records.entries.begin(), records.entries.end(),
+                                                [&](const module_records::entry& e) { return e.kind == kind; }));
+}
+
 std::string describe_checks(const load_request& request, const inspected_file& file) {
   const module_records& records = file.records;
-  std::size_t exports = 0, imports = 0;
-  for (const module_records::entry& entry : records.entries) {
-    exports += entry.kind == "export";
-    imports += entry.kind == "import";
-  }
+  const std::size_t exports = count_of(records, "export"), imports = count_of(records, "import");
   return std::string("checked before any of its code runs: ") +
          (request.require_trusted_file ? "trusted (owner and write permissions)" : "trust check off") +
          ", ELF gate passed, relib " + shown(records.version) + " records (" + shown(records.compiler) + ", " +
@@ -5140,11 +5134,9 @@ result<module_core_pointer, load_error> open_core(load_request request, binding_
     core->state = core->owns_state ? std::make_shared<kept_state>() : request.state;
   }
   if (logged && problems.missing.empty() && problems.misplaced.empty()) {
-    const std::size_t imports = static_cast<std::size_t>(std::count_if(
-        records.entries.begin(), records.entries.end(), [](const module_records::entry& e) { return e.kind == "import"; }));
     log_step("load", core->name,
              "linked: " + counted(request.exports.size(), "export", "exports") + " bound, " +
-                 counted(imports, "import", "imports") + " pointed at the host" +
+                 counted(count_of(records, "import"), "import", "imports") + " pointed at the host" +
                  (core->main_symbol != nullptr ? ", main found" : ""));
   }
   core->exports = std::move(request.exports);
@@ -5237,10 +5229,11 @@ result<module_core_pointer, load_error> load_core_steps(load_request request) {
 }
 
 result<module_core_pointer, load_error> load_core(load_request request) {
-  const auto started = logging() ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
-  const std::string name = request.name.empty() ? request.path : request.name;
+  const bool logged = logging();
+  const auto started = logged ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
+  const std::string name = !logged ? std::string() : request.name.empty() ? request.path : request.name;
   auto loaded = load_core_steps(std::move(request));
-  if (logging()) {
+  if (logged) {
     if (loaded) log_step("load", name, "loaded" + took(started));
     if (!loaded) log_step("load", name, std::string("refused (") + to_string(loaded.error().code) + "): " + loaded.error().reason);
   }
@@ -6317,8 +6310,7 @@ std::optional<reload_error> copy_and_check(live_core& live, checked_copy& next) 
       return make_reload_error(live, reload_errc::copy_failed, why, running_version_stays(live));
     case platform::shadow_directory::copy_status::copied: break;
   }
-  const load_request request = request_for(live, next.path);
-  auto checked = check_copy(request);
+  auto checked = check_copy(request_for(live, next.path));
   if (!checked) {
     live.shadows.remove(next.path);
     return refused_build(live, checked.error());

@@ -162,6 +162,17 @@ void install_host_handler() {
   sigemptyset(&action.sa_mask);
   ::sigaction(SIGSEGV, &action, nullptr);
 }
+
+// A child that sets up its handlers with `prepare`, then has a guarded module call a host import
+// that crashes in host code.
+test::child_outcome crash_in_host_import(void (*prepare)()) {
+  return test::run_in_child([prepare] {
+    prepare();
+    auto module = load_crashes(guarded());
+    host_function_crashes = true;
+    (void)module.exports().call_host(1);
+  });
+}
 }  // namespace
 
 TEST_CASE("crash guard: the host's own handler still gets the crashes in host code") {
@@ -177,38 +188,35 @@ TEST_CASE("crash guard: the host's own handler still gets the crashes in host co
     CHECK(test::contains(outcome.stderr_text, "caught\nhost handler\n"));
   }
   SECTION("a fault in a host import called by a guarded module") {
-    const test::child_outcome outcome = test::run_in_child([] {
-      install_host_handler();
-      auto module = load_crashes(guarded());
-      host_function_crashes = true;
-      (void)module.exports().call_host(1);
-    });
+    const test::child_outcome outcome = crash_in_host_import(&install_host_handler);
     INFO(outcome.stderr_text);
     CHECK(outcome.exit_code == 42);
     CHECK_FALSE(test::contains(outcome.stderr_text, "relib: module"));
   }
   SECTION("without a handler of the host's, a fault in host code ends the process as before") {
-    const test::child_outcome outcome = test::run_in_child([] {
-      default_crash_actions();
-      auto module = load_crashes(guarded());
-      host_function_crashes = true;
-      (void)module.exports().call_host(1);
-    });
+    const test::child_outcome outcome = crash_in_host_import(&default_crash_actions);
     CHECK(outcome.signal == SIGSEGV);
     CHECK_FALSE(test::contains(outcome.stderr_text, "relib: module"));
   }
 }
 
-TEST_CASE("crash guard: a live module brings back the version before the one that crashed") {
-  test::temp_dir dir;
-  const std::string target = dir.path() + "/libmod.so";
-  test::install_by_rename(TEST_LIVE_V1_PATH, target);
+namespace {
+// A live module under the crash guard, on `target`, with `build` installed there first.
+test::live load_guarded_live(const char* build, const std::string& target) {
+  test::install_by_rename(build, target);
   relib::live_options options = test::quick_options();
   options.crash_guard = true;
   auto loaded = relib::load_live_module<live_exports>(target, {}, options);
   INFO((loaded ? std::string() : loaded.error().message));
   REQUIRE(loaded);
-  test::live module = std::move(*loaded);
+  return std::move(*loaded);
+}
+}  // namespace
+
+TEST_CASE("crash guard: a live module brings back the version before the one that crashed") {
+  test::temp_dir dir;
+  const std::string target = dir.path() + "/libmod.so";
+  test::live module = load_guarded_live(TEST_LIVE_V1_PATH, target);
   CHECK(*module.exports().bump() == 1);
 
   test::install_by_rename(TEST_LIVE_BUMP_CRASHES_PATH, target);
@@ -239,12 +247,7 @@ TEST_CASE("crash guard: a live module brings back the version before the one tha
 TEST_CASE("crash guard: a live module whose first version crashes has nothing to go back to until a new build") {
   test::temp_dir dir;
   const std::string target = dir.path() + "/libmod.so";
-  test::install_by_rename(TEST_LIVE_BUMP_CRASHES_PATH, target);
-  relib::live_options options = test::quick_options();
-  options.crash_guard = true;
-  auto loaded = relib::load_live_module<live_exports>(target, {}, options);
-  REQUIRE(loaded);
-  test::live module = std::move(*loaded);
+  test::live module = load_guarded_live(TEST_LIVE_BUMP_CRASHES_PATH, target);
   CHECK(module.exports().bump().error().code == relib::call_errc::crashed);
 
   const auto update = module.update();
