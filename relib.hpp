@@ -678,9 +678,16 @@ struct import_thunk<R(A...)> {
   static R call(A... args) {
     try {
       return Function(static_cast<A&&>(args)...);
+#if defined(__GLIBCXX__)
     } catch (abi::__forced_unwind&) {
       throw;  // thread cancellation must keep unwinding
+#endif
     } catch (...) {
+#if defined(_LIBCPP_VERSION)
+      // libc++ sees thread cancellation as a foreign exception, one without a C++ type; it must
+      // keep unwinding too.
+      if (abi::__cxa_current_exception_type() == nullptr) throw;
+#endif
       import_threw(Tag::name(), type_name<R(A...)>::value.data);
     }
   }
@@ -4637,13 +4644,22 @@ result<void, load_error> check_records(const std::string& name, const module_rec
     return mismatch(load_errc::version_mismatch, "relib version", records.version, host.version,
                     "rebuild the module with the same relib headers as the host");
   }
+  // The library first ("libc++" or "libstdc++", the record's first word): it is the deeper
+  // difference, and the rest of the record (gxx-abi) also changes with the compiler.
+  const auto library = [](std::string_view stdlib) { return stdlib.substr(0, stdlib.find(' ')); };
+  if (library(records.stdlib) != library(host.stdlib)) {
+    return mismatch(load_errc::stdlib_mismatch, "C++ standard library", records.stdlib, host.stdlib,
+                    "build host and module against the same one: both with clang++ -stdlib=libc++, or both "
+                    "with libstdc++ (g++'s, and clang++'s default on Linux)");
+  }
   if (records.compiler != host.compiler) {
     return mismatch(load_errc::compiler_mismatch, "compiler", records.compiler, host.compiler,
                     "build host and module with the same compiler family and major version");
   }
   if (records.stdlib != host.stdlib) {
     return mismatch(load_errc::stdlib_mismatch, "C++ standard library ABI", records.stdlib, host.stdlib,
-                    "build host and module with the same standard library and _GLIBCXX_USE_CXX11_ABI setting");
+                    "build host and module with the same ABI setting of it (_GLIBCXX_USE_CXX11_ABI for "
+                    "libstdc++, _LIBCPP_ABI_VERSION for libc++)");
   }
   if (records.unloading != host.unloading) {
     return make_load_error(

@@ -850,11 +850,12 @@ extern "C" int atexit(void (*handler)(void)) noexcept {
 #endif /* RELIB_DETAIL_UNLOADING */
 
 /* >>runtime ---- the module's own copy of the C++ runtime (relib_add_module links it statically) */
-#if defined(__GLIBCXX__)
-/* The module's copy of libstdc++ has its own terminate handler. Its default one prints the
-   exception's type with libstdc++'s demangler, 40 KB of code that every module would map; this
-   one prints the same facts and the module's file, and borrows the process's demangler when the
-   process has libstdc++. Hidden: the process's own handler is never replaced. */
+#if defined(__GLIBCXX__) || defined(_LIBCPP_VERSION)
+/* The module's copy of the C++ runtime has its own terminate handler. libstdc++'s default one
+   prints the exception's type with its demangler, 40 KB of code that every module would map;
+   libc++'s says nothing of the module. This one prints the type, what() and the module's file,
+   and borrows the process's demangler. Only the module's copy is set: the process's own handler
+   is never replaced. */
 #include <dlfcn.h>
 
 namespace relib {
@@ -894,9 +895,20 @@ namespace detail {
 }  // namespace detail
 }  // namespace relib
 
-namespace __cxxabiv1 {
+#if defined(__GLIBCXX__)
+namespace __cxxabiv1 {  // libstdc++'s handler variable: defining it keeps its default handler out
 __attribute__((visibility("hidden"))) std::terminate_handler __terminate_handler = relib::detail::module_terminate;
 }
+#else
+namespace relib {
+namespace detail {
+// libc++abi defines its handler variable with its other handlers, so it is set at load instead.
+struct module_terminate_installer {
+  module_terminate_installer() noexcept { std::set_terminate(module_terminate); }
+} install_module_terminate;
+}  // namespace detail
+}  // namespace relib
+#endif
 #endif
 
 /* Where each exception was thrown. relib_add_module links the module with --wrap=__cxa_throw and

@@ -4,10 +4,12 @@
 #   cmake -DEXAMPLE=<name> -DHOST=<host executable> -DSOURCE_DIR=<the example's directory>
 #         -DRELIB_SOURCE_DIR=<relib> -DWORK_DIR=<scratch directory> -DGENERATOR=<generator>
 #         -DCXX_COMPILER=<compiler> -DBUILD_TYPE=<type> -DMIMALLOC_DIR=<mimalloc_DIR>
+#         -DCXX_FLAGS=<the host's CMAKE_CXX_FLAGS> -DMODULE_LINKER_FLAGS=<its CMAKE_MODULE_LINKER_FLAGS>
 #         -DEDIT_FROM=<text in module.cpp> -DEDIT_TO=<its replacement> -DEXPECT=<regex>
 #         [-DINCREASING=<regex with one group>] -P run_live_example.cmake
 # 1. module.cpp and the example's headers are copied into WORK_DIR/src, a project of its own that
-#    pulls relib in with add_subdirectory(), and built into WORK_DIR/build (deleted first).
+#    pulls relib in with add_subdirectory(), and built into WORK_DIR/build (deleted first) with the
+#    host's compiler and flags, so that both use the same standard library.
 # 2. The host runs that build of the module. After a second it runs this script again with
 #    -DSTEP=edit, in the background while its frames go on: the copy of module.cpp gets the edit
 #    and `cmake --build` writes the new module over the old one. The host stops after the first
@@ -61,7 +63,8 @@ file(WRITE "${WORK_DIR}/module.cpp.edited" "${text}")
 
 run_step("configuring ${WORK_DIR}/src" ${CMAKE_COMMAND} -S "${WORK_DIR}/src" -B "${WORK_DIR}/build"
          -G "${GENERATOR}" -DCMAKE_CXX_COMPILER=${CXX_COMPILER} -DCMAKE_BUILD_TYPE=${BUILD_TYPE}
-         -Dmimalloc_DIR=${MIMALLOC_DIR})
+         -Dmimalloc_DIR=${MIMALLOC_DIR} "-DCMAKE_CXX_FLAGS=${CXX_FLAGS}"
+         "-DCMAKE_MODULE_LINKER_FLAGS=${MODULE_LINKER_FLAGS}")
 run_step("building ${EXAMPLE}_module" ${CMAKE_COMMAND} --build "${WORK_DIR}/build" --target ${EXAMPLE}_module)
 message(STATUS "${EXAMPLE}: built ${WORK_DIR}/src/module.cpp; the host will change "
                "'${EDIT_FROM}' to '${EDIT_TO}' in it and rebuild it while it runs")

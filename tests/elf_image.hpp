@@ -104,6 +104,16 @@ struct elf_image {
     FAIL("the module has no section " << name);
     throw;
   }
+  // How many symbols the module defines as STB_GNU_UNIQUE in its dynamic symbol table.
+  std::size_t unique_symbol_count() const {
+    const ElfW(Shdr) symbols = section(".dynsym");
+    std::size_t count = 0;
+    for (std::uint64_t at = 0; at + sizeof(ElfW(Sym)) <= symbols.sh_size; at += sizeof(ElfW(Sym))) {
+      const auto symbol = read<ElfW(Sym)>(symbols.sh_offset + at);
+      if (ELF64_ST_BIND(symbol.st_info) == STB_GNU_UNIQUE && symbol.st_shndx != SHN_UNDEF) ++count;
+    }
+    return count;
+  }
   // The offset of the "relib" note whose record starts with `record`.
   std::uint64_t note_with(const std::string& record) const {
     const std::size_t description = bytes.find(record);

@@ -24,6 +24,15 @@ RELIB_HOST_IMPORTS(game_imports, GAME_IMPORTS);
 RELIB_HOST_EXPORTS(other_exports, OTHER_EXPORTS);
 RELIB_HOST_IMPORTS(other_imports, OTHER_IMPORTS);
 
+/* A signature as this compiler spells it in relib's messages: GCC writes "int(int, int)" and
+   "long int", clang "int (int, int)" and "long". Host and module always agree, being checked to
+   come from the same compiler. */
+#if defined(__clang__)
+#define TEST_SPELLED(gcc, clang) clang
+#else
+#define TEST_SPELLED(gcc, clang) gcc
+#endif
+
 namespace test {
 
 inline bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }

@@ -46,11 +46,12 @@ TEST_CASE("hostile: an escape sequence in a module's version is shown escaped", 
 
 TEST_CASE("hostile: control characters in an export's recorded signature are shown escaped", "[hostile]") {
   test::temp_dir dir;
-  const std::string path = patched_copy(dir, TEST_GAME_PATH, "export\tadd\t", "int(int, int)", "int(int,\x1bint)");
+  const std::string path = patched_copy(dir, TEST_GAME_PATH, "export\tadd\t", TEST_SPELLED("int(int, int)", "int (int, int)"),
+                                         TEST_SPELLED("int(int,\x1bint)", "int (int,\x1bint)"));
   auto loaded = relib::load_module<game_exports>(path, game_imports{});
   REQUIRE_FALSE(loaded);
   CHECK(loaded.error().code == relib::load_errc::signature_mismatch);
-  CHECK(test::contains(loaded.error().message, "int(int,\\x1bint) in the module"));
+  CHECK(test::contains(loaded.error().message, TEST_SPELLED("int(int,\\x1bint) in the module", "int (int,\\x1bint) in the module")));
   CHECK_FALSE(has_control_characters(loaded.error().message));
 }
 

@@ -1,6 +1,7 @@
 # Builds and runs the consumer project in this directory against relib, used one of two ways:
 #   cmake -DMODE=install|subdirectory -DRELIB_SOURCE_DIR=<relib source> -DWORK_DIR=<scratch dir>
-#         -DCXX_COMPILER=<c++ compiler> -DGENERATOR=<generator> [-DBUILD_TYPE=<type>] -P run_consumer.cmake
+#         -DCXX_COMPILER=<c++ compiler> -DGENERATOR=<generator> [-DBUILD_TYPE=<type>]
+#         [-DSTDLIB_FLAG=-stdlib=libc++] -P run_consumer.cmake
 # install:      relib is configured and installed into WORK_DIR/prefix, then find_package()'d from there.
 # subdirectory: the consumer pulls relib in with add_subdirectory().
 # WORK_DIR is deleted first, so every run starts clean. Assumes a single-config generator.
@@ -25,7 +26,9 @@ function(run_step name)
 endfunction()
 
 file(REMOVE_RECURSE "${WORK_DIR}")
-set(common -G "${GENERATOR}" -DCMAKE_CXX_COMPILER=${CXX_COMPILER} -DCMAKE_BUILD_TYPE=${BUILD_TYPE})
+set(common -G "${GENERATOR}" -DCMAKE_CXX_COMPILER=${CXX_COMPILER} -DCMAKE_BUILD_TYPE=${BUILD_TYPE}
+           "-DCMAKE_CXX_FLAGS=${STDLIB_FLAG}" "-DCMAKE_EXE_LINKER_FLAGS=${STDLIB_FLAG}"
+           "-DCMAKE_MODULE_LINKER_FLAGS=${STDLIB_FLAG}")
 set(consumer_build "${WORK_DIR}/build")
 
 if(MODE STREQUAL "install")

@@ -58,7 +58,7 @@ void rethrow_after_another() {
 }
 
 void rethrow_from_pointer() {
-  std::exception_ptr kept = std::make_exception_ptr(std::runtime_error("kept in an exception_ptr"));
+  std::exception_ptr kept = std::make_exception_ptr(std::runtime_error("kept in an exception_ptr"));  // marker: made
   std::rethrow_exception(kept);
 }
 

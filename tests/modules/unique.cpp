@@ -1,5 +1,5 @@
 // Built without -fno-gnu-unique and with default visibility: GCC marks the static inside the
-// inline function STB_GNU_UNIQUE, so glibc keeps the library mapped forever.
+// inline function STB_GNU_UNIQUE, so glibc keeps the library mapped forever. clang never does.
 #define RELIB_IMPLEMENTATION
 #include "relib_module.hpp"
 
