@@ -77,10 +77,10 @@
    destructors). relib_add_module() makes them local with a version script and a static C++
    runtime; a module built otherwise works but gets none of this.
 
-   THE MODULE'S C++ RUNTIME (see docs/footprint.md)
-   With libstdc++, the implementation file gives the module's own copy a terminate handler: an
-   exception nothing catches, or std::terminate(), prints "relib: terminate called in module
-   <file>" with the exception's type and what(), then aborts. The host's handler is not replaced.
+   THE MODULE'S C++ RUNTIME (see docs/footprint.md and docs/compilers.md)
+   With libstdc++ or libc++, the implementation file gives the module's own copy a terminate
+   handler: an exception nothing catches, or std::terminate(), prints "relib: terminate called in
+   module <file>" with the exception's type and what(), then aborts. The host's handler is not replaced.
    relib_add_module() also links the module with --wrap=__cxa_throw and --wrap=__cxa_free_exception:
    every throw in module code records the return addresses where it was thrown, and a call_error
    shows them as named frames (docs/diagnostics.md). Nothing runs until something is thrown.
@@ -742,7 +742,7 @@ T& module_state() noexcept {
      >>records             the module record the host reads before any module code runs
      >>threads             pthread_create and __cxa_thread_atexit_impl, sent to the host
      >>keys and mappings   pthread keys and mmap/munmap, recorded so unload releases them
-     >>runtime             the module's copy of libstdc++: its terminate handler, its exception pool
+     >>runtime             the module's copy of the C++ runtime: its terminate handler, its exception pool
      >>memory              malloc, free and operator new on per-thread mimalloc heaps
      >>fatal mistakes      an import called too early, the state used too early
    The definitions in >>threads, >>keys and mappings and >>memory replace the C library's own for
@@ -900,14 +900,24 @@ namespace __cxxabiv1 {  // libstdc++'s handler variable: defining it keeps its d
 __attribute__((visibility("hidden"))) std::terminate_handler __terminate_handler = relib::detail::module_terminate;
 }
 #else
-namespace relib {
-namespace detail {
-// libc++abi defines its handler variable with its other handlers, so it is set at load instead.
-struct module_terminate_installer {
-  module_terminate_installer() noexcept { std::set_terminate(module_terminate); }
-} install_module_terminate;
-}  // namespace detail
-}  // namespace relib
+/* libc++abi keeps its handler variables and their setters in one object file with its default
+   terminate handler, which brings libc++abi's demangler (about 120 KB). Defining all of them here
+   keeps that file out of the module (relib_add_module's version script keeps the setters local).
+   The variables are hidden: a module on the shared libc++ leaves the process's alone. */
+extern "C" {
+__attribute__((visibility("hidden"))) void (*__cxa_terminate_handler)() = relib::detail::module_terminate;
+__attribute__((visibility("hidden"))) void (*__cxa_unexpected_handler)() = std::terminate;
+__attribute__((visibility("hidden"))) void (*__cxa_new_handler)() = nullptr;
+}
+namespace std {
+terminate_handler set_terminate(terminate_handler handler) noexcept {
+  return __atomic_exchange_n(&__cxa_terminate_handler, handler != nullptr ? handler : relib::detail::module_terminate,
+                             __ATOMIC_ACQ_REL);
+}
+new_handler set_new_handler(new_handler handler) noexcept {
+  return __atomic_exchange_n(&__cxa_new_handler, handler, __ATOMIC_ACQ_REL);
+}
+}  // namespace std
 #endif
 #endif
 
@@ -1024,7 +1034,8 @@ extern "C" __attribute__((noreturn)) void __assert_fail(const char* assertion, c
 /* The module's copy of libstdc++ keeps a block for exceptions thrown when memory runs out (about
    70 KB) and frees it only when asked, as valgrind does at exit: asked here, as the module's
    static objects are destroyed inside dlclose(). A module with its own allocator would otherwise
-   leak it at every unload. Only the module's own copy is asked, never the host's. */
+   leak it at every unload. Only the module's own copy is asked, never the host's. libc++abi's
+   pool is a static buffer: nothing to free. */
 namespace __gnu_cxx {
 void __freeres() __attribute__((weak));
 }
@@ -1045,7 +1056,7 @@ struct runtime_pool_release {
 #if !defined(RELIB_CUSTOM_ALLOCATOR)
 /* >>memory ---- the module's allocations go to its own mimalloc heaps --------------------------
    These definitions are local to the module (relib_add_module's version script), so they serve
-   exactly the code in the module's image, its static copy of libstdc++ included, and never libc
+   exactly the code in the module's image, its static C++ runtime included, and never libc
    or the dynamic loader. mimalloc heaps are bound to a thread, so each thread that allocates in
    module code gets a heap of its own, which the host learns about and destroys at unload (all
    blocks at once) when it safely can; see docs/unloading.md. Memory from elsewhere (libc's

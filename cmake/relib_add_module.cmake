@@ -2,11 +2,12 @@
 #
 # Builds <name> as a relib module, lib<name>.so, with what unloading needs:
 # - position independent code and hidden visibility;
-# - -fno-gnu-unique: otherwise GCC marks inline statics STB_GNU_UNIQUE and glibc never unloads
-#   the library;
-# - libstdc++ linked statically (-static-libstdc++) and a version script that exports only
-#   relib's entry points: the module's copy of libstdc++ then allocates through the module, and
-#   nothing in it is shared with (or pinned by) the rest of the process;
+# - -fno-gnu-unique with GCC: otherwise GCC marks inline statics STB_GNU_UNIQUE and glibc never
+#   unloads the library (clang never makes such symbols);
+# - the C++ runtime linked statically (-static-libstdc++: libstdc++, or libc++ under clang's
+#   -stdlib=libc++) and a version script that exports only relib's entry points: the module's
+#   copy of the runtime then allocates through the module, and nothing in it is shared with (or
+#   pinned by) the rest of the process;
 # - the unwinder shared (-shared-libgcc): libgcc_s.so.1, which every C++ process has and which
 #   keeps no state about a module across its unload; linking it statically would add 15 KB;
 # - -ffunction-sections -fdata-sections and --gc-sections, so that only the parts of that runtime
