@@ -131,6 +131,12 @@ TEST_CASE("clang: a module built with the other standard library is stdlib_misma
   CHECK(test::contains(error.message, "'libstdc++ cxx11-abi="));
   CHECK(test::contains(error.message, "-stdlib=libc++"));
 }
+
+TEST_CASE("clang: the standard library is compared before the compiler") {
+  const auto error = expect_load_error(TEST_OTHER_STDLIB_AND_COMPILER_PATH, relib::load_errc::stdlib_mismatch);
+  CHECK(test::contains(error.message, "'libc++ abi="));
+  CHECK(test::contains(error.message, "'libstdc++ cxx11-abi="));
+}
 #endif
 
 TEST_CASE("a module built with RELIB_NO_UNLOADING is unloading_mismatch in an unloading host") {
