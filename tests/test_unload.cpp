@@ -5,6 +5,9 @@
 
 #include <dlfcn.h>
 
+#include <cstdlib>
+#include <exception>
+
 TEST_CASE("unload removes the library from the process") {
   auto game = test::load_or_fail<game_exports>(TEST_GAME_PATH, game_imports{});
   CHECK(test::is_mapped(TEST_GAME_PATH));
@@ -84,11 +87,19 @@ TEST_CASE("gcc: a module with STB_GNU_UNIQUE symbols is still_loaded, and the me
   CHECK_FALSE(module.is_loaded());
 }
 #else
+namespace {
+void host_terminate_handler() { std::abort(); }
+}  // namespace
+
 TEST_CASE("clang: the same module has no STB_GNU_UNIQUE symbols and unloads") {
   CHECK(test::elf_image(TEST_UNIQUE_PATH).unique_symbol_count() == 0);
+  // It links the process's C++ runtime, whose terminate handler relib's module side leaves alone.
+  const std::terminate_handler previous = std::set_terminate(host_terminate_handler);
   auto module = test::load_or_fail(TEST_UNIQUE_PATH);
   CHECK(module.call_main<int>().value() == 1);
+  CHECK(std::get_terminate() == host_terminate_handler);
   test::unload_or_fail(module);
+  std::set_terminate(previous);
   CHECK_FALSE(test::is_mapped(TEST_UNIQUE_PATH));
   // Loaded again, its static starts over: nothing of the first load was kept.
   auto again = test::load_or_fail(TEST_UNIQUE_PATH);
