@@ -953,7 +953,7 @@ result<live_module<Exports>, reload_error> load_live_module(const std::string& p
 
 /* What a host expects of its modules, recorded in its executable (section .relib_host) for
    relib-inspect --host: one note per interface type, its entries one per line. */
-#define RELIB_DETAIL_HOST_META __attribute__((section(".relib_host"), used, aligned(4)))
+#define RELIB_DETAIL_HOST_META __attribute__((section(".relib_host"), used)) RELIB_DETAIL_PACKED_NOTE
 #define RELIB_DETAIL_HOST_EXPORT_TEXT(id, ...) \
   +relib::detail::entry_text<__VA_ARGS__>(relib::detail::fixed_string("\nexport\t" #id))
 #define RELIB_DETAIL_HOST_IMPORT_TEXT(id, ...) \
@@ -1030,6 +1030,7 @@ result<live_module<Exports>, reload_error> load_live_module(const std::string& p
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <new>
 #include <cstring>
 #include <atomic>
 #include <condition_variable>
@@ -6651,6 +6652,16 @@ bool next_delete_calls_free = false;
    dlsym(), and when that realloc runs inside dlerror() (which formats its message with
    asprintf), dlsym() frees the very message dlerror() is still writing. */
 [[maybe_unused]] const bool next_allocator_functions_found = [] {
+  // A sanitizer's own functions are the next ones: clang links its runtime into the executable,
+  // where the host's definitions replace its free() and realloc(), and the next definition after
+  // the executable would be the C library's, which knows nothing of the sanitizer's blocks.
+  if (platform::sanitizer_free != nullptr) __atomic_store_n(&next_free, platform::sanitizer_free, __ATOMIC_RELEASE);
+  if (platform::sanitizer_realloc != nullptr) {
+    __atomic_store_n(&next_realloc, platform::sanitizer_realloc, __ATOMIC_RELEASE);
+  }
+  if (platform::sanitizer_usable_size != nullptr) {
+    __atomic_store_n(&next_usable_size, platform::sanitizer_usable_size, __ATOMIC_RELEASE);
+  }
   next_allocator_function(next_free, "free", &platform::process_free);
   next_allocator_function(next_realloc, "realloc", &platform::process_realloc);
   next_allocator_function(next_usable_size, "malloc_usable_size", &no_usable_size);
@@ -6743,6 +6754,72 @@ RELIB_DETAIL_HOST_DELETE(operator delete[], next_sized_aligned_delete_array, "_Z
                          free_sized_aligned, (void* block, std::size_t size, std::align_val_t alignment),
                          (block, size, alignment))
 #undef RELIB_DETAIL_HOST_DELETE
+
+/* clang links AddressSanitizer's runtime into the executable, where its operator new and delete
+   are weak: the host's operator delete above replaces the sanitizer's, and the next one is the C++
+   runtime's, which calls free(). AddressSanitizer would then report every block its operator new
+   made as freed with the wrong function, so under it the host's operator new takes its blocks
+   from malloc(), and the pair stays consistent. (GCC links the sanitizer as a shared library,
+   whose operator delete is the next one.) */
+#if defined(__clang__) && defined(__has_feature)
+#if __has_feature(address_sanitizer)
+namespace relib {
+namespace detail {
+inline void* host_new(std::size_t size, std::size_t alignment, bool throwing) {
+  if (size == 0) size = 1;
+  for (;;) {
+    void* block = alignment == 0 ? std::malloc(size)
+                                 : std::aligned_alloc(alignment, (size + alignment - 1) / alignment * alignment);
+    if (block != nullptr) return block;
+    const std::new_handler handler = std::get_new_handler();
+    if (handler == nullptr) {
+      if (throwing) throw std::bad_alloc();
+      return nullptr;
+    }
+    handler();
+  }
+}
+}  // namespace detail
+}  // namespace relib
+
+void* operator new(std::size_t size) { return relib::detail::host_new(size, 0, true); }
+void* operator new[](std::size_t size) { return relib::detail::host_new(size, 0, true); }
+void* operator new(std::size_t size, std::align_val_t alignment) {
+  return relib::detail::host_new(size, static_cast<std::size_t>(alignment), true);
+}
+void* operator new[](std::size_t size, std::align_val_t alignment) {
+  return relib::detail::host_new(size, static_cast<std::size_t>(alignment), true);
+}
+void* operator new(std::size_t size, const std::nothrow_t&) noexcept {
+  try {
+    return relib::detail::host_new(size, 0, false);
+  } catch (...) {  // a new_handler may throw
+    return nullptr;
+  }
+}
+void* operator new[](std::size_t size, const std::nothrow_t&) noexcept {
+  try {
+    return relib::detail::host_new(size, 0, false);
+  } catch (...) {
+    return nullptr;
+  }
+}
+void* operator new(std::size_t size, std::align_val_t alignment, const std::nothrow_t&) noexcept {
+  try {
+    return relib::detail::host_new(size, static_cast<std::size_t>(alignment), false);
+  } catch (...) {
+    return nullptr;
+  }
+}
+void* operator new[](std::size_t size, std::align_val_t alignment, const std::nothrow_t&) noexcept {
+  try {
+    return relib::detail::host_new(size, static_cast<std::size_t>(alignment), false);
+  } catch (...) {
+    return nullptr;
+  }
+}
+#endif
+#endif
 #endif
 #undef RELIB_DETAIL_UNINSTRUMENTED
 #endif

@@ -167,8 +167,15 @@
 #define RELIB_DETAIL_UNLIKELY(x) __builtin_expect(!!(x), 0)
 /* Records describing the module are ELF notes, which linkers place in the first page of the file
    (PT_NOTE): the host reads them with one read before dlopen() runs any module code. aligned(4)
-   keeps the compiler from padding notes apart. */
-#define RELIB_DETAIL_META __attribute__((section(".note.relib"), used, aligned(4)))
+   keeps the compiler from padding notes apart, and so does leaving them out of clang's
+   AddressSanitizer, which gives each global it checks a red zone and 32-byte alignment (GCC's
+   leaves variables in named sections alone). */
+#if defined(__clang__)
+#define RELIB_DETAIL_PACKED_NOTE __attribute__((aligned(4), no_sanitize("address")))
+#else
+#define RELIB_DETAIL_PACKED_NOTE __attribute__((aligned(4)))
+#endif
+#define RELIB_DETAIL_META __attribute__((section(".note.relib"), used)) RELIB_DETAIL_PACKED_NOTE
 #else
 #error "relib: only GCC and Clang on Linux are supported so far"
 #endif

@@ -90,17 +90,32 @@ std::size_t resident_bytes();
 // redzones, shadow for the new addresses), never given back: about 20 KB measured under
 // AddressSanitizer. Tests that compare resident memory across load cycles allow this much per
 // load on top of their own margin; a module leak they look for is larger.
+// GCC says which sanitizer is on with macros, clang with __has_feature.
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TEST_ADDRESS_SANITIZER 1
+#endif
+#if __has_feature(thread_sanitizer)
+#define TEST_THREAD_SANITIZER 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define TEST_ADDRESS_SANITIZER 1
+#endif
 #if defined(__SANITIZE_THREAD__)
+#define TEST_THREAD_SANITIZER 1
+#endif
+#if defined(TEST_THREAD_SANITIZER)
 constexpr bool under_thread_sanitizer = true;
 #else
 constexpr bool under_thread_sanitizer = false;
 #endif
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(TEST_ADDRESS_SANITIZER)
 constexpr bool under_address_sanitizer = true;
 #else
 constexpr bool under_address_sanitizer = false;
 #endif
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#if defined(TEST_ADDRESS_SANITIZER) || defined(TEST_THREAD_SANITIZER)
 constexpr std::size_t sanitizer_bytes_per_load = 48 * 1024;
 #else
 constexpr std::size_t sanitizer_bytes_per_load = 0;

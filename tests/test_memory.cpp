@@ -143,7 +143,7 @@ TEST_CASE("under an address-space limit no arena is reserved, and module memory 
   const pid_t child = ::fork();
   REQUIRE(child >= 0);
   if (child == 0) {
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(TEST_ADDRESS_SANITIZER)
     const rlimit limit{rlim_t{100} << 40, rlim_t{100} << 40};  // AddressSanitizer reserves 20 TiB of shadow
 #else
     const rlimit limit{rlim_t{4} << 30, rlim_t{4} << 30};

@@ -114,6 +114,13 @@ std::set<std::string> defined_symbols(const std::string& path) {
   return names;
 }
 
+bool is_sanitizer_symbol(const std::string& name) {
+  for (const char* prefix : {"__asan_", "__ubsan_", "__tsan_", "__lsan_", "__msan_", "__hwasan_", "__sanitizer_"}) {
+    if (name.rfind(prefix, 0) == 0) return true;
+  }
+  return false;
+}
+
 /* What would keep the module mapped after dlclose(), or keep dlopen() from loading it. */
 void inspect_unloading(const rd::platform::readable_file& file, const rd::elf_contents& contents, inspection& out) {
   elf_tables tables;
@@ -139,6 +146,8 @@ void inspect_unloading(const rd::platform::readable_file& file, const rd::elf_co
         break;
       }
     }
+    // A sanitized module's calls into its sanitizer: clang links that runtime into the host.
+    if (undefined.library.empty() && is_sanitizer_symbol(name)) undefined.library = "the host's sanitizer runtime";
     out.undefined.push_back(undefined);
   });
   if (!out.unique_symbols.empty()) {
