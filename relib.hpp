@@ -2180,6 +2180,11 @@ inline std::vector<std::pair<std::uintptr_t, std::uintptr_t>> code_of_object_hol
   });
   return found;
 }
+/* The executable's file, opened for reading, and the address it was loaded at. */
+inline bool open_main_program(readable_file& file, std::uintptr_t& base) {
+  any_loaded_object([&](const dl_phdr_info& info) { return base = info.dlpi_addr, true; });  // listed first
+  return file.open("/proc/self/exe") == readable_file::status::opened;
+}
 inline std::uintptr_t main_program_code() {  // an address in the executable's code
   std::uintptr_t address = 0;
   any_loaded_object([&](const dl_phdr_info& info) {
@@ -4302,9 +4307,36 @@ void name_module_frame(const module_core& core, stack_frame& frame) {
    at the first load, before any module code runs. */
 std::vector<std::pair<std::uintptr_t, std::uintptr_t>> host_code;
 
+/* A sanitizer's interceptors, when clang has linked its runtime into the executable: they stand
+   in for C library functions (strlen), so a crash under one is its caller's, as in the C library
+   itself. Read from the executable's dynamic symbols at the first load, only under a sanitizer. */
+std::vector<std::pair<std::uintptr_t, std::uintptr_t>> interceptor_code;
+
+void find_interceptors() {
+  platform::readable_file file;
+  std::uintptr_t base = 0;
+  if (platform::sanitizer_free == nullptr || !platform::open_main_program(file, base)) return;
+  const elf_reader reader(file);
+  std::vector<platform::elf_section> sections;
+  std::string section_names, data, strings;
+  if (!read_section_headers(reader, sections, section_names)) return;
+  for (const platform::elf_section& section : sections) {
+    if (section.sh_type != SHT_DYNSYM || section.sh_link >= sections.size() || !reader.read_section(section, data) ||
+        !reader.read_section(sections[section.sh_link], strings)) {
+      continue;
+    }
+    for_each_entry<platform::elf_symbol>(data, [&](const platform::elf_symbol& symbol) {
+      if (symbol.st_shndx == SHN_UNDEF || symbol.st_size == 0) return;
+      if (string_at(strings, symbol.st_name).substr(0, 14) != "__interceptor_") return;
+      interceptor_code.emplace_back(base + symbol.st_value, base + symbol.st_value + symbol.st_size);
+    });
+  }
+}
+
 bool in_host_code(std::uintptr_t address) noexcept {
-  return std::any_of(host_code.begin(), host_code.end(),
-                     [&](const auto& range) { return address >= range.first && address < range.second; });
+  const auto holds = [&](const auto& range) { return address >= range.first && address < range.second; };
+  return std::any_of(host_code.begin(), host_code.end(), holds) &&
+         std::none_of(interceptor_code.begin(), interceptor_code.end(), holds);
 }
 
 /* The module's frames by its index, others by the dynamic loader's names, until the first frame
@@ -4519,6 +4551,7 @@ void install_crash_handler() {
     for (const auto& range : platform::code_of_object_holding(reinterpret_cast<std::uintptr_t>(&install_crash_handler))) {
       host_code.push_back(range);
     }
+    find_interceptors();
   });
   platform::install_crash_handler(&handle_crash_signal);
 }
