@@ -2418,6 +2418,14 @@ class elf_reader {
     return read_at(section.sh_offset, out.data(), section.sh_size);
   }
 
+  /* A section and the string table its sh_link names: a symbol table's names, or those of the
+     dynamic section's entries. */
+  bool read_with_strings(const std::vector<platform::elf_section>& sections, const platform::elf_section& section,
+                         std::string& out, std::string& strings) const {
+    return section.sh_link < sections.size() && read_section(section, out) &&
+           read_section(sections[section.sh_link], strings);
+  }
+
  private:
   const platform::readable_file& file_;
   std::uint64_t size_;
@@ -2605,10 +2613,7 @@ elf_status read_elf(const platform::readable_file& opened, elf_contents& out, st
   for (const platform::elf_section & section : sections) {
     const bool wanted = (section.sh_type == SHT_DYNSYM && (extras & elf_unique_symbols)) ||
                         (section.sh_type == SHT_DYNAMIC && (extras & elf_needed));
-    if (!wanted || section.sh_link >= sections.size() || !file.read_section(section, data) ||
-        !file.read_section(sections[section.sh_link], strings)) {
-      continue;
-    }
+    if (!wanted || !file.read_with_strings(sections, section, data, strings)) continue;
     if (section.sh_type == SHT_DYNSYM) {
       for_each_entry<platform::elf_symbol>(data, [&](const platform::elf_symbol & symbol) {
         if (ELF64_ST_BIND(symbol.st_info) == STB_GNU_UNIQUE && symbol.st_shndx != SHN_UNDEF) {
@@ -4264,8 +4269,7 @@ symbol_index read_symbol_index(const platform::readable_file& file, const std::v
     if (name == ".debug_str") debug_str = &section;
   }
   std::string data, strings;
-  if (symbols != nullptr && symbols->sh_link < sections.size() && reader.read_section(*symbols, data) &&
-      reader.read_section(sections[symbols->sh_link], strings)) {
+  if (symbols != nullptr && reader.read_with_strings(sections, *symbols, data, strings)) {
     for_each_entry<platform::elf_symbol>(data, [&](const platform::elf_symbol& symbol) {
       const unsigned type = ELF64_ST_TYPE(symbol.st_info);
       if ((type != STT_FUNC && type != STT_GNU_IFUNC) || symbol.st_shndx == SHN_UNDEF || symbol.st_size == 0) return;
@@ -4321,10 +4325,7 @@ void find_interceptors() {
   std::string section_names, data, strings;
   if (!read_section_headers(reader, sections, section_names)) return;
   for (const platform::elf_section& section : sections) {
-    if (section.sh_type != SHT_DYNSYM || section.sh_link >= sections.size() || !reader.read_section(section, data) ||
-        !reader.read_section(sections[section.sh_link], strings)) {
-      continue;
-    }
+    if (section.sh_type != SHT_DYNSYM || !reader.read_with_strings(sections, section, data, strings)) continue;
     for_each_entry<platform::elf_symbol>(data, [&](const platform::elf_symbol& symbol) {
       if (symbol.st_shndx == SHN_UNDEF || symbol.st_size == 0) return;
       if (string_at(strings, symbol.st_name).substr(0, 14) != "__interceptor_") return;
@@ -6798,6 +6799,8 @@ RELIB_DETAIL_HOST_DELETE(operator delete[], next_sized_aligned_delete_array, "_Z
 #if __has_feature(address_sanitizer)
 namespace relib {
 namespace detail {
+/* The nothrow forms (throwing false) return null where the others throw, a new_handler's
+   exception included. */
 inline void* host_new(std::size_t size, std::size_t alignment, bool throwing) {
   if (size == 0) size = 1;
   for (;;) {
@@ -6809,7 +6812,15 @@ inline void* host_new(std::size_t size, std::size_t alignment, bool throwing) {
       if (throwing) throw std::bad_alloc();
       return nullptr;
     }
-    handler();
+    if (throwing) {
+      handler();
+      continue;
+    }
+    try {
+      handler();
+    } catch (...) {
+      return nullptr;
+    }
   }
 }
 }  // namespace detail
@@ -6823,33 +6834,13 @@ void* operator new(std::size_t size, std::align_val_t alignment) {
 void* operator new[](std::size_t size, std::align_val_t alignment) {
   return relib::detail::host_new(size, static_cast<std::size_t>(alignment), true);
 }
-void* operator new(std::size_t size, const std::nothrow_t&) noexcept {
-  try {
-    return relib::detail::host_new(size, 0, false);
-  } catch (...) {  // a new_handler may throw
-    return nullptr;
-  }
-}
-void* operator new[](std::size_t size, const std::nothrow_t&) noexcept {
-  try {
-    return relib::detail::host_new(size, 0, false);
-  } catch (...) {
-    return nullptr;
-  }
-}
+void* operator new(std::size_t size, const std::nothrow_t&) noexcept { return relib::detail::host_new(size, 0, false); }
+void* operator new[](std::size_t size, const std::nothrow_t&) noexcept { return relib::detail::host_new(size, 0, false); }
 void* operator new(std::size_t size, std::align_val_t alignment, const std::nothrow_t&) noexcept {
-  try {
-    return relib::detail::host_new(size, static_cast<std::size_t>(alignment), false);
-  } catch (...) {
-    return nullptr;
-  }
+  return relib::detail::host_new(size, static_cast<std::size_t>(alignment), false);
 }
 void* operator new[](std::size_t size, std::align_val_t alignment, const std::nothrow_t&) noexcept {
-  try {
-    return relib::detail::host_new(size, static_cast<std::size_t>(alignment), false);
-  } catch (...) {
-    return nullptr;
-  }
+  return relib::detail::host_new(size, static_cast<std::size_t>(alignment), false);
 }
 #endif
 #endif

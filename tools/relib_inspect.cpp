@@ -61,10 +61,7 @@ bool read_tables(const rd::platform::readable_file& file, elf_tables& out) {
   for (const auto& section : sections) {
     out.tls = out.tls || (section.sh_flags & SHF_TLS) != 0;
     if (section.sh_type == SHT_DYNAMIC) reader.read_section(section, out.dynamic);
-    if (section.sh_type == SHT_DYNSYM && section.sh_link < sections.size()) {
-      reader.read_section(section, out.symbols);
-      reader.read_section(sections[section.sh_link], out.symbol_strings);
-    }
+    if (section.sh_type == SHT_DYNSYM) reader.read_with_strings(sections, section, out.symbols, out.symbol_strings);
   }
   return true;
 }
