@@ -83,7 +83,7 @@ std::vector<std::string>& logged();
 // read independently of relib from /proc/self/maps.
 bool is_mapped(const std::string& path);
 
-// The process's resident memory, from /proc/self/statm.
+// The process's resident memory, exact: from /proc/self/smaps_rollup.
 std::size_t resident_bytes();
 
 // What a sanitizer keeps of its own for each load of a module (allocation stacks and global
