@@ -953,7 +953,12 @@ result<live_module<Exports>, reload_error> load_live_module(const std::string& p
 
 /* What a host expects of its modules, recorded in its executable (section .relib_host) for
    relib-inspect --host: one note per interface type, its entries one per line. */
-#define RELIB_DETAIL_HOST_META __attribute__((section(".relib_host"), used)) RELIB_DETAIL_PACKED_NOTE
+#if defined(_WIN32)
+#define RELIB_DETAIL_HOST_SECTION ".relibh"  // PE: a name of up to 8 bytes survives stripping
+#else
+#define RELIB_DETAIL_HOST_SECTION ".relib_host"
+#endif
+#define RELIB_DETAIL_HOST_META __attribute__((section(RELIB_DETAIL_HOST_SECTION), used)) RELIB_DETAIL_PACKED_NOTE
 #define RELIB_DETAIL_HOST_EXPORT_TEXT(id, ...) \
   +relib::detail::entry_text<__VA_ARGS__>(relib::detail::fixed_string("\nexport\t" #id))
 #define RELIB_DETAIL_HOST_IMPORT_TEXT(id, ...) \
@@ -1006,6 +1011,7 @@ result<live_module<Exports>, reload_error> load_live_module(const std::string& p
      >>log                 one line per step of load, unload and reload, when RELIB_LOG or a host asks
      >>elf reader          the header and relib's notes, read before any module code runs
      >>elf gate            what would crash the dynamic loader, refused before dlopen
+     >>pe reader           Windows: the PE header, relib's records and the checks before LoadLibrary
      >>module records      relib's records, parsed
      >>state blocks        the block a live module keeps across versions, owned by the host
      >>module core         one loaded module (private), and the registry of all
@@ -1042,7 +1048,9 @@ result<live_module<Exports>, reload_error> load_live_module(const std::string& p
    Every call into the dynamic loader, the file system, threads, inotify, leases and the address
    space is made here, and nowhere else: a port to another system (Windows: LoadLibrary,
    ReadDirectoryChangesW, VirtualAlloc) writes this section again with the same names.
-   docs/porting.md lists each function and what it must guarantee. Linux/glibc follows. */
+   docs/porting.md lists each function and what it must guarantee. Linux/glibc follows, then
+   Windows (mingw-w64). */
+#if !defined(_WIN32)
 #include <dlfcn.h>
 #include <elf.h>
 #include <fcntl.h>
@@ -1459,6 +1467,10 @@ std::string directory_of(const std::string& path) {
   const std::size_t slash = path.rfind('/');
   return slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
 }
+
+bool is_absolute_path(const std::string& path) { return path.rfind('/', 0) == 0; }
+/* Why a file's path may be unknown: it is read from /proc/self/fd. */
+constexpr const char* path_unknown_hint = "is /proc mounted?";
 
 /* The file a symbolic link at `path` names, resolved; empty when `path` is not a symbolic link. */
 std::string symlink_target(const std::string& path) {
@@ -2202,6 +2214,604 @@ inline std::uintptr_t main_program_code() {  // an address in the executable's c
 }  // namespace platform
 }  // namespace detail
 }  // namespace relib
+#endif  // !_WIN32
+
+/* >>platform ---- Windows (mingw-w64): the same names, on the Win32 API ------------------------
+   Paths are UTF-8 in relib and UTF-16 for the system. What Windows does differently, and what a
+   host gets instead, is in docs/windows.md: a checked file is held open without sharing write or
+   delete access, so the path names that very file until relib closes it; the host's free() cannot
+   be interposed; the trust policy has no owners to compare. */
+#if defined(_WIN32)
+#if !defined(WIN32_LEAN_AND_MEAN)
+#define WIN32_LEAN_AND_MEAN
+#endif
+#if !defined(NOMINMAX)
+#define NOMINMAX
+#endif
+#include <windows.h>
+#include <tlhelp32.h>
+#include <pthread.h>
+#include <csignal>
+
+namespace relib {
+namespace detail {
+#define RELIB_DETAIL_UNINSTRUMENTED
+template <class T>
+T acquire_load(const T& variable) noexcept {
+  return __atomic_load_n(&variable, __ATOMIC_ACQUIRE);
+}
+template <class T>
+void release_store(T& variable, T value) noexcept {
+  __atomic_store_n(&variable, value, __ATOMIC_RELEASE);
+}
+
+namespace platform {
+
+/* ---- The machine: what a PE file built for this process says in its COFF header ---- */
+#if defined(__x86_64__)
+constexpr std::uint16_t host_machine = IMAGE_FILE_MACHINE_AMD64;
+constexpr std::uint16_t host_optional_magic = IMAGE_NT_OPTIONAL_HDR64_MAGIC;
+#elif defined(__aarch64__)
+constexpr std::uint16_t host_machine = 0xAA64;  // IMAGE_FILE_MACHINE_ARM64
+constexpr std::uint16_t host_optional_magic = IMAGE_NT_OPTIONAL_HDR64_MAGIC;
+#elif defined(__i386__)
+constexpr std::uint16_t host_machine = IMAGE_FILE_MACHINE_I386;
+constexpr std::uint16_t host_optional_magic = IMAGE_NT_OPTIONAL_HDR32_MAGIC;
+#else
+#error "relib: add this machine's PE machine value"
+#endif
+
+/* The file the modules' mimalloc comes from (tools/mingw-w64-mimalloc.sh builds it). */
+constexpr const char* mimalloc_library_names[] = {"libmimalloc.dll", "mimalloc.dll"};
+/* Modules built by relib_add_module() link the unwinder statically: nothing to pin. */
+constexpr const char* unwinder_library_name = "libgcc_s_seh-1.dll";
+
+/* ---- Text: UTF-8 in relib, UTF-16 for the system ---- */
+inline std::wstring wide(const std::string& text) {
+  if (text.empty()) return std::wstring();
+  const int length = MultiByteToWideChar(CP_UTF8, 0, text.data(), static_cast<int>(text.size()), nullptr, 0);
+  std::wstring out(static_cast<std::size_t>(length > 0 ? length : 0), L'\0');
+  if (length > 0) MultiByteToWideChar(CP_UTF8, 0, text.data(), static_cast<int>(text.size()), out.data(), length);
+  return out;
+}
+inline std::string narrow(const wchar_t* text, std::size_t size) {
+  if (size == 0) return std::string();
+  const int length = WideCharToMultiByte(CP_UTF8, 0, text, static_cast<int>(size), nullptr, 0, nullptr, nullptr);
+  std::string out(static_cast<std::size_t>(length > 0 ? length : 0), '\0');
+  if (length > 0) WideCharToMultiByte(CP_UTF8, 0, text, static_cast<int>(size), out.data(), length, nullptr, nullptr);
+  return out;
+}
+inline std::string narrow(const std::wstring& text) { return narrow(text.data(), text.size()); }
+
+/* The system's message for an error code, without its line break. */
+inline std::string error_text(DWORD code) {
+  wchar_t* buffer = nullptr;
+  const DWORD length = FormatMessageW(FORMAT_MESSAGE_ALLOCATE_BUFFER | FORMAT_MESSAGE_FROM_SYSTEM |
+                                          FORMAT_MESSAGE_IGNORE_INSERTS,
+                                      nullptr, code, 0, reinterpret_cast<LPWSTR>(&buffer), 0, nullptr);
+  std::string text = length > 0 ? narrow(buffer, length) : std::string();
+  if (buffer != nullptr) LocalFree(buffer);
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' ' || text.back() == '.')) {
+    text.pop_back();
+  }
+  return (text.empty() ? std::string("error") : text) + " (Windows error " + std::to_string(code) + ")";
+}
+
+/* A module's file name as the system knows it (GetModuleFileNameW), empty when it is not loaded. */
+inline std::string module_file_name(HMODULE module) {
+  std::wstring name(MAX_PATH, L'\0');
+  for (;;) {
+    const DWORD length = GetModuleFileNameW(module, name.data(), static_cast<DWORD>(name.size()));
+    if (length == 0) return std::string();
+    if (length < name.size()) return narrow(name.data(), length);
+    if (name.size() >= 32768) return std::string();
+    name.resize(name.size() * 2);
+  }
+}
+
+/* ---- Files: open for reading, read a range, identity ---- */
+class file_descriptor {  // a file HANDLE, closed with the object
+ public:
+  explicit file_descriptor(HANDLE handle = INVALID_HANDLE_VALUE) : handle_(handle) {}
+  file_descriptor(const file_descriptor&) = delete;
+  file_descriptor& operator=(const file_descriptor&) = delete;
+  ~file_descriptor() { reset(INVALID_HANDLE_VALUE); }
+  HANDLE get() const { return handle_; }
+  void reset(HANDLE handle) {
+    if (handle_ != INVALID_HANDLE_VALUE) CloseHandle(handle_);
+    handle_ = handle;
+  }
+  void release() { handle_ = INVALID_HANDLE_VALUE; }
+
+ private:
+  HANDLE handle_;
+};
+
+/* Who owns a file or directory, and who else may write it (read by the trust policy, >>load).
+   Windows has ACLs rather than an owner and mode bits: see effective_user() below. */
+struct file_ownership {
+  std::uint32_t owner = 0, group = 0;
+  bool directory = false;
+  bool group_writable = false, others_writable = false;
+  bool sticky = false;
+};
+
+/* A file opened for reading, with what relib needs to know of it. It is opened sharing read
+   access only: while relib holds it, nobody can write, rename or delete it, so the path names
+   this very file when LoadLibrary opens it. */
+class readable_file {
+ public:
+  enum class status { opened, not_found, failed };
+  enum class kind { regular, directory, other };
+
+  status open(const std::string& path) {
+    fd_.reset(CreateFileW(wide(path).c_str(), GENERIC_READ, FILE_SHARE_READ, nullptr, OPEN_EXISTING,
+                          FILE_FLAG_BACKUP_SEMANTICS, nullptr));  // backup semantics: directories open too
+    BY_HANDLE_FILE_INFORMATION info{};
+    if (fd_.get() == INVALID_HANDLE_VALUE || GetFileInformationByHandle(fd_.get(), &info) == 0) {
+      const DWORD failure = GetLastError();
+      error_ = error_text(failure);
+      if (failure == ERROR_SHARING_VIOLATION) error_ += ": another process has it open for writing";
+      fd_.reset(INVALID_HANDLE_VALUE);
+      return failure == ERROR_FILE_NOT_FOUND || failure == ERROR_PATH_NOT_FOUND ? status::not_found : status::failed;
+    }
+    const DWORD type = GetFileType(fd_.get());
+    kind_ = (info.dwFileAttributes & FILE_ATTRIBUTE_DIRECTORY) != 0 ? kind::directory
+            : type == FILE_TYPE_DISK                                ? kind::regular
+                                                                    : kind::other;
+    size_ = (std::uint64_t{info.nFileSizeHigh} << 32) | info.nFileSizeLow;
+    device_ = info.dwVolumeSerialNumber;
+    inode_ = (std::uint64_t{info.nFileIndexHigh} << 32) | info.nFileIndexLow;
+    modified_ = (std::uint64_t{info.ftLastWriteTime.dwHighDateTime} << 32) | info.ftLastWriteTime.dwLowDateTime;
+    ownership_.directory = kind_ == kind::directory;
+    return status::opened;
+  }
+
+  bool changed_since_open() const {
+    BY_HANDLE_FILE_INFORMATION info{};
+    return GetFileInformationByHandle(fd_.get(), &info) == 0 ||
+           ((std::uint64_t{info.nFileSizeHigh} << 32) | info.nFileSizeLow) != size_ ||
+           ((std::uint64_t{info.ftLastWriteTime.dwHighDateTime} << 32) | info.ftLastWriteTime.dwLowDateTime) != modified_;
+  }
+
+  bool read_range(std::uint64_t offset, void* out, std::uint64_t length) const {
+    auto* bytes = static_cast<char*>(out);
+    while (length > 0) {
+      OVERLAPPED at{};
+      at.Offset = static_cast<DWORD>(offset);
+      at.OffsetHigh = static_cast<DWORD>(offset >> 32);
+      DWORD got = 0;
+      const DWORD asked = static_cast<DWORD>(std::min<std::uint64_t>(length, 1u << 30));
+      if (ReadFile(fd_.get(), bytes, asked, &got, &at) == 0 || got == 0) return false;
+      bytes += got;
+      offset += got;
+      length -= got;
+    }
+    return true;
+  }
+
+  /* The file's absolute path now, as the system names it. */
+  std::string current_path() const {
+    std::wstring path(MAX_PATH, L'\0');
+    DWORD length = GetFinalPathNameByHandleW(fd_.get(), path.data(), static_cast<DWORD>(path.size()), FILE_NAME_NORMALIZED);
+    if (length >= path.size()) {
+      path.resize(length + 1);
+      length = GetFinalPathNameByHandleW(fd_.get(), path.data(), static_cast<DWORD>(path.size()), FILE_NAME_NORMALIZED);
+    }
+    if (length == 0 || length >= path.size()) return std::string();
+    path.resize(length);
+    if (path.compare(0, 8, L"\\\\?\\UNC\\") == 0) return narrow(L"\\\\" + path.substr(8));
+    if (path.compare(0, 4, L"\\\\?\\") == 0) return narrow(path.substr(4));
+    return narrow(path);
+  }
+  /* What LoadLibrary opens to get exactly this file: its path, which nobody can change while the
+     file is held open here. */
+  std::string loader_path() const { return current_path(); }
+  void keep_open_for_good() { fd_.release(); }
+  void close() { fd_.reset(INVALID_HANDLE_VALUE); }
+
+  kind type() const { return kind_; }
+  std::uint64_t size() const { return size_; }
+  // The volume's serial number and the file's index: the same file whatever the path.
+  std::uint64_t device() const { return device_; }
+  std::uint64_t inode() const { return inode_; }
+  std::string identity() const {
+    return std::to_string(device_) + ":" + std::to_string(inode_) + ":" + std::to_string(size_) + ":" + std::to_string(modified_);
+  }
+  const file_ownership& ownership() const { return ownership_; }
+  const std::string& error() const { return error_; }
+
+ private:
+  friend class shadow_directory;
+
+  file_descriptor fd_;
+  file_ownership ownership_;
+  kind kind_ = kind::other;
+  std::uint64_t size_ = 0, device_ = 0, inode_ = 0, modified_ = 0;
+  std::string error_;
+};
+
+/* ---- Libraries: open, look up, close, and whether one is still loaded ---- */
+using library = void*;  // an HMODULE; null: none
+
+/* LoadLibraryExW by full path, its dependencies looked for in its own directory first (as
+   $ORIGIN on Linux). With RELIB_NO_UNLOADING the library is pinned: FreeLibrary never unloads it. */
+inline library load_by_path(const std::string& path, std::string& error) {
+  std::wstring full(MAX_PATH, L'\0');
+  const std::wstring given = wide(path);
+  DWORD length = GetFullPathNameW(given.c_str(), static_cast<DWORD>(full.size()), full.data(), nullptr);
+  if (length >= full.size()) {
+    full.resize(length + 1);
+    length = GetFullPathNameW(given.c_str(), static_cast<DWORD>(full.size()), full.data(), nullptr);
+  }
+  full.resize(length < full.size() ? length : 0);
+  const UINT previous_mode = GetErrorMode();
+  SetErrorMode(previous_mode | SEM_FAILCRITICALERRORS | SEM_NOOPENFILEERRORBOX);  // no dialog box
+  HMODULE opened = LoadLibraryExW(full.empty() ? given.c_str() : full.c_str(), nullptr, LOAD_WITH_ALTERED_SEARCH_PATH);
+  const DWORD failure = GetLastError();
+  SetErrorMode(previous_mode);
+  if (opened == nullptr) {
+    error = path + ": " + error_text(failure);
+    return nullptr;
+  }
+#if !RELIB_DETAIL_UNLOADING
+  HMODULE pinned = nullptr;
+  GetModuleHandleExW(GET_MODULE_HANDLE_EX_FLAG_PIN | GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS,
+                     reinterpret_cast<LPCWSTR>(opened), &pinned);
+#endif
+  return reinterpret_cast<library>(opened);
+}
+
+library open_library(const readable_file& file, std::string& error) { return load_by_path(file.loader_path(), error); }
+library open_library_at(const std::string& path, std::string& error) { return load_by_path(path, error); }
+
+/* The loader's list already names a library by its full path: nothing to rename. */
+char* name_library(library, const std::string&) { return nullptr; }
+void forget_library_name(char*) {}
+
+library pin_library(const char* name, bool only_if_loaded) {
+  HMODULE pinned = nullptr;
+  const std::wstring wide_name = wide(name);
+  if (!only_if_loaded && LoadLibraryW(wide_name.c_str()) == nullptr) return nullptr;
+  if (GetModuleHandleExW(GET_MODULE_HANDLE_EX_FLAG_PIN, wide_name.c_str(), &pinned) == 0) return nullptr;
+  return reinterpret_cast<library>(pinned);
+}
+
+void* find_symbol(library opened, const char* name) {
+  return reinterpret_cast<void*>(GetProcAddress(static_cast<HMODULE>(opened), name));
+}
+
+void close_library(library opened) { FreeLibrary(static_cast<HMODULE>(opened)); }
+
+struct loaded_object {
+  std::uintptr_t base = 0;
+  std::string name;
+};
+
+loaded_object describe_library(library opened) {
+  loaded_object object;
+  object.base = reinterpret_cast<std::uintptr_t>(opened);
+  object.name = module_file_name(static_cast<HMODULE>(opened));
+  return object;
+}
+
+/* Calls visit(base, name) for every module of the process until it returns true. */
+template <class Visit>
+bool any_loaded_object(Visit visit) {
+  HANDLE snapshot = INVALID_HANDLE_VALUE;
+  for (int attempt = 0; attempt < 8 && snapshot == INVALID_HANDLE_VALUE; ++attempt) {
+    snapshot = CreateToolhelp32Snapshot(TH32CS_SNAPMODULE | TH32CS_SNAPMODULE32, 0);  // ERROR_BAD_LENGTH: again
+  }
+  if (snapshot == INVALID_HANDLE_VALUE) return false;
+  MODULEENTRY32W entry{};
+  entry.dwSize = sizeof entry;
+  bool found = false;
+  for (BOOL more = Module32FirstW(snapshot, &entry); more && !found; more = Module32NextW(snapshot, &entry)) {
+    found = visit(reinterpret_cast<std::uintptr_t>(entry.modBaseAddr), narrow(std::wstring(entry.szExePath)));
+  }
+  CloseHandle(snapshot);
+  return found;
+}
+
+std::vector<std::uintptr_t> loaded_library_bases() {
+  std::vector<std::uintptr_t> bases;
+  any_loaded_object([&](std::uintptr_t base, const std::string&) { return bases.push_back(base), false; });
+  return bases;
+}
+
+/* Whether that very module (same base, same file) is still in the process: the loader's own
+   answer for the address, without taking a reference. */
+bool still_mapped(const loaded_object& object) {
+  HMODULE holder = nullptr;
+  if (GetModuleHandleExW(GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS | GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT,
+                         reinterpret_cast<LPCWSTR>(object.base), &holder) == 0) {
+    return false;
+  }
+  return reinterpret_cast<std::uintptr_t>(holder) == object.base && module_file_name(holder) == object.name;
+}
+
+std::vector<std::string> loaded_library_names() {
+  std::vector<std::string> names;
+  any_loaded_object([&](std::uintptr_t, const std::string& name) { return names.push_back(name), false; });
+  return names;
+}
+
+/* The C runtime DLL's own function: the host's free() and realloc() (>>free interposition)
+   replace the C runtime's for the executable's code only, and pass on to these. */
+inline void* runtime_function(const char* name) {
+#if defined(_UCRT)
+  static HMODULE runtime = GetModuleHandleW(L"ucrtbase.dll");
+#else
+  static HMODULE runtime = GetModuleHandleW(L"msvcrt.dll");
+#endif
+  return runtime != nullptr ? reinterpret_cast<void*>(GetProcAddress(runtime, name)) : nullptr;
+}
+/* Imports are bound per image when it is linked: the definition after the executable's own is
+   the C runtime's, for the C functions; operator delete's falls back to free(). */
+void* next_definition(const char* name) {
+  return std::strcmp(name, "free") == 0 || std::strcmp(name, "realloc") == 0 ? runtime_function(name) : nullptr;
+}
+bool in_cxx_runtime(void*) { return false; }
+std::string base_name(const std::string& path);  // ---- Paths, below
+
+struct address_owner {
+  std::string file;
+  std::uintptr_t base = 0;
+  std::string symbol;
+};
+bool owner_of_address(std::uintptr_t address, address_owner& out) {
+  HMODULE holder = nullptr;
+  if (GetModuleHandleExW(GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS | GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT,
+                         reinterpret_cast<LPCWSTR>(address), &holder) == 0) {
+    return false;
+  }
+  out.file = module_file_name(holder);
+  out.base = reinterpret_cast<std::uintptr_t>(holder);
+  out.symbol.clear();  // a DLL's exports are not its functions' names
+  return !out.file.empty();
+}
+
+const char* environment_variable(const char* name) { return std::getenv(name); }
+
+void process_free(void* block) noexcept {
+  static const auto runtime_free = reinterpret_cast<void (*)(void*)>(runtime_function("free"));
+  if (runtime_free != nullptr) runtime_free(block);
+}
+void* process_realloc(void* block, std::size_t size) noexcept {
+  static const auto runtime_realloc = reinterpret_cast<void* (*)(void*, std::size_t)>(runtime_function("realloc"));
+  return runtime_realloc != nullptr ? runtime_realloc(block, size) : nullptr;
+}
+
+/* ---- Paths: names, links, temporary directories ---- */
+inline bool is_separator(char c) { return c == '/' || c == '\\'; }
+std::string base_name(const std::string& path) {
+  const std::size_t slash = path.find_last_of("/\\");
+  return slash == std::string::npos ? path : path.substr(slash + 1);
+}
+
+std::string directory_of(const std::string& path) {
+  const std::size_t slash = path.find_last_of("/\\");
+  if (slash == std::string::npos) return ".";
+  if (slash == 0 || (slash == 2 && path[1] == ':')) return path.substr(0, slash + 1);  // "/", "C:\"
+  return path.substr(0, slash);
+}
+
+bool is_absolute_path(const std::string& path) {
+  return (path.size() >= 3 && path[1] == ':' && is_separator(path[2])) ||
+         (path.size() >= 2 && is_separator(path[0]) && is_separator(path[1]));
+}
+constexpr const char* path_unknown_hint = "GetFinalPathNameByHandleW failed";
+
+/* Symbolic links (reparse points) are followed by the system when a path is opened; a live
+   module's watch on a link's target is not made on Windows. */
+std::string symlink_target(const std::string&) { return ""; }
+
+std::vector<std::string> temporary_directories() {
+  wchar_t buffer[MAX_PATH + 1];
+  const DWORD length = GetTempPathW(MAX_PATH + 1, buffer);
+  std::string temporary = length > 0 && length <= MAX_PATH ? narrow(buffer, length) : std::string();
+  while (temporary.size() > 3 && is_separator(temporary.back())) temporary.pop_back();
+  return {temporary};
+}
+
+/* ---- Trust ----
+   Windows answers "may anyone else write it" with ACLs, which the trust policy does not read yet:
+   every file and directory counts as the process user's own (docs/windows.md). */
+bool ownership_of(const std::string& path, file_ownership& out, std::string& error) {
+  const DWORD attributes = GetFileAttributesW(wide(path).c_str());
+  if (attributes == INVALID_FILE_ATTRIBUTES) {
+    error = error_text(GetLastError());
+    return false;
+  }
+  out = file_ownership{};
+  out.directory = (attributes & FILE_ATTRIBUTE_DIRECTORY) != 0;
+  return true;
+}
+
+constexpr std::uint32_t superuser = 0;
+std::uint32_t effective_user() { return 0; }
+struct user_record {
+  bool found = false;
+  std::string name;
+  std::uint32_t primary_group = 0;
+};
+struct group_record {
+  bool found = false;
+  std::string name;
+  std::vector<std::string> members;
+};
+user_record find_user(std::uint32_t) { return {}; }
+group_record find_group(std::uint32_t) { return {}; }
+
+/* ---- Threads and thread keys: mingw-w64's winpthreads, as on Linux ---- */
+using thread_id = pthread_t;
+thread_id this_thread() { return pthread_self(); }
+bool same_thread(thread_id a, thread_id b) { return pthread_equal(a, b) != 0; }
+
+int start_thread(thread_id* thread, const pthread_attr_t* attributes, void* (*start)(void*), void* argument) {
+  return pthread_create(thread, attributes, start, argument);
+}
+
+using thread_key = pthread_key_t;
+int create_thread_key(thread_key* key, void (*destructor)(void*)) { return pthread_key_create(key, destructor); }
+int delete_thread_key(thread_key key) { return pthread_key_delete(key); }
+
+/* Every other running thread passes a full memory barrier before this returns. */
+void fence_other_threads() { FlushProcessWriteBuffers(); }
+
+/* ---- Sanitizers: none with mingw-w64 ---- */
+inline void (*const sanitizer_free)(void*) = nullptr;
+inline void* (*const sanitizer_realloc)(void*, std::size_t) = nullptr;
+inline std::size_t (*const sanitizer_usable_size)(void*) = nullptr;
+inline int (*const sanitizer_owns)(const volatile void*) = nullptr;
+
+/* ---- Address space ---- */
+inline std::uint64_t page_size() {
+  static const std::uint64_t size = [] {
+    SYSTEM_INFO info{};
+    GetSystemInfo(&info);
+    return static_cast<std::uint64_t>(info.dwPageSize);
+  }();
+  return size;
+}
+
+/* Reserves `size` bytes aligned to `alignment`, below `limit`, uncommitted (mimalloc commits
+   what it uses). Windows has no aligned reservation before Windows 10's VirtualAlloc2: reserve
+   more, release, and reserve again at the aligned address inside, which another thread may take
+   in between (then try again). */
+std::uintptr_t reserve_address_space(std::size_t size, std::size_t alignment, std::uintptr_t limit) {
+  if (size == 0 || alignment == 0) return 0;
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    void* wider = VirtualAlloc(nullptr, size + alignment, MEM_RESERVE, PAGE_NOACCESS);
+    if (wider == nullptr) return 0;
+    const std::uintptr_t aligned = (reinterpret_cast<std::uintptr_t>(wider) + alignment - 1) / alignment * alignment;
+    VirtualFree(wider, 0, MEM_RELEASE);
+    if (aligned + size > limit) return 0;
+    if (VirtualAlloc(reinterpret_cast<void*>(aligned), size, MEM_RESERVE, PAGE_NOACCESS) != nullptr) return aligned;
+  }
+  return 0;
+}
+
+bool release_address_space(std::uintptr_t begin, std::size_t) {
+  return VirtualFree(reinterpret_cast<void*>(begin), 0, MEM_RELEASE) != 0;
+}
+
+#if RELIB_DETAIL_UNLOADING
+/* ---- Watching a directory ---- */
+struct change_signal {
+  std::atomic<bool> changed{false};
+  std::mutex lock;
+  std::condition_variable ready;
+  std::string cause;
+
+  void raise(std::string why) {
+    {
+      std::lock_guard<std::mutex> guard(lock);
+      cause = std::move(why);
+      changed.store(true, std::memory_order_release);
+    }
+    ready.notify_all();
+  }
+  std::string last_cause() {
+    std::lock_guard<std::mutex> guard(lock);
+    return cause;
+  }
+};
+
+class file_watch {
+ public:
+  struct place {
+    std::string directory, name;
+    int watch = -1;
+  };
+  file_watch(std::vector<place> places, std::chrono::milliseconds settle, change_signal& signal,
+             std::function<void()> chores)
+      : places_(std::move(places)), settle_(settle), signal_(signal), chores_(std::move(chores)) {}
+  file_watch(const file_watch&) = delete;
+  file_watch& operator=(const file_watch&) = delete;
+  void retry_later() {}
+  void run_chores() {}
+  std::string start() { return "watching files is not available on Windows yet"; }
+
+ private:
+  std::vector<place> places_;
+  std::chrono::milliseconds settle_;
+  change_signal& signal_;
+  std::function<void()> chores_;
+};
+
+class shadow_directory {
+ public:
+  enum class copy_status { copied, busy, failed };
+  std::string create(const std::vector<std::string>&, const std::string&) {
+    return "private copies are not available on Windows yet";
+  }
+  copy_status copy(const readable_file&, std::string&, std::string& error) {
+    error = "private copies are not available on Windows yet";
+    return copy_status::failed;
+  }
+  static bool being_written(const readable_file&) { return false; }
+  void remove(const std::string&) {}
+  void remove_later(const std::string&) {}
+  void remove_doomed() {}
+};
+#endif  // RELIB_DETAIL_UNLOADING
+
+/* ---- Crashes ---- */
+struct crash_event {
+  int signal = 0;
+  std::uintptr_t address = 0;
+  std::uintptr_t pc = 0;
+  std::uintptr_t return_hint = 0;
+};
+constexpr int crash_signals[] = {SIGSEGV, SIGFPE, SIGILL};
+constexpr int abort_signal = SIGABRT;
+const char* signal_name(int signal) {
+  switch (signal) {
+    case SIGSEGV: return "SIGSEGV (invalid memory access)";
+    case SIGFPE: return "SIGFPE (arithmetic error: division by zero)";
+    case SIGILL: return "SIGILL (illegal instruction: __builtin_trap, or corrupt code)";
+    case SIGABRT: return "SIGABRT (abort() called)";
+    default: return "a signal";
+  }
+}
+inline void install_crash_handler(void (*)(const crash_event&)) {}
+inline void restore_signal_mask_after_crash() {}
+class signal_stack {
+ public:
+  void ensure() {}
+};
+inline std::vector<std::pair<std::uintptr_t, std::uintptr_t>> code_of_object_holding(std::uintptr_t address) {
+  std::vector<std::pair<std::uintptr_t, std::uintptr_t>> found;
+  HMODULE holder = nullptr;
+  if (GetModuleHandleExW(GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS | GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT,
+                         reinterpret_cast<LPCWSTR>(address), &holder) == 0) {
+    return found;
+  }
+  const auto* base = reinterpret_cast<const unsigned char*>(holder);
+  const auto* dos = reinterpret_cast<const IMAGE_DOS_HEADER*>(base);
+  const auto* nt = reinterpret_cast<const IMAGE_NT_HEADERS*>(base + dos->e_lfanew);
+  const IMAGE_SECTION_HEADER* section = IMAGE_FIRST_SECTION(nt);
+  for (unsigned i = 0; i < nt->FileHeader.NumberOfSections; ++i, ++section) {
+    if ((section->Characteristics & IMAGE_SCN_MEM_EXECUTE) == 0) continue;
+    const std::uintptr_t begin = reinterpret_cast<std::uintptr_t>(base) + section->VirtualAddress;
+    found.emplace_back(begin, begin + section->Misc.VirtualSize);
+  }
+  return found;
+}
+inline bool open_main_program(readable_file& file, std::uintptr_t& base) {
+  base = reinterpret_cast<std::uintptr_t>(GetModuleHandleW(nullptr));
+  return file.open(module_file_name(nullptr)) == readable_file::status::opened;
+}
+inline std::uintptr_t main_program_code() {
+  const auto all = code_of_object_holding(reinterpret_cast<std::uintptr_t>(GetModuleHandleW(nullptr)));
+  return all.empty() ? 0 : all.front().first;
+}
+
+}  // namespace platform
+}  // namespace detail
+}  // namespace relib
+#endif  // _WIN32
 
 /* >>errors ---- each code's name and explanation, from the lists; messages made from fields ---- */
 namespace relib {
@@ -2362,7 +2972,7 @@ struct image_span {
   bool writable = false, executable = false;
 };
 
-struct elf_contents {
+struct image_contents {
   std::string meta;  // relib's records, each followed by a NUL byte
   std::vector<image_span> spans;  // the loaded segments, as the ELF gate checked them
   std::vector<std::string> unique_symbols;  // read only when asked for
@@ -2370,10 +2980,10 @@ struct elf_contents {
   std::vector<std::string> search_paths;    // DT_RUNPATH and DT_RPATH
 };
 
-/* What read_elf reads beyond the header and relib's records, which loading always needs. */
-enum elf_extras : unsigned { elf_records_only = 0, elf_unique_symbols = 1, elf_needed = 2 };
+/* What read_image reads beyond the header and relib's records, which loading always needs. */
+enum image_extras : unsigned { image_records_only = 0, image_unique_symbols = 1, image_needed = 2 };
 
-enum class elf_status { ok, not_elf, wrong_architecture, not_shared_library, unreadable };
+enum class image_status { ok, not_an_image, wrong_architecture, not_shared_library, unreadable };
 
 /* How much relib reads of a file at most: the notes holding its records before loading, and each
    section read to explain a failed unload (a larger one goes unexplained). */
@@ -2402,6 +3012,14 @@ inline std::string hex(std::uint64_t value) {
   return "0x" + text;
 }
 
+/* What the file format's reader provides (>>elf reader below, >>pe reader on Windows). */
+image_status read_image(const platform::readable_file& opened, image_contents& out, std::string& detail,
+                        unsigned extras = image_records_only);
+/* The contents of every section named `name` (relib's host records), appended to `out`; false
+   when the section table cannot be read. */
+bool read_sections_named(const platform::readable_file& file, std::string_view name, std::vector<std::string>& out);
+
+#if !defined(_WIN32)
 /* Bounds-checked reads at file offsets. */
 class elf_reader {
  public:
@@ -2445,6 +3063,8 @@ inline bool read_section_headers(const elf_reader& reader, std::vector<platform:
          reader.read_section(sections[header.e_shstrndx], names);
 }
 
+#endif  // !_WIN32
+
 /* The NUL-terminated string at `offset` in a string table (or what is left of the table). */
 inline std::string_view string_at(std::string_view table, std::uint64_t offset) {
   if (offset >= table.size()) return {};
@@ -2486,14 +3106,26 @@ bool collect_notes(std::string_view notes, std::size_t alignment, std::string& m
   return true;
 }
 
+#if !defined(_WIN32)
+bool read_sections_named(const platform::readable_file& file, std::string_view name, std::vector<std::string>& out) {
+  const elf_reader reader(file);
+  std::vector<platform::elf_section> sections;
+  std::string names, data;
+  if (!read_section_headers(reader, sections, names)) return false;
+  for (const platform::elf_section& section : sections) {
+    if (string_at(names, section.sh_name) == name && reader.read_section(section, data)) out.push_back(data);
+  }
+  return true;
+}
+
 /* False, with what is wrong, when the dynamic loader could crash on the image (>>elf gate). When
    it passes, `search_paths` gets its DT_RUNPATH and DT_RPATH. */
 bool passes_elf_gate(const platform::readable_file& file, std::string_view head, const platform::elf_header& header,
                      const std::vector<platform::elf_segment>& segments, std::string& problem, bool& is_executable,
-                     elf_contents& out);
+                     image_contents& out);
 
-elf_status read_elf(const platform::readable_file& opened, elf_contents& out, std::string& detail,
-                    unsigned extras = elf_records_only) {
+image_status read_image(const platform::readable_file& opened, image_contents& out, std::string& detail,
+                        unsigned extras) {
   const elf_reader file(opened);
   const std::uint64_t size = opened.size();
   // One read of the first pages holds the header, the program headers, the notes and, in a
@@ -2502,7 +3134,7 @@ elf_status read_elf(const platform::readable_file& opened, elf_contents& out, st
   const std::size_t head = static_cast<std::size_t>(std::min<std::uint64_t>(size, sizeof first_page));
   if (!file.read_at(0, first_page, head)) {
     detail = "it cannot be read";
-    return elf_status::unreadable;
+    return image_status::unreadable;
   }
   // From the first page when the range lies in it, else from the file.
   auto read_cached = [&](std::uint64_t offset, void* to, std::uint64_t length) {
@@ -2514,12 +3146,12 @@ elf_status read_elf(const platform::readable_file& opened, elf_contents& out, st
   };
   if (head < SELFMAG || std::memcmp(first_page, ELFMAG, SELFMAG) != 0) {
     detail = size == 0 ? "the file is empty" : "it does not start with the ELF signature";
-    return elf_status::not_elf;
+    return image_status::not_an_image;
   }
   platform::elf_header header{};
   if (head < sizeof header) {
     detail = "it is truncated within the ELF header (is it still being written?)";
-    return elf_status::unreadable;
+    return image_status::unreadable;
   }
   const unsigned char elf_class = static_cast<unsigned char>(first_page[EI_CLASS]);
   if (elf_class != platform::host_class || first_page[EI_DATA] != platform::host_byte_order ||
@@ -2531,11 +3163,11 @@ elf_status read_elf(const platform::readable_file& opened, elf_contents& out, st
       detail = std::string("its bytes are in ") + (first_page[EI_DATA] == ELFDATA2MSB ? "big" : "another") +
                "-endian order (EI_DATA), this process is " + (platform::host_byte_order == ELFDATA2LSB ? "little" : "big") + "-endian";
     }
-    return elf_status::wrong_architecture;
+    return image_status::wrong_architecture;
   }
   if (header.e_type != ET_DYN) {
     detail = header.e_type == ET_EXEC ? "it is an executable" : header.e_type == ET_REL ? "it is an object file (.o)" : "it is not a shared library";
-    return elf_status::not_shared_library;
+    return image_status::not_shared_library;
   }
   if (header.e_phentsize != sizeof(platform::elf_segment) || header.e_phnum == 0 ||
       header.e_phnum > gate_max_program_headers) {
@@ -2543,13 +3175,13 @@ elf_status read_elf(const platform::readable_file& opened, elf_contents& out, st
              ", e_phentsize " + std::to_string(header.e_phentsize) + " (this ABI uses " +
              std::to_string(sizeof(platform::elf_segment)) + ", and relib reads at most " +
              std::to_string(gate_max_program_headers) + ")";
-    return elf_status::unreadable;
+    return image_status::unreadable;
   }
   std::vector<platform::elf_segment> segments(header.e_phnum);
   if (!read_cached(header.e_phoff, segments.data(), sizeof(platform::elf_segment) * segments.size())) {
     detail = "its program headers are truncated: e_phoff " + std::to_string(header.e_phoff) + " with e_phnum " +
              std::to_string(header.e_phnum) + " ends past the file's " + std::to_string(size) + " bytes";
-    return elf_status::unreadable;
+    return image_status::unreadable;
   }
   // The dynamic loader maps segments without checking them against the file size, and touching
   // a page past the end of the file is SIGBUS: a truncated file (one still being written, say)
@@ -2565,13 +3197,13 @@ elf_status read_elf(const platform::readable_file& opened, elf_contents& out, st
                " segment (program header " + std::to_string(i) + ") takes p_filesz " + std::to_string(segment.p_filesz) +
                " bytes from p_offset " + std::to_string(segment.p_offset) + ", but the file has " + std::to_string(size) +
                " bytes (is it still being written?)";
-      return elf_status::unreadable;
+      return image_status::unreadable;
     }
   }
   if (section_headers_end > size) {
     detail = "it is truncated: its section headers end at byte " + std::to_string(section_headers_end) +
              " but the file has " + std::to_string(size) + " bytes (is it still being written?)";
-    return elf_status::unreadable;
+    return image_status::unreadable;
   }
   // The records are read from a bounded area, so that no file makes relib read or allocate much
   // before it refuses: a module's notes take a few KB (about 100 bytes per export or import).
@@ -2582,12 +3214,12 @@ elf_status read_elf(const platform::readable_file& opened, elf_contents& out, st
     if (notes_size > notes_read_limit) {
       detail = "its notes take " + std::to_string(notes_size) + " bytes or more, and relib reads at most " +
                std::to_string(notes_read_limit) + " (relib's records of a module with thousands of exports take less)";
-      return elf_status::unreadable;
+      return image_status::unreadable;
     }
   }
   bool is_executable = false;
   if (!passes_elf_gate(opened, std::string_view(first_page, head), header, segments, detail, is_executable, out)) {
-    return is_executable ? elf_status::not_shared_library : elf_status::unreadable;
+    return is_executable ? image_status::not_shared_library : image_status::unreadable;
   }
   std::string notes;
   for (const platform::elf_segment & segment : segments) {
@@ -2595,24 +3227,24 @@ elf_status read_elf(const platform::readable_file& opened, elf_contents& out, st
     notes.resize(segment.p_filesz);
     if (!read_cached(segment.p_offset, notes.data(), segment.p_filesz)) {
       detail = "its PT_NOTE segment cannot be read";
-      return elf_status::unreadable;
+      return image_status::unreadable;
     }
     if (!collect_notes(notes, segment.p_align == 8 ? 8 : 4, out.meta)) {
       detail = "a note in its PT_NOTE segment at " + hex(segment.p_vaddr) + " runs past the end of the segment";
-      return elf_status::unreadable;
+      return image_status::unreadable;
     }
   }
-  if ((extras & (elf_unique_symbols | elf_needed)) == 0) return elf_status::ok;
+  if ((extras & (image_unique_symbols | image_needed)) == 0) return image_status::ok;
 
   // Only for explaining a failed unload: dynamic symbols and DT_NEEDED, from the section headers.
   std::vector<platform::elf_section> sections(header.e_shentsize == sizeof(platform::elf_section) ? header.e_shnum : 0);
   if (sections.empty() || !file.read_at(header.e_shoff, sections.data(), sizeof(platform::elf_section) * sections.size())) {
-    return elf_status::ok;
+    return image_status::ok;
   }
   std::string data, strings;
   for (const platform::elf_section & section : sections) {
-    const bool wanted = (section.sh_type == SHT_DYNSYM && (extras & elf_unique_symbols)) ||
-                        (section.sh_type == SHT_DYNAMIC && (extras & elf_needed));
+    const bool wanted = (section.sh_type == SHT_DYNSYM && (extras & image_unique_symbols)) ||
+                        (section.sh_type == SHT_DYNAMIC && (extras & image_needed));
     if (!wanted || !file.read_with_strings(sections, section, data, strings)) continue;
     if (section.sh_type == SHT_DYNSYM) {
       for_each_entry<platform::elf_symbol>(data, [&](const platform::elf_symbol & symbol) {
@@ -2626,8 +3258,9 @@ elf_status read_elf(const platform::readable_file& opened, elf_contents& out, st
       });
     }
   }
-  return elf_status::ok;
+  return image_status::ok;
 }
+#endif  // !_WIN32
 
 /* >>elf gate ---- what would crash the dynamic loader, refused before dlopen ------------------
    glibc trusts what it maps: a segment that overlaps another, a table outside the image, a
@@ -2636,6 +3269,7 @@ elf_status read_elf(const platform::readable_file& opened, elf_contents& out, st
    of the image is checked here against the segments that will hold it, and each refusal names
    the field. Tables are read in chunks through one small window, so memory stays the same
    whatever the file declares; the limits below bound the time. */
+#if !defined(_WIN32)
 
 /* The module's address space as the loader lays it out (addresses relative to its base), read
    through the file: a segment's file-backed part is read at the matching file offset. */
@@ -3556,7 +4190,7 @@ class image_gate {
 
 bool passes_elf_gate(const platform::readable_file& file, std::string_view head, const platform::elf_header& header,
                      const std::vector<platform::elf_segment>& segments, std::string& problem, bool& is_executable,
-                     elf_contents& out) {
+                     image_contents& out) {
   image_gate gate(file, head, header, segments);
   const bool passed = gate.check();
   problem = std::move(gate.problem);
@@ -3568,12 +4202,284 @@ bool passes_elf_gate(const platform::readable_file& file, std::string_view head,
   return passed;
 }
 
+#endif  // !_WIN32
+
+/* >>pe reader ---- Windows: the PE header, relib's records and the checks before LoadLibrary ----
+   The same job as >>elf reader and >>elf gate for a DLL: LoadLibrary runs DllMain and the static
+   constructors, so the header, the section table and relib's records (the notes in section
+   .relib) are read from the file first. Every offset and size is checked against the file and the
+   image before it is used; a truncated or hostile file is refused, never read past its end. */
+#if defined(_WIN32)
+
+/* The PE structures as laid out in the file, read field by field (no packing assumptions). */
+struct pe_section {
+  std::string name;  // up to 8 bytes; "/N" names in the COFF string table are left as they are
+  std::uint32_t virtual_size = 0, virtual_address = 0, raw_size = 0, raw_offset = 0, characteristics = 0;
+};
+struct pe_image {
+  std::uint16_t machine = 0, characteristics = 0, optional_magic = 0;
+  std::uint32_t size_of_image = 0, size_of_headers = 0, section_alignment = 0, file_alignment = 0;
+  std::uint32_t symbol_table = 0, symbol_count = 0;  // the COFF symbol table (absent once stripped)
+  std::vector<std::pair<std::uint32_t, std::uint32_t>> directories;  // RVA and size of each data directory
+  std::vector<pe_section> sections;
+};
+
+/* What relib reads of a PE at most: the header area, and the sections and directories listed. */
+constexpr std::size_t pe_max_sections = 96;          // the Windows loader's own limit
+constexpr std::uint32_t pe_max_directories = 16;
+constexpr std::uint32_t pe_max_imported_libraries = 4096;
+
+inline std::uint16_t read_u16(const char* at) {
+  std::uint16_t value;
+  std::memcpy(&value, at, sizeof value);
+  return value;
+}
+inline std::uint32_t read_u32(const char* at) {
+  std::uint32_t value;
+  std::memcpy(&value, at, sizeof value);
+  return value;
+}
+
+/* Reads the headers of a PE file; on failure, `detail` says what is wrong and the status which
+   kind of refusal it is. */
+image_status read_pe_headers(const platform::readable_file& file, pe_image& out, std::string& detail) {
+  const std::uint64_t size = file.size();
+  char head[4096];
+  const std::size_t got = static_cast<std::size_t>(std::min<std::uint64_t>(size, sizeof head));
+  if (!file.read_range(0, head, got)) {
+    detail = "it cannot be read";
+    return image_status::unreadable;
+  }
+  if (got < 2 || head[0] != 'M' || head[1] != 'Z') {
+    detail = size == 0 ? "the file is empty" : "it does not start with the PE signature (MZ)";
+    return image_status::not_an_image;
+  }
+  if (got < 0x40) {
+    detail = "it is truncated within the DOS header (is it still being written?)";
+    return image_status::unreadable;
+  }
+  const std::uint32_t pe_offset = read_u32(head + 0x3c);
+  char nt[4 + 20];
+  if (pe_offset > size || sizeof nt > size - pe_offset || !file.read_range(pe_offset, nt, sizeof nt) ||
+      std::memcmp(nt, "PE\0\0", 4) != 0) {
+    detail = "it has a DOS header but no PE header at offset " + std::to_string(pe_offset) + " (e_lfanew)";
+    return pe_offset > size || sizeof nt > size - pe_offset ? image_status::unreadable : image_status::not_an_image;
+  }
+  out.machine = read_u16(nt + 4);
+  const std::uint16_t section_count = read_u16(nt + 6);
+  out.symbol_table = read_u32(nt + 12);
+  out.symbol_count = read_u32(nt + 16);
+  const std::uint16_t optional_size = read_u16(nt + 20);
+  out.characteristics = read_u16(nt + 22);
+  if (out.machine != platform::host_machine) {
+    detail = "it is built for PE machine " + hex(out.machine) + ", this process is machine " + hex(platform::host_machine);
+    return image_status::wrong_architecture;
+  }
+  const std::uint64_t optional_offset = std::uint64_t{pe_offset} + sizeof nt;
+  std::string optional(optional_size, '\0');
+  if (optional_size < 2 || optional_offset + optional_size > size ||
+      !file.read_range(optional_offset, optional.data(), optional_size)) {
+    detail = "it is truncated within its optional header (is it still being written?)";
+    return image_status::unreadable;
+  }
+  out.optional_magic = read_u16(optional.data());
+  if (out.optional_magic != platform::host_optional_magic) {
+    detail = std::string("it is a ") + (out.optional_magic == IMAGE_NT_OPTIONAL_HDR32_MAGIC ? "32-bit" : "64-bit") +
+             " PE image (optional header magic " + hex(out.optional_magic) + "), this process is " +
+             (sizeof(void*) == 8 ? "64-bit" : "32-bit");
+    return image_status::wrong_architecture;
+  }
+  if ((out.characteristics & IMAGE_FILE_DLL) == 0) {
+    detail = (out.characteristics & IMAGE_FILE_EXECUTABLE_IMAGE) != 0 ? "it is an executable"
+                                                                     : "it is an object file or not an image";
+    return image_status::not_shared_library;
+  }
+  // The fields at the same offsets in PE32 and PE32+ up to the directories.
+  const std::size_t directories_at = sizeof(void*) == 8 ? 112 : 96;
+  if (optional_size < directories_at) {
+    detail = "its optional header takes " + std::to_string(optional_size) + " bytes, too few for its fields";
+    return image_status::unreadable;
+  }
+  out.section_alignment = read_u32(optional.data() + 32);
+  out.file_alignment = read_u32(optional.data() + 36);
+  out.size_of_image = read_u32(optional.data() + 56);
+  out.size_of_headers = read_u32(optional.data() + 60);
+  const std::uint32_t directory_count = read_u32(optional.data() + directories_at - 4);
+  if (directory_count > pe_max_directories || directories_at + std::size_t{directory_count} * 8 > optional_size) {
+    detail = "its optional header lists " + std::to_string(directory_count) + " data directories in " +
+             std::to_string(optional_size) + " bytes (NumberOfRvaAndSizes)";
+    return image_status::unreadable;
+  }
+  for (std::uint32_t i = 0; i < directory_count; ++i) {
+    const char* entry = optional.data() + directories_at + i * 8;
+    out.directories.emplace_back(read_u32(entry), read_u32(entry + 4));
+  }
+  const auto power_of_two = [](std::uint32_t value) { return value != 0 && (value & (value - 1)) == 0; };
+  if (!power_of_two(out.section_alignment) || !power_of_two(out.file_alignment) ||
+      out.file_alignment > out.section_alignment || out.size_of_headers > out.size_of_image ||
+      out.size_of_headers > size) {
+    detail = "its optional header is inconsistent: SectionAlignment " + std::to_string(out.section_alignment) +
+             ", FileAlignment " + std::to_string(out.file_alignment) + ", SizeOfHeaders " +
+             std::to_string(out.size_of_headers) + ", SizeOfImage " + std::to_string(out.size_of_image) +
+             ", file size " + std::to_string(size);
+    return image_status::unreadable;
+  }
+  if (section_count == 0 || section_count > pe_max_sections) {
+    detail = "it has " + std::to_string(section_count) + " sections (relib reads 1 to " +
+             std::to_string(pe_max_sections) + ")";
+    return image_status::unreadable;
+  }
+  const std::uint64_t table_offset = optional_offset + optional_size;
+  std::string table(std::size_t{section_count} * 40, '\0');
+  if (table_offset + table.size() > size || table_offset + table.size() > out.size_of_headers ||
+      !file.read_range(table_offset, table.data(), table.size())) {
+    detail = "its section table ends past its headers or the file (is it still being written?)";
+    return image_status::unreadable;
+  }
+  for (std::size_t i = 0; i < section_count; ++i) {
+    const char* entry = table.data() + i * 40;
+    pe_section section;
+    section.name.assign(entry, strnlen(entry, 8));
+    section.virtual_size = read_u32(entry + 8);
+    section.virtual_address = read_u32(entry + 12);
+    section.raw_size = read_u32(entry + 16);
+    section.raw_offset = read_u32(entry + 20);
+    section.characteristics = read_u32(entry + 36);
+    out.sections.push_back(std::move(section));
+  }
+  return image_status::ok;
+}
+
+/* The checks the Windows loader relies on, and those relib itself needs: every section lies in
+   the image, after the headers, in address order without overlap, with its file bytes in the
+   file; every data directory lies in the image. */
+bool passes_pe_gate(const platform::readable_file& file, const pe_image& image, std::string& problem) {
+  const std::uint64_t size = file.size();
+  std::uint64_t previous_end = image.size_of_headers;
+  for (std::size_t i = 0; i < image.sections.size(); ++i) {
+    const pe_section& section = image.sections[i];
+    const std::string which = "section " + std::to_string(i) + " (" + shown(section.name) + ")";
+    const std::uint64_t span = std::max(section.virtual_size, section.raw_size);
+    if (section.virtual_address < previous_end || section.virtual_address % image.section_alignment != 0 ||
+        std::uint64_t{section.virtual_address} + span > image.size_of_image) {
+      problem = which + " at " + hex(section.virtual_address) + " with " + std::to_string(span) +
+                " bytes overlaps the previous one or the headers, is misaligned, or ends past SizeOfImage " +
+                hex(image.size_of_image);
+      return false;
+    }
+    if (section.raw_size != 0 && (section.raw_offset > size || section.raw_size > size - section.raw_offset)) {
+      problem = "it is truncated: " + which + " takes " + std::to_string(section.raw_size) + " bytes from offset " +
+                std::to_string(section.raw_offset) + ", but the file has " + std::to_string(size) +
+                " bytes (is it still being written?)";
+      return false;
+    }
+    previous_end = std::uint64_t{section.virtual_address} + span;
+  }
+  for (std::size_t i = 0; i < image.directories.size(); ++i) {
+    const auto& [address, length] = image.directories[i];
+    // The security directory (4) holds a file offset, not an address.
+    const std::uint64_t limit = i == 4 ? size : image.size_of_image;
+    if (length != 0 && (address > limit || length > limit - address)) {
+      problem = "data directory " + std::to_string(i) + " (" + hex(address) + ", " + std::to_string(length) +
+                " bytes) lies outside the " + (i == 4 ? "file" : "image");
+      return false;
+    }
+  }
+  return true;
+}
+
+/* The file offset of an address in the image, when a section's file bytes hold it. */
+bool pe_file_offset(const pe_image& image, std::uint64_t address, std::uint64_t length, std::uint64_t& offset) {
+  if (address + length <= image.size_of_headers) return offset = address, true;
+  for (const pe_section& section : image.sections) {
+    if (address >= section.virtual_address && address + length <= std::uint64_t{section.virtual_address} + section.raw_size) {
+      offset = section.raw_offset + (address - section.virtual_address);
+      return true;
+    }
+  }
+  return false;
+}
+
+/* The bytes of a section as the file holds them (at most its virtual size: the rest is padding). */
+bool read_pe_section(const platform::readable_file& file, const pe_section& section, std::string& out) {
+  const std::uint32_t length = section.virtual_size != 0 ? std::min(section.virtual_size, section.raw_size) : section.raw_size;
+  if (length > section_read_limit) return false;
+  out.resize(length);
+  return file.read_range(section.raw_offset, out.data(), length);
+}
+
+/* The names of the DLLs the image imports (the import directory), for explanations. */
+void read_pe_imports(const platform::readable_file& file, const pe_image& image, std::vector<std::string>& out) {
+  if (image.directories.size() <= 1 || image.directories[1].second == 0) return;
+  const std::uint32_t table = image.directories[1].first;
+  for (std::uint32_t i = 0; i < pe_max_imported_libraries; ++i) {
+    char descriptor[20];
+    std::uint64_t offset = 0;
+    if (!pe_file_offset(image, table + std::uint64_t{i} * 20, 20, offset) ||
+        !file.read_range(offset, descriptor, sizeof descriptor)) {
+      return;
+    }
+    const std::uint32_t name_address = read_u32(descriptor + 12);
+    if (name_address == 0) return;  // the table ends with an empty descriptor
+    char name[256] = {};
+    std::uint64_t name_offset = 0;
+    if (!pe_file_offset(image, name_address, 1, name_offset)) return;
+    const std::uint64_t available = std::min<std::uint64_t>(sizeof name - 1, file.size() - name_offset);
+    if (!file.read_range(name_offset, name, available)) return;
+    out.emplace_back(name, strnlen(name, available));
+  }
+}
+
+image_status read_image(const platform::readable_file& opened, image_contents& out, std::string& detail, unsigned extras) {
+  pe_image image;
+  const image_status status = read_pe_headers(opened, image, detail);
+  if (status != image_status::ok) return status;
+  if (!passes_pe_gate(opened, image, detail)) return image_status::unreadable;
+  std::uint64_t records_size = 0;
+  for (const pe_section& section : image.sections) {
+    out.spans.push_back({section.virtual_address,
+                         std::uint64_t{section.virtual_address} + std::max(section.virtual_size, section.raw_size),
+                         (section.characteristics & IMAGE_SCN_MEM_WRITE) != 0,
+                         (section.characteristics & IMAGE_SCN_MEM_EXECUTE) != 0});
+    if (section.name != ".relib") continue;
+    records_size += section.raw_size;
+    std::string notes;
+    if (records_size > notes_read_limit) {
+      detail = "its .relib section takes " + std::to_string(records_size) + " bytes, and relib reads at most " +
+               std::to_string(notes_read_limit);
+      return image_status::unreadable;
+    }
+    if (!read_pe_section(opened, section, notes)) {
+      detail = "its .relib section cannot be read";
+      return image_status::unreadable;
+    }
+    if (!collect_notes(notes, 4, out.meta)) {
+      detail = "a note in its .relib section runs past the end of the section";
+      return image_status::unreadable;
+    }
+  }
+  if ((extras & image_needed) != 0) read_pe_imports(opened, image, out.needed);
+  return image_status::ok;  // a DLL has no unique symbols to read
+}
+
+bool read_sections_named(const platform::readable_file& file, std::string_view name, std::vector<std::string>& out) {
+  pe_image image;
+  std::string ignored, data;
+  if (read_pe_headers(file, image, ignored) == image_status::not_an_image || image.sections.empty()) return false;
+  for (const pe_section& section : image.sections) {
+    if (section.name == name && read_pe_section(file, section, data)) out.push_back(data);
+  }
+  return true;
+}
+
+#endif  // _WIN32
+
 /* >>module records --------------------------------------------------------------------------
    Written by relib_module.hpp as ELF notes, one record each:
      module <TAB> relib <TAB> version=.. <TAB> compiler=.. <TAB> stdlib=.. <TAB> unloading=0|1
             <TAB> heaps=mimalloc|none
      export|import|main|before_unload <TAB> name <TAB> signature <TAB> layout
-   The views point into elf_contents::meta. */
+   The views point into image_contents::meta. */
 
 struct module_records {
   bool has_module_record = false;
@@ -3782,7 +4688,7 @@ void register_module_heap(void* context, void* heap);
 /* What inspect_file() learned about a file, kept for its load. */
 struct inspected_file {
   module_core_pointer core;
-  elf_contents contents;
+  image_contents contents;
   module_records records;  // views into contents
 };
 
@@ -4251,6 +5157,10 @@ void read_line_table(std::string_view debug_line, const dwarf_strings& sections,
   });
 }
 
+#if defined(_WIN32)
+/* A DLL's COFF symbols and DWARF line table are not read yet: its frames show as offsets. */
+symbol_index read_symbol_index(const platform::readable_file&, const std::vector<image_span>&) { return {}; }
+#else
 /* The function symbols of .symtab (or .dynsym when the file is stripped), and its line table. */
 symbol_index read_symbol_index(const platform::readable_file& file, const std::vector<image_span>& spans) {
   symbol_index index;
@@ -4288,6 +5198,7 @@ symbol_index read_symbol_index(const platform::readable_file& file, const std::v
   }
   return index;
 }
+#endif
 
 /* Names a frame in the module's code from its index, built at the first throw. Demangled names
    are kept: a module that throws in a loop pays for each name once. */
@@ -4317,6 +5228,7 @@ std::vector<std::pair<std::uintptr_t, std::uintptr_t>> host_code;
 std::vector<std::pair<std::uintptr_t, std::uintptr_t>> interceptor_code;
 
 void find_interceptors() {
+#if !defined(_WIN32)  // no sanitizer there
   platform::readable_file file;
   std::uintptr_t base = 0;
   if (platform::sanitizer_free == nullptr || !platform::open_main_program(file, base)) return;
@@ -4332,6 +5244,7 @@ void find_interceptors() {
       interceptor_code.emplace_back(base + symbol.st_value, base + symbol.st_value + symbol.st_size);
     });
   }
+#endif
 }
 
 bool in_host_code(std::uintptr_t address) noexcept {
@@ -4733,14 +5646,10 @@ struct host_records {
 };
 
 bool read_host_records(const platform::readable_file& file, host_records& out) {
-  const elf_reader reader(file);
-  std::vector<platform::elf_section> sections;
-  std::string names, data;
-  if (!read_section_headers(reader, sections, names)) return false;
-  for (const platform::elf_section& section : sections) {
-    if (string_at(names, section.sh_name) == ".relib_host" && reader.read_section(section, data)) {
-      if (!collect_notes(data, 4, out.text)) return false;
-    }
+  std::vector<std::string> sections;
+  if (!read_sections_named(file, RELIB_DETAIL_HOST_SECTION, sections)) return false;
+  for (const std::string& data : sections) {
+    if (!collect_notes(data, 4, out.text)) return false;
   }
   for (std::string_view rest = out.text; !rest.empty();) {
     const std::string_view record = rest.substr(0, rest.find('\0'));
@@ -4756,8 +5665,8 @@ bool read_host_records(const platform::readable_file& file, host_records& out) {
       });
     }
     if (count != 2 || fields[0] != "host-interface") continue;
-    const std::string_view interface = fields[1];
-    if (std::any_of(out.interfaces.begin(), out.interfaces.end(), [&](const auto& known) { return known.first == interface; })) {
+    const std::string_view interface_name = fields[1];
+    if (std::any_of(out.interfaces.begin(), out.interfaces.end(), [&](const auto& known) { return known.first == interface_name; })) {
       continue;
     }
     load_request request;
@@ -4772,7 +5681,7 @@ bool read_host_records(const platform::readable_file& file, host_records& out) {
       if (entry[0] == "export") request.exports.push_back(export_binding{described, nullptr, nullptr, nullptr});
       if (entry[0] == "import") request.imports.push_back(import_binding{described, nullptr});
     }
-    out.interfaces.emplace_back(interface, std::move(request));
+    out.interfaces.emplace_back(interface_name, std::move(request));
   }
   return true;
 }
@@ -4910,11 +5819,14 @@ std::string trust_problem(const std::string& path, const platform::file_ownershi
 std::string why_untrusted(const platform::readable_file& file, const std::string& real_path, const char* opt_out) {
   const std::uint32_t user = platform::effective_user();
   const judged_file module_file{user, real_path, file.ownership().owner == user};
-  std::string problem = real_path.rfind('/', 0) != 0
-                            ? "who may write the directories that hold it cannot be told: its path is unknown (is /proc mounted?)"
+  std::string problem = !platform::is_absolute_path(real_path)
+                            ? "who may write the directories that hold it cannot be told: its path is unknown (" +
+                                  std::string(platform::path_unknown_hint) + ")"
                             : trust_problem(real_path, file.ownership(), module_file);
-  for (std::string directory = real_path; problem.empty() && directory != "/";) {
-    directory = platform::directory_of(directory);
+  for (std::string directory = real_path; problem.empty();) {
+    const std::string parent = platform::directory_of(directory);
+    if (parent == directory) break;  // the root was the last
+    directory = parent;
     platform::file_ownership above;
     std::string error;
     if (!platform::ownership_of(directory, above, error)) {
@@ -4930,19 +5842,19 @@ std::string why_untrusted(const platform::readable_file& file, const std::string
 /* The ELF gate, and relib's records against the host's interface: all that the file's contents
    can tell before anything is loaded. */
 result<void, load_error> check_contents(const load_request& request, const std::string& name,
-                                        const platform::readable_file& file, elf_contents& contents,
+                                        const platform::readable_file& file, image_contents& contents,
                                         module_records& records) {
   std::string detail;
-  switch (read_elf(file, contents, detail)) {
-    case elf_status::ok: break;
-    case elf_status::not_elf:
+  switch (read_image(file, contents, detail)) {
+    case image_status::ok: break;
+    case image_status::not_an_image:
       return make_load_error(load_errc::not_elf, name, "not an ELF shared library: " + detail);
-    case elf_status::wrong_architecture:
+    case image_status::wrong_architecture:
       return make_load_error(load_errc::wrong_architecture, name, detail + "; build the module for this machine");
-    case elf_status::not_shared_library:
+    case image_status::not_shared_library:
       return make_load_error(load_errc::not_shared_library, name,
                              detail + ", not a shared library; build the module with relib_add_module()");
-    case elf_status::unreadable:
+    case image_status::unreadable:
       return make_load_error(load_errc::damaged_file, name, "a damaged ELF file: " + detail);
   }
   records = parse_records(contents.meta);
@@ -4960,7 +5872,7 @@ result<void, load_error> check_contents(const load_request& request, const std::
 }
 
 /* Reads and checks the file; fills core's identity and everything read from the records. */
-result<void, load_error> inspect_file(const load_request& request, module_core& core, elf_contents& contents,
+result<void, load_error> inspect_file(const load_request& request, module_core& core, image_contents& contents,
                                       module_records& records) {
   const std::string& path = request.path;
   const std::string& name = core.name;
@@ -5929,18 +6841,18 @@ host_link make_host_link(module_core& core) {
    symbols, for other open handles, for libraries that depend on it, and while thread_local
    destructors it registered are pending. So unload verifies, and explains what it can. */
 
-bool read_elf_file(const std::string& path, unsigned extras, elf_contents& contents) {
+bool read_image_file(const std::string& path, unsigned extras, image_contents& contents) {
   platform::readable_file file;
   std::string ignored;
   return file.open(path) == platform::readable_file::status::opened &&
          file.type() == platform::readable_file::kind::regular &&
-         read_elf(file, contents, ignored, extras) == elf_status::ok;
+         read_image(file, contents, ignored, extras) == image_status::ok;
 }
 
 std::string explain_still_loaded(const module_core& core, const std::string& link_name) {
-  elf_contents module;
+  image_contents module;
   std::string ignored;  // the file as loaded, still open
-  if (read_elf(core.file, module, ignored, elf_unique_symbols) == elf_status::ok && !module.unique_symbols.empty()) {
+  if (read_image(core.file, module, ignored, image_unique_symbols) == image_status::ok && !module.unique_symbols.empty()) {
     std::string names;
     for (std::size_t i = 0; i < module.unique_symbols.size() && i < 5; ++i) {
       names += (i ? ", " : "") + shown(module.unique_symbols[i]);
@@ -5950,8 +6862,8 @@ std::string explain_still_loaded(const module_core& core, const std::string& lin
            "), which glibc never unloads; build it with relib_add_module() or the flag -fno-gnu-unique";
   }
   for (const std::string& name : platform::loaded_library_names()) {
-    elf_contents other;
-    if (name == link_name || !read_elf_file(name, elf_needed, other)) continue;
+    image_contents other;
+    if (name == link_name || !read_image_file(name, image_needed, other)) continue;
     for (const std::string& needed : other.needed) {
       if (needed == core.path || needed == link_name || platform::base_name(needed) == platform::base_name(core.path)) {
         return "the library '" + shown(name) + "' depends on it (DT_NEEDED '" + shown(needed) +
@@ -6350,7 +7262,7 @@ std::optional<reload_error> copy_and_check(live_core& live, checked_copy& next) 
     if (!untrusted.empty()) return refused_build(live, make_load_error(load_errc::untrusted_file, live.path(), untrusted));
   }
   // The header and records before the copy: a file that is not a module costs no copy.
-  elf_contents contents;
+  image_contents contents;
   module_records records;
   auto contents_checked = check_contents(live.prototype, live.path(), source, contents, records);
   if (!contents_checked) {

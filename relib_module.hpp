@@ -162,11 +162,21 @@
 #endif
 
 #if defined(__GNUC__)
+/* What the host looks up is exported (dllexport on Windows, where nothing else is); the module's
+   private copies of shared variables stay local (ELF visibility; every symbol of a DLL is local
+   unless exported). */
+#if defined(_WIN32)
+#define RELIB_DETAIL_VISIBLE __attribute__((dllexport))
+#define RELIB_DETAIL_HIDDEN
+#else
 #define RELIB_DETAIL_VISIBLE __attribute__((visibility("default")))
+#define RELIB_DETAIL_HIDDEN __attribute__((visibility("hidden")))
+#endif
 #define RELIB_DETAIL_LIKELY(x) __builtin_expect(!!(x), 1)
 #define RELIB_DETAIL_UNLIKELY(x) __builtin_expect(!!(x), 0)
 /* Records describing the module are ELF notes, which linkers place in the first page of the file
-   (PT_NOTE): the host reads them with one read before dlopen() runs any module code. aligned(4)
+   (PT_NOTE): the host reads them with one read before dlopen() runs any module code. On Windows
+   the same notes fill the PE section .relib (a name of up to 8 bytes survives stripping). aligned(4)
    keeps the compiler from padding notes apart, and so does leaving them out of clang's
    AddressSanitizer, which gives each global it checks a red zone and 32-byte alignment (GCC's
    leaves variables in named sections alone). */
@@ -175,9 +185,13 @@
 #else
 #define RELIB_DETAIL_PACKED_NOTE __attribute__((aligned(4)))
 #endif
-#define RELIB_DETAIL_META __attribute__((section(".note.relib"), used)) RELIB_DETAIL_PACKED_NOTE
+#if defined(_WIN32)
+#define RELIB_DETAIL_META __attribute__((section(".relib"), used)) RELIB_DETAIL_PACKED_NOTE
 #else
-#error "relib: only GCC and Clang on Linux are supported so far"
+#define RELIB_DETAIL_META __attribute__((section(".note.relib"), used)) RELIB_DETAIL_PACKED_NOTE
+#endif
+#else
+#error "relib: only GCC and Clang (on Linux, and mingw-w64 on Windows) are supported so far"
 #endif
 
 /* Which side this file is on. relib.hpp defines RELIB_DETAIL_HOST_SIDE before it includes this
@@ -442,7 +456,7 @@ struct host_link {
   // and the process aborts.
   void (*aborted)(const void* module_code);
 };
-__attribute__((visibility("hidden"))) inline const host_link* module_host = nullptr;
+RELIB_DETAIL_HIDDEN inline const host_link* module_host = nullptr;
 
 inline void report_current_exception() noexcept {
   const char* type = "";
@@ -604,7 +618,7 @@ struct declared_state {
   static constexpr bool declared = false;
 };
 
-__attribute__((visibility("hidden"))) inline void* state_block = nullptr;
+RELIB_DETAIL_HIDDEN inline void* state_block = nullptr;
 [[noreturn]] void report_missing_state() noexcept;
 
 enum state_attach : int { state_fresh = 0, state_existing = 1 };
@@ -747,6 +761,7 @@ T& module_state() noexcept {
 /* >>implementation ------------------------------------------------------------------------------
    The module side, in the one module file that defines RELIB_IMPLEMENTATION. Section map:
      >>records             the module record the host reads before any module code runs
+     >>platform            how a replacement reaches the function it replaces; the module's file
      >>threads             pthread_create and __cxa_thread_atexit_impl, sent to the host
      >>keys and mappings   pthread keys and mmap/munmap, recorded so unload releases them
      >>runtime             the module's copy of the C++ runtime: its terminate handler, its exception pool
@@ -772,7 +787,99 @@ RELIB_DETAIL_META static constexpr auto relib_meta_module = relib::detail::make_
 /* Where the host puts its link. */
 extern "C" RELIB_DETAIL_VISIBLE const relib::detail::host_link** const relib_host_link = &relib::detail::module_host;
 
-#if RELIB_DETAIL_UNLOADING
+/* >>platform ---- how a replacement reaches the function it replaces, and the module's file -----
+   The sections below replace C library functions for module code, and call the original before
+   the host link is set. On Linux the module defines the function itself (relib_add_module's
+   version script keeps it local, so it serves module code only) and the original is the next
+   definition (dlsym RTLD_NEXT). A DLL binds each import when it is linked: relib_add_module
+   links with --wrap=NAME, so module code calls __wrap_NAME and __real_NAME is the original. */
+#if defined(_WIN32)
+#if !defined(WIN32_LEAN_AND_MEAN)
+#define WIN32_LEAN_AND_MEAN
+#endif
+#if !defined(NOMINMAX)
+#define NOMINMAX
+#endif
+#include <windows.h>
+#include <csignal>
+/* A module linked without these options does not link: __real_NAME is undefined (docs/windows.md). */
+#define RELIB_DETAIL_PASTE(a, b) a##b
+#define RELIB_DETAIL_REPLACEMENT(name) RELIB_DETAIL_PASTE(__wrap_, name)
+#define RELIB_DETAIL_ORIGINAL(type, name) static_cast<type>(&RELIB_DETAIL_PASTE(__real_, name))
+#define RELIB_DETAIL_DECLARE_ORIGINAL(declaration) extern "C" declaration;
+#else
+#include <dlfcn.h>
+#define RELIB_DETAIL_REPLACEMENT(name) name
+#define RELIB_DETAIL_ORIGINAL(type, name) reinterpret_cast<type>(dlsym(RTLD_NEXT, RELIB_DETAIL_STR(name)))
+#define RELIB_DETAIL_DECLARE_ORIGINAL(declaration)
+#endif
+
+namespace relib {
+namespace detail {
+namespace module_platform {
+/* The module's file, for messages ("(unknown)" when the system cannot tell). */
+inline const char* file_name() noexcept {
+#if defined(_WIN32)
+  static char name[MAX_PATH * 3];
+  HMODULE self = nullptr;
+  if (GetModuleHandleExA(GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS | GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT,
+                         reinterpret_cast<LPCSTR>(&file_name), &self) == 0 ||
+      GetModuleFileNameA(self, name, sizeof name) == 0) {
+    return "(unknown)";
+  }
+  return name;
+#else
+  Dl_info self{};
+  return dladdr(reinterpret_cast<void*>(&file_name), &self) != 0 && self.dli_fname != nullptr ? self.dli_fname
+                                                                                               : "(unknown)";
+#endif
+}
+
+/* Whether an address lies in this module's image. */
+inline bool in_this_module(const void* address) noexcept {
+#if defined(_WIN32)
+  HMODULE self = nullptr, owner = nullptr;
+  const DWORD flags = GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS | GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT;
+  return GetModuleHandleExA(flags, reinterpret_cast<LPCSTR>(&in_this_module), &self) != 0 &&
+         GetModuleHandleExA(flags, static_cast<LPCSTR>(address), &owner) != 0 && self == owner;
+#else
+  Dl_info self{}, owner{};
+  return dladdr(reinterpret_cast<void*>(&in_this_module), &self) != 0 && dladdr(address, &owner) != 0 &&
+         self.dli_fbase == owner.dli_fbase;
+#endif
+}
+
+/* A function of the process's C library and allocator, for blocks that are not the module's:
+   on Linux the one the dynamic loader gives everyone else (glibc's, or jemalloc's or tcmalloc's
+   when the process has them); on Windows the C runtime DLL's that the module was built for. */
+inline void* process_function(const char* name) noexcept {
+#if defined(_WIN32)
+#if defined(_UCRT)
+  HMODULE runtime = GetModuleHandleA("ucrtbase.dll");
+#else
+  HMODULE runtime = GetModuleHandleA("msvcrt.dll");
+#endif
+  return runtime != nullptr ? reinterpret_cast<void*>(GetProcAddress(runtime, name)) : nullptr;
+#else
+  return dlsym(RTLD_DEFAULT, name);
+#endif
+}
+
+/* A value unique to each running thread, read without a call. */
+inline std::uintptr_t thread_pointer() noexcept {
+#if defined(_WIN32)
+  return reinterpret_cast<std::uintptr_t>(NtCurrentTeb());
+#else
+  return reinterpret_cast<std::uintptr_t>(__builtin_thread_pointer());
+#endif
+}
+}  // namespace module_platform
+}  // namespace detail
+}  // namespace relib
+
+/* On Windows the wrappers are defined in every build: relib_add_module links with the --wrap
+   options whatever the configuration, and without unloading they pass every call on. */
+#if RELIB_DETAIL_UNLOADING || defined(_WIN32)
 /* >>threads ---- threads and thread_local destructors -----------------------------------------
    relib_add_module() links the C++ runtime statically and keeps these two definitions local to
    the module, so std::thread and thread_local objects in module code come here. Threads are
@@ -781,50 +888,61 @@ extern "C" RELIB_DETAIL_VISIBLE const relib::detail::host_link** const relib_hos
    thread_local destructors go to the host too: glibc would otherwise keep the library mapped
    until each thread exits. Before the host link is set (static constructors), both fall back to
    glibc. See docs/unloading.md. */
-#include <dlfcn.h>
-
-extern "C" int pthread_create(pthread_t* thread, const pthread_attr_t* attributes, void* (*start)(void*),
-                              void* argument) noexcept {
+RELIB_DETAIL_DECLARE_ORIGINAL(int __real_pthread_create(pthread_t*, const pthread_attr_t*, void* (*)(void*), void*))
+extern "C" int RELIB_DETAIL_REPLACEMENT(pthread_create)(pthread_t* thread, const pthread_attr_t* attributes,
+                                                         void* (*start)(void*), void* argument) noexcept {
   const relib::detail::host_link* host = relib::detail::module_host;
   if (host != nullptr && host->create_thread != nullptr) {
     return host->create_thread(host->context, thread, attributes, start, argument);
   }
   using create_function = int (*)(pthread_t*, const pthread_attr_t*, void* (*)(void*), void*);
-  static const auto glibc_create = reinterpret_cast<create_function>(dlsym(RTLD_NEXT, "pthread_create"));
-  return glibc_create(thread, attributes, start, argument);
+  static const auto original_create = RELIB_DETAIL_ORIGINAL(create_function, pthread_create);
+  return original_create(thread, attributes, start, argument);
 }
 
-extern "C" int __cxa_thread_atexit_impl(void (*destructor)(void*), void* object, void* dso_handle) noexcept {
+/* glibc's C++ runtime hands thread_local destructors to __cxa_thread_atexit_impl; mingw-w64's
+   keeps them itself, in __cxa_thread_atexit. */
+#if defined(_WIN32)
+#define RELIB_DETAIL_THREAD_ATEXIT __cxa_thread_atexit
+#else
+#define RELIB_DETAIL_THREAD_ATEXIT __cxa_thread_atexit_impl
+#endif
+RELIB_DETAIL_DECLARE_ORIGINAL(int __real___cxa_thread_atexit(void (*)(void*), void*, void*))
+extern "C" int RELIB_DETAIL_REPLACEMENT(RELIB_DETAIL_THREAD_ATEXIT)(void (*destructor)(void*), void* object,
+                                                                     void* dso_handle) noexcept {
   const relib::detail::host_link* host = relib::detail::module_host;
   if (host != nullptr && host->register_thread_local != nullptr) {
     return host->register_thread_local(host->context, destructor, object);
   }
   using register_function = int (*)(void (*)(void*), void*, void*);
-  static const auto glibc_register =
-      reinterpret_cast<register_function>(dlsym(RTLD_NEXT, "__cxa_thread_atexit_impl"));
-  return glibc_register(destructor, object, dso_handle);
+  static const auto original_register = RELIB_DETAIL_ORIGINAL(register_function, RELIB_DETAIL_THREAD_ATEXIT);
+  return original_register(destructor, object, dso_handle);
 }
 
 /* >>keys and mappings ------------------------------------------------------------------------
    pthread keys: one left behind keeps a destructor pointing into the unmapped module, which glibc
    would call when a thread with a value for it exits. */
-extern "C" int pthread_key_create(pthread_key_t* key, void (*destructor)(void*)) noexcept {
+RELIB_DETAIL_DECLARE_ORIGINAL(int __real_pthread_key_create(pthread_key_t*, void (*)(void*)))
+RELIB_DETAIL_DECLARE_ORIGINAL(int __real_pthread_key_delete(pthread_key_t))
+extern "C" int RELIB_DETAIL_REPLACEMENT(pthread_key_create)(pthread_key_t* key, void (*destructor)(void*)) noexcept {
   const relib::detail::host_link* host = relib::detail::module_host;
   if (host != nullptr && host->create_key != nullptr) return host->create_key(host->context, key, destructor);
   using create_function = int (*)(pthread_key_t*, void (*)(void*));
-  static const auto glibc_create = reinterpret_cast<create_function>(dlsym(RTLD_NEXT, "pthread_key_create"));
-  return glibc_create(key, destructor);
+  static const auto original_create = RELIB_DETAIL_ORIGINAL(create_function, pthread_key_create);
+  return original_create(key, destructor);
 }
 
-extern "C" int pthread_key_delete(pthread_key_t key) noexcept {
+extern "C" int RELIB_DETAIL_REPLACEMENT(pthread_key_delete)(pthread_key_t key) noexcept {
   const relib::detail::host_link* host = relib::detail::module_host;
   if (host != nullptr && host->delete_key != nullptr) return host->delete_key(host->context, key);
   using delete_function = int (*)(pthread_key_t);
-  static const auto glibc_delete = reinterpret_cast<delete_function>(dlsym(RTLD_NEXT, "pthread_key_delete"));
-  return glibc_delete(key);
+  static const auto original_delete = RELIB_DETAIL_ORIGINAL(delete_function, pthread_key_delete);
+  return original_delete(key);
 }
 
-/* Memory mappings made by module code and never unmapped are unmapped at unload. */
+#if !defined(_WIN32)
+/* Memory mappings made by module code and never unmapped are unmapped at unload. (Windows:
+   VirtualAlloc is not followed; see docs/windows.md.) */
 #include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -853,8 +971,9 @@ extern "C" int __cxa_atexit(void (*handler)(void*), void* argument, void* dso) n
 extern "C" int atexit(void (*handler)(void)) noexcept {
   return __cxa_atexit(reinterpret_cast<void (*)(void*)>(reinterpret_cast<void*>(handler)), nullptr, &__dso_handle);
 }
+#endif /* !_WIN32: a DLL's atexit() handlers already run when it is unloaded */
 
-#endif /* RELIB_DETAIL_UNLOADING */
+#endif /* RELIB_DETAIL_UNLOADING || _WIN32 */
 
 /* >>runtime ---- the module's own copy of the C++ runtime (relib_add_module links it statically) */
 #if defined(__GLIBCXX__) || defined(_LIBCPP_VERSION)
@@ -863,8 +982,6 @@ extern "C" int atexit(void (*handler)(void)) noexcept {
    libc++'s says nothing of the module. This one prints the type, what() and the module's file,
    and borrows the process's demangler. Only the module's copy is set: the process's own handler
    is never replaced. */
-#include <dlfcn.h>
-
 namespace relib {
 namespace detail {
 [[noreturn]] void module_terminate() noexcept {
@@ -873,10 +990,7 @@ namespace detail {
     std::fputs("relib: terminate called recursively in a module\n", stderr);
     std::abort();
   }
-  Dl_info self{};
-  const char* module = dladdr(reinterpret_cast<void*>(&module_terminate), &self) != 0 && self.dli_fname != nullptr
-                           ? self.dli_fname
-                           : "(unknown)";
+  const char* module = module_platform::file_name();
   const std::type_info* type = abi::__cxa_current_exception_type();
   if (type == nullptr) {
     std::fprintf(stderr, "relib: terminate called in module %s without an active exception\n", module);
@@ -885,7 +999,11 @@ namespace detail {
   const char* name = type->name();
   if (*name == '*') ++name;  // libstdc++ marks some local types' names so
   using demangle_function = char* (*)(const char*, char*, std::size_t*, int*);
+#if defined(_WIN32)
+  const demangle_function demangle = nullptr;  // a DLL reaches only what it imports: the name stays mangled
+#else
   const auto demangle = reinterpret_cast<demangle_function>(dlsym(RTLD_DEFAULT, "__cxa_demangle"));
+#endif
   int status = -1;
   const char* readable = demangle != nullptr ? demangle(name, nullptr, nullptr, &status) : nullptr;
   std::fprintf(stderr, "relib: terminate called in module %s after throwing an instance of '%s'\n", module,
@@ -904,7 +1022,7 @@ namespace detail {
 
 #if defined(__GLIBCXX__)
 namespace __cxxabiv1 {  // libstdc++'s handler variable: defining it keeps its default handler out
-__attribute__((visibility("hidden"))) std::terminate_handler __terminate_handler = relib::detail::module_terminate;
+RELIB_DETAIL_HIDDEN std::terminate_handler __terminate_handler = relib::detail::module_terminate;
 }
 #else
 /* libc++abi keeps its handler variables and their setters in one object file with its default
@@ -912,9 +1030,9 @@ __attribute__((visibility("hidden"))) std::terminate_handler __terminate_handler
    keeps that file out of the module (relib_add_module's version script keeps the setters local).
    The variables are hidden: a module on the shared libc++ leaves the process's alone. */
 extern "C" {
-__attribute__((visibility("hidden"))) void (*__cxa_terminate_handler)() = relib::detail::module_terminate;
-__attribute__((visibility("hidden"))) void (*__cxa_unexpected_handler)() = std::terminate;
-__attribute__((visibility("hidden"))) void (*__cxa_new_handler)() = nullptr;
+RELIB_DETAIL_HIDDEN void (*__cxa_terminate_handler)() = relib::detail::module_terminate;
+RELIB_DETAIL_HIDDEN void (*__cxa_unexpected_handler)() = std::terminate;
+RELIB_DETAIL_HIDDEN void (*__cxa_new_handler)() = nullptr;
 }
 namespace std {
 terminate_handler set_terminate(terminate_handler handler) noexcept {
@@ -943,12 +1061,23 @@ struct thrown_stacks {
   thrown_stack records[2];
   unsigned next;
 };
-__attribute__((visibility("hidden"))) inline thread_local thrown_stacks recent_throws{};
+RELIB_DETAIL_HIDDEN inline thread_local thrown_stacks recent_throws{};
 
-/* The module's code lies between its ELF header and the end of its text, both placed by the
+/* The module's code lies between its image's start and the end of its text, both placed by the
    linker; the walk stops at the first frame outside it, the caller of the module's entry point. */
-extern "C" const char __ehdr_start[] __attribute__((visibility("hidden")));
+#if defined(_WIN32)
+extern "C" const char __ImageBase[];
+extern "C" const char etext[];
+#define RELIB_DETAIL_IMAGE_START __ImageBase
+#define RELIB_DETAIL_TEXT_END etext
+#define RELIB_DETAIL_TEXT_END_KNOWN true
+#else
+extern "C" const char __ehdr_start[] RELIB_DETAIL_HIDDEN;
 extern "C" const char __etext[] __attribute__((visibility("hidden"), weak));
+#define RELIB_DETAIL_IMAGE_START __ehdr_start
+#define RELIB_DETAIL_TEXT_END __etext
+#define RELIB_DETAIL_TEXT_END_KNOWN (__etext != nullptr)
+#endif
 
 struct stack_walk {
   void* first;  // the thrower's return address: the frames above it are relib's own
@@ -964,7 +1093,10 @@ inline _Unwind_Reason_Code record_frame(_Unwind_Context* context, void* argument
   }
   thrown_stack& out = *walk->out;
   const char* code = static_cast<const char*>(address);
-  if (out.count > 0 && __etext != nullptr && (code < __ehdr_start || code >= __etext)) return _URC_END_OF_STACK;
+  if (out.count > 0 && RELIB_DETAIL_TEXT_END_KNOWN &&
+      (code < RELIB_DETAIL_IMAGE_START || code >= RELIB_DETAIL_TEXT_END)) {
+    return _URC_END_OF_STACK;
+  }
   if (out.count == thrown_stack::max_frames) return _URC_END_OF_STACK;
   out.frames[out.count++] = address;
   return _URC_NO_REASON;
@@ -1020,22 +1152,26 @@ void __wrap___cxa_free_exception(void* object) noexcept {
    call_errc::crashed from there; otherwise the host prints where, and the C library's abort()
    ends the process. Defined here, not caught as SIGABRT, so that no lock of the C library's is
    held when a guarded call jumps back. */
-#include <dlfcn.h>
-
 extern "C" __attribute__((noreturn)) void abort() noexcept {
   const relib::detail::host_link* host = relib::detail::module_host;
   if (host != nullptr && host->aborted != nullptr) host->aborted(reinterpret_cast<const void*>(&abort));
   using abort_function = void (*)();
+#if defined(_WIN32)
+  const auto process_abort = reinterpret_cast<abort_function>(relib::detail::module_platform::process_function("abort"));
+#else
   const auto process_abort = reinterpret_cast<abort_function>(dlsym(RTLD_NEXT, "abort"));
+#endif
   if (process_abort != nullptr) process_abort();
   __builtin_trap();
 }
 
+#if !defined(_WIN32)  // mingw-w64's assert() calls the C runtime DLL's _assert, which aborts there
 extern "C" __attribute__((noreturn)) void __assert_fail(const char* assertion, const char* file, unsigned int line,
                                                          const char* function) noexcept {
   std::fprintf(stderr, "%s:%u: %s: Assertion `%s' failed.\n", file, line, function, assertion);
   abort();
 }
+#endif
 
 #if RELIB_DETAIL_UNLOADING
 /* The module's copy of libstdc++ keeps a block for exceptions thrown when memory runs out (about
@@ -1050,9 +1186,8 @@ namespace relib {
 namespace detail {
 struct runtime_pool_release {
   ~runtime_pool_release() {
-    Dl_info runtime{}, module{};
-    if (&__gnu_cxx::__freeres != nullptr && dladdr(reinterpret_cast<void*>(&__gnu_cxx::__freeres), &runtime) != 0 &&
-        dladdr(static_cast<const void*>(&relib_host_link), &module) != 0 && runtime.dli_fbase == module.dli_fbase) {
+    if (&__gnu_cxx::__freeres != nullptr &&
+        module_platform::in_this_module(reinterpret_cast<const void*>(&__gnu_cxx::__freeres))) {
       __gnu_cxx::__freeres();
     }
   }
@@ -1073,9 +1208,6 @@ struct runtime_pool_release {
 
 #include <cerrno>
 #include <new>
-
-extern "C" void __libc_free(void*) noexcept;
-extern "C" void* __libc_realloc(void*, std::size_t) noexcept;
 
 namespace relib {
 namespace detail {
@@ -1116,7 +1248,7 @@ struct heap_slot {
 };
 heap_slot module_heap_slots[64];
 
-inline std::uintptr_t this_thread_pointer() { return reinterpret_cast<std::uintptr_t>(__builtin_thread_pointer()); }
+inline std::uintptr_t this_thread_pointer() { return module_platform::thread_pointer(); }
 inline heap_slot& heap_slot_of(std::uintptr_t thread) {
   return module_heap_slots[(thread * 0x9E3779B97F4A7C15ull) >> 58];  // top 6 bits: 64 slots
 }
@@ -1166,7 +1298,7 @@ template <class Function>
 Function process_function(std::atomic<Function>& cache, const char* name, Function fallback) noexcept {
   Function found = cache.load(std::memory_order_acquire);
   if (RELIB_DETAIL_LIKELY(found != nullptr)) return found;
-  found = reinterpret_cast<Function>(dlsym(RTLD_DEFAULT, name));
+  found = reinterpret_cast<Function>(module_platform::process_function(name));
   if (found == nullptr) found = fallback;
   cache.store(found, std::memory_order_release);
   return found;
@@ -1178,6 +1310,16 @@ inline std::atomic<free_function> process_free_cache{nullptr};
 inline std::atomic<realloc_function> process_realloc_cache{nullptr};
 inline std::atomic<usable_size_function> process_usable_size_cache{nullptr};
 inline std::size_t no_usable_size(void*) noexcept { return 0; }
+/* Used only if the lookup fails: glibc's own functions; on Windows nothing better than a leak. */
+#if defined(_WIN32)
+inline void process_free_fallback(void*) noexcept {}
+inline void* process_realloc_fallback(void*, std::size_t) noexcept { return nullptr; }
+#else
+extern "C" void __libc_free(void*) noexcept;
+extern "C" void* __libc_realloc(void*, std::size_t) noexcept;
+inline void process_free_fallback(void* block) noexcept { __libc_free(block); }
+inline void* process_realloc_fallback(void* block, std::size_t size) noexcept { return __libc_realloc(block, size); }
+#endif
 
 /* What free_watching_exits needs on the module's side: mimalloc, and the host's list. */
 struct module_side {
@@ -1198,7 +1340,7 @@ inline void module_free(void* block) noexcept {
       mi_free(block);
     }
   } else if (block != nullptr) {
-    process_function(process_free_cache, "free", static_cast<free_function>(&__libc_free))(block);
+    process_function(process_free_cache, "free", static_cast<free_function>(&process_free_fallback))(block);
   }
 }
 
@@ -1260,11 +1402,15 @@ void* realloc(void* block, std::size_t size) noexcept {
   if (block != nullptr && !relib::detail::is_mimalloc_block(block)) {  // stays the process allocator's
     using relib::detail::realloc_function;
     return relib::detail::process_function(relib::detail::process_realloc_cache, "realloc",
-                                           static_cast<realloc_function>(&__libc_realloc))(block, size);
+                                           static_cast<realloc_function>(&relib::detail::process_realloc_fallback))(block, size);
   }
   return relib::detail::module_realloc(block, size);
 }
 void free(void* block) noexcept { relib::detail::module_free(block); }
+/* The C runtime's other allocation functions (_aligned_malloc, _msize) are declared dllimport by
+   mingw-w64's headers, so module code always calls the DLL's: blocks from _aligned_malloc stay the
+   C runtime's, and _msize must not be given a block from malloc. */
+#if !defined(_WIN32)
 void* aligned_alloc(std::size_t alignment, std::size_t size) noexcept {
   return mi_heap_malloc_aligned(relib::detail::module_heap(), size, alignment);
 }
@@ -1285,6 +1431,7 @@ std::size_t malloc_usable_size(void* block) noexcept {
   return relib::detail::process_function(relib::detail::process_usable_size_cache, "malloc_usable_size",
                                          static_cast<usable_size_function>(&relib::detail::no_usable_size))(block);
 }
+#endif
 }
 
 void* operator new(std::size_t size) { return relib::detail::module_new(size, 0); }

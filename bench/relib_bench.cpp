@@ -258,9 +258,9 @@ void BM_ElfGate(benchmark::State& state) {
     return;
   }
   for (auto _ : state) {
-    relib::detail::elf_contents contents;
+    relib::detail::image_contents contents;
     std::string detail;
-    if (relib::detail::read_elf(file, contents, detail) != relib::detail::elf_status::ok) state.SkipWithError(detail.c_str());
+    if (relib::detail::read_image(file, contents, detail) != relib::detail::image_status::ok) state.SkipWithError(detail.c_str());
     benchmark::DoNotOptimize(contents.meta.data());
   }
 }

@@ -18,6 +18,14 @@
 # - -z now: relib binds every symbol at load anyway, so the whole GOT can be read-only (full
 #   RELRO) at no cost. The hardening of the distribution's linker stays (RELRO, separate code):
 #   see docs/footprint.md for what each flag costs and buys.
+# On Windows (mingw-w64) the module is lib<name>.dll, and the same aims take other flags:
+# - the C++ runtime and the unwinder linked statically (-static-libstdc++ -static-libgcc), and
+#   winpthreads shared (libwinpthread-1.dll): thread ids and pthread keys pass between host and
+#   module, so both must use the one copy in the process;
+# - --wrap for pthread_create, pthread_key_create, pthread_key_delete and __cxa_thread_atexit, on
+#   top of the two above: a DLL binds its imports when it is linked, so the wrappers are how module
+#   code reaches relib's replacements (relib_module.hpp, >>platform);
+# - only relib's entry points exported (they are marked dllexport); no version script.
 # Link the module with other libraries as usual: target_link_libraries(<name> PRIVATE ...).
 # A global property, so the function works from any directory (add_subdirectory users call it
 # from the parent project).
@@ -27,6 +35,13 @@ function(relib_add_module name)
   get_property(version_script GLOBAL PROPERTY RELIB_MODULE_VERSION_SCRIPT)
   add_library(${name} MODULE ${ARGN})
   target_link_libraries(${name} PRIVATE relib::module)
+  if(WIN32)
+    target_compile_options(${name} PRIVATE -ffunction-sections -fdata-sections)
+    target_link_options(${name} PRIVATE -static-libstdc++ -static-libgcc "LINKER:--gc-sections"
+      "LINKER:--wrap=__cxa_throw" "LINKER:--wrap=__cxa_free_exception" "LINKER:--wrap=pthread_create"
+      "LINKER:--wrap=pthread_key_create" "LINKER:--wrap=pthread_key_delete" "LINKER:--wrap=__cxa_thread_atexit")
+    return()
+  endif()
   set_target_properties(${name} PROPERTIES
     POSITION_INDEPENDENT_CODE ON
     CXX_VISIBILITY_PRESET hidden

@@ -7,8 +7,18 @@
 #include "other_api.hpp"
 
 #include <catch2/catch.hpp>
+#if defined(_WIN32)
+#if !defined(WIN32_LEAN_AND_MEAN)
+#define WIN32_LEAN_AND_MEAN
+#endif
+#if !defined(NOMINMAX)
+#define NOMINMAX
+#endif
+#include <windows.h>
+#else
 #include <sys/wait.h>
 #include <unistd.h>
+#endif
 
 #include <condition_variable>
 #include <fstream>
@@ -43,6 +53,13 @@ struct child_outcome {
   std::string stderr_text;
 };
 
+#if defined(_WIN32)
+// Runs `body` in a child process and reports how it ended and what it wrote to stderr. Windows
+// has no fork(): the child is this test program again, running the current test case with
+// TEST_CHILD set to the number of this call in it; there the call runs `body` and exits, and
+// the calls before it return at once.
+child_outcome run_in_child(const std::function<void()>& body);
+#else
 // Runs `body` in a child process and reports how it ended and what it wrote to stderr.
 inline child_outcome run_in_child(const std::function<void()>& body) {
   int pipe_fds[2];
@@ -67,6 +84,25 @@ inline child_outcome run_in_child(const std::function<void()>& body) {
   if (WIFEXITED(status)) outcome.exit_code = WEXITSTATUS(status);
   return outcome;
 }
+#endif
+
+// What a module's file name ends with here.
+#if defined(_WIN32)
+constexpr const char* library_suffix = ".dll";
+#else
+constexpr const char* library_suffix = ".so";
+#endif
+
+// This test program's file.
+inline std::string this_program() {
+#if defined(_WIN32)
+  char path[MAX_PATH];
+  const DWORD length = GetModuleFileNameA(nullptr, path, MAX_PATH);
+  return std::string(path, length);
+#else
+  return "/proc/self/exe";
+#endif
+}
 
 // The whole file, as bytes (empty if it cannot be read).
 inline std::string read_file(const std::string& path) {
@@ -80,10 +116,12 @@ inline std::string read_file(const std::string& path) {
 std::vector<std::string>& logged();
 
 // True while a file with the same device and inode as `path` is mapped into this process,
-// read independently of relib from /proc/self/maps.
+// read independently of relib from /proc/self/maps (Windows: the process's module list, by
+// volume and file index).
 bool is_mapped(const std::string& path);
 
-// The process's resident memory, exact: from /proc/self/smaps_rollup.
+// The process's resident memory, exact: from /proc/self/smaps_rollup. On Windows, its committed
+// private memory (VirtualQuery; Wine reports no working set).
 std::size_t resident_bytes();
 
 // What a sanitizer keeps of its own for each load of a module (allocation stacks and global

@@ -1,9 +1,11 @@
 // Every load error, provoked for real. After each, the host keeps running and nothing stays loaded.
 #include "support.hpp"
 
-#include <dlfcn.h>
 #include <pthread.h>
+#if !defined(_WIN32)
+#include <dlfcn.h>
 #include <unistd.h>
+#endif
 
 #include <filesystem>
 
@@ -67,6 +69,18 @@ TEST_CASE("truncated copies of a real module are refused without crashing") {
   }
 }
 
+#if defined(_WIN32)
+TEST_CASE("a PE file for another machine is wrong_architecture") {
+  test::temp_dir dir;
+  std::string image(512, '\0');
+  image[0] = 'M', image[1] = 'Z';
+  image[0x3c] = static_cast<char>(0x80);  // e_lfanew
+  image.replace(0x80, 4, std::string("PE\0\0", 4));
+  image[0x84] = static_cast<char>(0x64), image[0x85] = static_cast<char>(0xAA);  // IMAGE_FILE_MACHINE_ARM64
+  const auto error = expect_load_error(dir.write_file("arm.dll", image), relib::load_errc::wrong_architecture);
+  CHECK(test::contains(error.message, "0xaa64"));
+}
+#else
 TEST_CASE("an ELF file for another machine is wrong_architecture") {
   test::temp_dir dir;
   std::string header(64, '\0');
@@ -80,11 +94,12 @@ TEST_CASE("an ELF file for another machine is wrong_architecture") {
 #endif
   expect_load_error(dir.write_file("arm.so", header), relib::load_errc::wrong_architecture);
 }
+#endif
 
 TEST_CASE("an executable is not_shared_library") {
-  // /proc/self/exe is this test binary; copy it so the path is a plain file.
+  // This test binary, copied so the path is a plain file.
   test::temp_dir dir;
-  const std::string copy = dir.copy_file("/proc/self/exe", "program");
+  const std::string copy = dir.copy_file(test::this_program(), "program");
   auto loaded = relib::load_module(copy);
   REQUIRE_FALSE(loaded.has_value());
   // A PIE executable is ET_DYN like a library; it is then refused for lacking relib's records.
@@ -188,10 +203,20 @@ TEST_CASE("an import the host does not provide is missing_import") {
   CHECK(test::contains(error.message, TEST_SPELLED("import 'log' (void(const char*))", "import 'log' (void (const char *))")));
 }
 
+#if defined(_WIN32)
+// A DLL cannot be linked with an undefined symbol: the loader's refusal comes from a missing DLL.
+TEST_CASE("a module whose DLL dependency is missing is dlopen_failed") {
+  test::temp_dir dir;
+  const std::string alone = dir.copy_file(TEST_ORIGIN_PATH, "alone.dll");  // without libtest_origin_dep.dll
+  const auto error = expect_load_error(alone, relib::load_errc::dlopen_failed);
+  CHECK(test::contains(error.message, "alone.dll"));
+}
+#else
 TEST_CASE("a module needing a symbol nobody defines is dlopen_failed") {
   const auto error = expect_load_error(TEST_UNDEFINED_SYMBOL_PATH, relib::load_errc::dlopen_failed);
   CHECK(test::contains(error.message, "relib_test_function_that_does_not_exist"));
 }
+#endif
 
 #define GHOST_EXPORTS(X) X(ghost, int(int value))
 RELIB_HOST_EXPORTS(ghost_exports, GHOST_EXPORTS);
@@ -252,13 +277,21 @@ TEST_CASE("a copy of a loaded file loads beside it") {
 }
 
 TEST_CASE("a file opened by dlopen outside relib is already_loaded") {
+#if defined(_WIN32)
+  HMODULE handle = LoadLibraryA(TEST_MINIMAL_PATH);
+#else
   void* handle = dlopen(TEST_MINIMAL_PATH, RTLD_NOW | RTLD_LOCAL);
+#endif
   REQUIRE(handle != nullptr);
   auto loaded = relib::load_module(TEST_MINIMAL_PATH);
   REQUIRE_FALSE(loaded.has_value());
   CHECK(loaded.error().code == relib::load_errc::already_loaded);
   CHECK(test::contains(loaded.error().message, "outside relib"));
+#if defined(_WIN32)
+  FreeLibrary(handle);
+#else
   dlclose(handle);
+#endif
   CHECK_FALSE(test::is_mapped(TEST_MINIMAL_PATH));
 }
 

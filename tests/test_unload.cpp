@@ -1,9 +1,12 @@
 // Unload: before_unload, verification that the library is gone, explanations when it is not,
 // and a module object that cannot be misused afterwards.
-#include "elf_image.hpp"
 #include "support.hpp"
 
+#if !defined(_WIN32)
+#include "elf_image.hpp"
+
 #include <dlfcn.h>
+#endif
 
 #include <cstdlib>
 #include <exception>
@@ -71,6 +74,8 @@ TEST_CASE("an exception in before_unload is before_unload_failed and the module 
   CHECK_FALSE(test::is_mapped(TEST_GAME_PATH));
 }
 
+/* STB_GNU_UNIQUE symbols and DT_NEEDED are ELF's: these three are not applicable on Windows. */
+#if !defined(_WIN32)
 /* libtest_unique is built without relib_add_module(): default visibility, and an inline function
    with a static. GCC marks that static STB_GNU_UNIQUE (unless -fno-gnu-unique), and glibc then
    never unloads the library; clang never emits such symbols. */
@@ -119,15 +124,24 @@ TEST_CASE("a module another library depends on is still_loaded, naming that libr
   dlclose(dependent);
   CHECK_FALSE(test::is_mapped(TEST_OTHER_PATH));
 }
+#endif
 
 TEST_CASE("a module opened again outside relib is still_loaded, naming the open handle") {
   auto module = test::load_or_fail(TEST_MINIMAL_PATH);
+#if defined(_WIN32)
+  HMODULE handle = LoadLibraryA(TEST_MINIMAL_PATH);
+#else
   void* handle = dlopen(TEST_MINIMAL_PATH, RTLD_NOW | RTLD_LOCAL);
+#endif
   REQUIRE(handle != nullptr);
   auto unloaded = module.unload();
   REQUIRE_FALSE(unloaded.has_value());
   CHECK(unloaded.error().code == relib::unload_errc::still_loaded);
   CHECK(test::contains(unloaded.error().message, "another handle"));
+#if defined(_WIN32)
+  FreeLibrary(handle);
+#else
   dlclose(handle);
+#endif
   CHECK_FALSE(test::is_mapped(TEST_MINIMAL_PATH));
 }

@@ -119,7 +119,7 @@ bool is_sanitizer_symbol(const std::string& name) {
 }
 
 /* What would keep the module mapped after dlclose(), or keep dlopen() from loading it. */
-void inspect_unloading(const rd::platform::readable_file& file, const rd::elf_contents& contents, inspection& out) {
+void inspect_unloading(const rd::platform::readable_file& file, const rd::image_contents& contents, inspection& out) {
   elf_tables tables;
   if (!read_tables(file, tables)) return;
   out.thread_local_storage = tables.tls;
@@ -226,9 +226,9 @@ inspection inspect(const std::string& path, const std::string& host) {
     out.refusal = "cannot open it: " + file.error();
     return out;
   }
-  rd::elf_contents contents;
+  rd::image_contents contents;
   std::string detail;
-  if (rd::read_elf(file, contents, detail, rd::elf_unique_symbols | rd::elf_needed) != rd::elf_status::ok) {
+  if (rd::read_image(file, contents, detail, rd::image_unique_symbols | rd::image_needed) != rd::image_status::ok) {
     out.refusal = detail;
     return out;
   }

@@ -63,7 +63,11 @@ int use_libc_state(int round) {
   std::cout << "  [module] iostream " << round << std::endl;
   const std::time_t now = std::time(nullptr);
   const std::tm* local = std::localtime(&now);
+#if defined(_WIN32)
+  _putenv_s("RELIB_TEST_ROUND", std::to_string(round).c_str());
+#else
   setenv("RELIB_TEST_ROUND", std::to_string(round).c_str(), 1);
+#endif
   return local != nullptr ? local->tm_year : -1;
 }
 
@@ -75,6 +79,16 @@ char* copy_text(const char* text) {
 }
 std::string make_string(std::size_t length) { return std::string(length, 'x'); }
 
+#if defined(_WIN32)
+// The C runtime has no getline: the C runtime's strdup, freed by module code, stands in for it.
+std::size_t getline_length(std::size_t length) {
+  std::string text(length, 'g');
+  char* copy = _strdup(text.c_str());
+  const std::size_t copied = copy != nullptr ? std::strlen(copy) : 0;
+  std::free(copy);
+  return copied;
+}
+#else
 // libc's getline grows a buffer the module allocated: libc calls the process's realloc on it.
 std::size_t getline_length(std::size_t length) {
   std::string text(length, 'g');
@@ -86,6 +100,7 @@ std::size_t getline_length(std::size_t length) {
   std::free(line);
   return read < 0 ? 0 : static_cast<std::size_t>(read);
 }
+#endif
 
 RELIB_MODULE_BEFORE_UNLOAD() {
   for (std::thread& worker : workers) worker.join();

@@ -25,8 +25,17 @@ RELIB_MODULE_MAIN(int) {
 #include <new>
 #include <string>
 
+#if defined(_WIN32)
+#include <windows.h>
+// The process heap stands in for the C library's allocator.
+inline void* __libc_malloc(std::size_t size) noexcept { return HeapAlloc(GetProcessHeap(), 0, size); }
+inline void __libc_free(void* block) noexcept {
+  if (block != nullptr) HeapFree(GetProcessHeap(), 0, block);
+}
+#else
 extern "C" void* __libc_malloc(std::size_t) noexcept;
 extern "C" void __libc_free(void*) noexcept;
+#endif
 
 namespace {
 int custom_allocations = 0;

@@ -4,7 +4,11 @@
 #include "resources_api.hpp"
 
 #include <pthread.h>
+#if defined(_WIN32)
+#include <windows.h>
+#else
 #include <sys/mman.h>
+#endif
 
 #include <cstdlib>
 
@@ -20,8 +24,12 @@ bool create_key_with_value() {
 
 // A mapping never unmapped by the module.
 void* map_memory(std::size_t bytes) {
+#if defined(_WIN32)
+  return VirtualAlloc(nullptr, bytes, MEM_RESERVE | MEM_COMMIT, PAGE_READWRITE);
+#else
   void* memory = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   return memory == MAP_FAILED ? nullptr : memory;
+#endif
 }
 
 // atexit in a shared library runs when the library is closed, not at process exit.

@@ -44,7 +44,11 @@ int throw_and_catch(int depth) {
 }
 
 bool load_time_block_works() {
+#if defined(_WIN32)
+  if (load_time_block == nullptr) return false;  // no malloc_usable_size there
+#else
   if (load_time_block == nullptr || malloc_usable_size(load_time_block) < load_time_size) return false;
+#endif
   std::memset(load_time_block, 7, load_time_size);
   auto* grown = static_cast<unsigned char*>(std::realloc(load_time_block, 3 * load_time_size));
   load_time_block = nullptr;
