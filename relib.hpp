@@ -1173,6 +1173,11 @@ inline std::uint64_t relocation_symbol(elf_word info) { return ELF32_R_SYM(info)
 constexpr const char* mimalloc_library_names[] = {"libmimalloc.so.2", "libmimalloc.so"};
 /* The unwinder that modules built by relib_add_module() link (-shared-libgcc). */
 constexpr const char* unwinder_library_name = "libgcc_s.so.1";
+/* Names for messages: the file format, a library's suffix, the loader's open and close. */
+constexpr const char* image_format = "ELF";
+constexpr const char* library_suffix = ".so";
+constexpr const char* open_call = "dlopen()";
+constexpr const char* close_call = "dlclose()";
 
 /* ---- Files: open for reading, read a range, identity ---- */
 class file_descriptor {
@@ -1288,6 +1293,9 @@ class readable_file {
   // Of the open file itself: a rename onto its path cannot change what the policy reads.
   const file_ownership& ownership() const { return ownership_; }
   const std::string& error() const { return error_; }
+  /* Whether open() failed because a writer holds the file: never here, where a writer does not
+     keep others out (leases tell, shadow_directory::being_written). */
+  bool held_by_writer() const { return false; }
 
  private:
   friend class shadow_directory;  // copies the open file, through its descriptor
@@ -1576,6 +1584,13 @@ int start_thread(thread_id* thread, const pthread_attr_t* attributes, void* (*st
 using thread_key = pthread_key_t;
 int create_thread_key(thread_key* key, void (*destructor)(void*)) { return pthread_key_create(key, destructor); }
 int delete_thread_key(thread_key key) { return pthread_key_delete(key); }
+
+/* This thread's T, made at its first use and destroyed when the thread exits. */
+template <class T>
+T& per_thread() {
+  static thread_local T object;
+  return object;
+}
 
 /* Makes every other running thread of the process pass a full memory barrier before this
    returns: membarrier(2), or where the kernel lacks it, the TLB shootdown of an mprotect(). A
@@ -2232,6 +2247,7 @@ inline std::uintptr_t main_program_code() {  // an address in the executable's c
 #include <tlhelp32.h>
 #include <pthread.h>
 #include <csignal>
+#include <deque>
 
 namespace relib {
 namespace detail {
@@ -2265,6 +2281,11 @@ constexpr std::uint16_t host_optional_magic = IMAGE_NT_OPTIONAL_HDR32_MAGIC;
 constexpr const char* mimalloc_library_names[] = {"libmimalloc.dll", "mimalloc.dll"};
 /* Modules built by relib_add_module() link the unwinder statically: nothing to pin. */
 constexpr const char* unwinder_library_name = "libgcc_s_seh-1.dll";
+/* Names for messages: the file format, a library's suffix, the loader's open and close. */
+constexpr const char* image_format = "PE";
+constexpr const char* library_suffix = ".dll";
+constexpr const char* open_call = "LoadLibrary()";
+constexpr const char* close_call = "FreeLibrary()";
 
 /* ---- Text: UTF-8 in relib, UTF-16 for the system ---- */
 inline std::wstring wide(const std::string& text) {
@@ -2351,7 +2372,8 @@ class readable_file {
     if (fd_.get() == INVALID_HANDLE_VALUE || GetFileInformationByHandle(fd_.get(), &info) == 0) {
       const DWORD failure = GetLastError();
       error_ = error_text(failure);
-      if (failure == ERROR_SHARING_VIOLATION) error_ += ": another process has it open for writing";
+      held_by_writer_ = failure == ERROR_SHARING_VIOLATION;
+      if (held_by_writer_) error_ += ": another process has it open for writing";
       fd_.reset(INVALID_HANDLE_VALUE);
       return failure == ERROR_FILE_NOT_FOUND || failure == ERROR_PATH_NOT_FOUND ? status::not_found : status::failed;
     }
@@ -2420,6 +2442,8 @@ class readable_file {
   }
   const file_ownership& ownership() const { return ownership_; }
   const std::string& error() const { return error_; }
+  /* Whether open() failed because another process has the file open for writing (a build). */
+  bool held_by_writer() const { return held_by_writer_; }
 
  private:
   friend class shadow_directory;
@@ -2429,6 +2453,7 @@ class readable_file {
   kind kind_ = kind::other;
   std::uint64_t size_ = 0, device_ = 0, inode_ = 0, modified_ = 0;
   std::string error_;
+  bool held_by_writer_ = false;
 };
 
 /* ---- Libraries: open, look up, close, and whether one is still loaded ---- */
@@ -2602,9 +2627,14 @@ bool is_absolute_path(const std::string& path) {
 }
 constexpr const char* path_unknown_hint = "GetFinalPathNameByHandleW failed";
 
-/* Symbolic links (reparse points) are followed by the system when a path is opened; a live
-   module's watch on a link's target is not made on Windows. */
-std::string symlink_target(const std::string&) { return ""; }
+/* The file a symbolic link (a reparse point) at `path` names, resolved; empty when `path` is not one. */
+std::string symlink_target(const std::string& path) {
+  const std::wstring wide_path = wide(path);
+  const DWORD attributes = GetFileAttributesW(wide_path.c_str());
+  if (attributes == INVALID_FILE_ATTRIBUTES || (attributes & FILE_ATTRIBUTE_REPARSE_POINT) == 0) return "";
+  readable_file target;
+  return target.open(path) == readable_file::status::opened ? target.current_path() : std::string();
+}
 
 std::vector<std::string> temporary_directories() {
   wchar_t buffer[MAX_PATH + 1];
@@ -2656,6 +2686,24 @@ using thread_key = pthread_key_t;
 int create_thread_key(thread_key* key, void (*destructor)(void*)) { return pthread_key_create(key, destructor); }
 int delete_thread_key(thread_key key) { return pthread_key_delete(key); }
 
+/* This thread's T, made at its first use and destroyed when the thread exits. Not a thread_local:
+   mingw-w64 keeps thread_locals in emulated TLS, which a thread's exit may free before their
+   destructors run; a pthread key's destructor runs while the object is still there. */
+template <class T>
+T& per_thread() {
+  static const thread_key key = [] {
+    thread_key made{};
+    create_thread_key(&made, [](void* object) { delete static_cast<T*>(object); });
+    return made;
+  }();
+  T* object = static_cast<T*>(pthread_getspecific(key));
+  if (object == nullptr) {
+    object = new T();
+    pthread_setspecific(key, object);
+  }
+  return *object;
+}
+
 /* Every other running thread passes a full memory barrier before this returns. */
 void fence_other_threads() { FlushProcessWriteBuffers(); }
 
@@ -2676,18 +2724,23 @@ inline std::uint64_t page_size() {
 }
 
 /* Reserves `size` bytes aligned to `alignment`, below `limit`, uncommitted (mimalloc commits
-   what it uses). Windows has no aligned reservation before Windows 10's VirtualAlloc2: reserve
-   more, release, and reserve again at the aligned address inside, which another thread may take
-   in between (then try again). */
+   what it uses). The system puts a large reservation where it likes (Wine: near the top, far
+   above `limit`), so the free regions are walked with VirtualQuery, from the upper half below
+   `limit` (away from the executable and the usual heaps), then from 4 GiB. */
 std::uintptr_t reserve_address_space(std::size_t size, std::size_t alignment, std::uintptr_t limit) {
-  if (size == 0 || alignment == 0) return 0;
-  for (int attempt = 0; attempt < 8; ++attempt) {
-    void* wider = VirtualAlloc(nullptr, size + alignment, MEM_RESERVE, PAGE_NOACCESS);
-    if (wider == nullptr) return 0;
-    const std::uintptr_t aligned = (reinterpret_cast<std::uintptr_t>(wider) + alignment - 1) / alignment * alignment;
-    VirtualFree(wider, 0, MEM_RELEASE);
-    if (aligned + size > limit) return 0;
-    if (VirtualAlloc(reinterpret_cast<void*>(aligned), size, MEM_RESERVE, PAGE_NOACCESS) != nullptr) return aligned;
+  if (size == 0 || alignment == 0 || limit < 2 * size) return 0;
+  for (const std::uintptr_t start : {limit / 2, std::uintptr_t{4} << 30}) {
+    MEMORY_BASIC_INFORMATION region{};
+    for (std::uintptr_t at = start; at < limit && VirtualQuery(reinterpret_cast<void*>(at), &region, sizeof region) != 0;) {
+      const std::uintptr_t base = reinterpret_cast<std::uintptr_t>(region.BaseAddress), end = base + region.RegionSize;
+      const std::uintptr_t aligned = (std::max(base, at) + alignment - 1) / alignment * alignment;
+      if (region.State == MEM_FREE && aligned + size <= end && aligned + size <= limit &&
+          VirtualAlloc(reinterpret_cast<void*>(aligned), size, MEM_RESERVE, PAGE_NOACCESS) != nullptr) {
+        return aligned;
+      }
+      if (end <= at) break;
+      at = end;
+    }
   }
   return 0;
 }
@@ -2718,42 +2771,330 @@ struct change_signal {
   }
 };
 
+/* Watches one name in each directory (the module's path, and the file a symlink there names) with
+   ReadDirectoryChangesW. Windows reports no "closed after writing": a file counts as new once it
+   was created, renamed into place or written, and then stayed untouched for the settle time; a
+   writer that still holds it open makes the copy wait (readable_file::held_by_writer), and the
+   watcher looks again a little later. The thread also runs the chores the reload leaves behind. */
 class file_watch {
  public:
   struct place {
     std::string directory, name;
-    int watch = -1;
+    int watch = -1;  // the index of its directory in directories_, -1 while that one is gone
   };
+
   file_watch(std::vector<place> places, std::chrono::milliseconds settle, change_signal& signal,
              std::function<void()> chores)
       : places_(std::move(places)), settle_(settle), signal_(signal), chores_(std::move(chores)) {}
   file_watch(const file_watch&) = delete;
   file_watch& operator=(const file_watch&) = delete;
-  void retry_later() {}
-  void run_chores() {}
-  std::string start() { return "watching files is not available on Windows yet"; }
+  ~file_watch() {
+    if (thread_.joinable()) {
+      poke(stop_request);
+      thread_.join();
+    }
+    for (directory& watched : directories_) close_directory(watched);
+    if (poke_event_ != nullptr) CloseHandle(poke_event_);
+  }
+
+  void retry_later() { poke(retry_request); }
+  void run_chores() { poke(chores_request); }
+
+  std::string start() {
+    poke_event_ = CreateEventW(nullptr, FALSE, FALSE, nullptr);
+    if (poke_event_ == nullptr) return "CreateEventW failed: " + error_text(GetLastError());
+    for (place& where : places_) {
+      const auto known = std::find_if(directories_.begin(), directories_.end(),
+                                      [&](const directory& watched) { return watched.path == where.directory; });
+      if (known == directories_.end()) {
+        directories_.emplace_back();
+        directories_.back().path = where.directory;
+        if (!open_directory(directories_.back())) {
+          return "cannot watch directory '" + where.directory + "': " + error_text(GetLastError());
+        }
+      }
+    }
+    thread_ = std::thread([this] { run(); });
+    return "";
+  }
 
  private:
+  struct directory {
+    std::string path;
+    HANDLE handle = INVALID_HANDLE_VALUE;
+    OVERLAPPED pending{};
+    alignas(DWORD) char buffer[16384];
+  };
+  using clock = std::chrono::steady_clock;
+  static constexpr unsigned stop_request = 1, retry_request = 2, chores_request = 4;
+  static constexpr DWORD watched_changes =
+      FILE_NOTIFY_CHANGE_FILE_NAME | FILE_NOTIFY_CHANGE_DIR_NAME | FILE_NOTIFY_CHANGE_LAST_WRITE | FILE_NOTIFY_CHANGE_SIZE;
+
+  void poke(unsigned request) {
+    requests_.fetch_or(request, std::memory_order_release);
+    if (poke_event_ != nullptr) SetEvent(poke_event_);
+  }
+
+  bool open_directory(directory& watched) {
+    watched.handle = CreateFileW(wide(watched.path).c_str(), FILE_LIST_DIRECTORY,
+                                 FILE_SHARE_READ | FILE_SHARE_WRITE | FILE_SHARE_DELETE, nullptr, OPEN_EXISTING,
+                                 FILE_FLAG_BACKUP_SEMANTICS | FILE_FLAG_OVERLAPPED, nullptr);
+    if (watched.handle == INVALID_HANDLE_VALUE) return false;
+    if (watched.pending.hEvent == nullptr) watched.pending.hEvent = CreateEventW(nullptr, TRUE, FALSE, nullptr);
+    if (!ask_for_changes(watched)) {
+      close_directory(watched);
+      return false;
+    }
+    return true;
+  }
+  bool ask_for_changes(directory& watched) {
+    ResetEvent(watched.pending.hEvent);
+    return ReadDirectoryChangesW(watched.handle, watched.buffer, sizeof watched.buffer, FALSE, watched_changes,
+                                 nullptr, &watched.pending, nullptr) != 0;
+  }
+  static void close_directory(directory& watched) {
+    if (watched.handle != INVALID_HANDLE_VALUE) {
+      CancelIoEx(watched.handle, &watched.pending);
+      DWORD ignored = 0;
+      GetOverlappedResult(watched.handle, &watched.pending, &ignored, TRUE);
+      CloseHandle(watched.handle);
+      watched.handle = INVALID_HANDLE_VALUE;
+    }
+    if (watched.pending.hEvent != nullptr) CloseHandle(std::exchange(watched.pending.hEvent, nullptr));
+  }
+  bool watched_name(const directory& watched, const std::string& name) const {
+    return std::any_of(places_.begin(), places_.end(), [&](const place& where) {
+      return where.directory == watched.path && CompareStringOrdinal(wide(where.name).c_str(), -1, wide(name).c_str(), -1, TRUE) == CSTR_EQUAL;
+    });
+  }
+  bool any_directory_gone() const {
+    return std::any_of(directories_.begin(), directories_.end(),
+                       [](const directory& watched) { return watched.handle == INVALID_HANDLE_VALUE; });
+  }
+
+  void run() {
+    bool settling = false;
+    std::string cause;
+    clock::time_point due{};
+    for (;;) {
+      std::vector<HANDLE> handles{poke_event_};
+      std::vector<directory*> waited;
+      for (directory& watched : directories_) {
+        if (watched.handle == INVALID_HANDLE_VALUE) continue;
+        handles.push_back(watched.pending.hEvent);
+        waited.push_back(&watched);
+      }
+      DWORD timeout = any_directory_gone() ? 200 : INFINITE;  // a directory went away: look for it now and then
+      if (settling) {
+        const auto left = std::chrono::ceil<std::chrono::milliseconds>(due - clock::now()).count();
+        timeout = std::min<DWORD>(timeout, left <= 0 ? 0 : static_cast<DWORD>(left));
+      }
+      const DWORD woken = WaitForMultipleObjects(static_cast<DWORD>(handles.size()), handles.data(), FALSE, timeout);
+      if (woken == WAIT_OBJECT_0) {
+        const unsigned requests = requests_.exchange(0, std::memory_order_acquire);
+        if (requests & stop_request) return;
+        if (requests & chores_request) chores_();
+        if (requests & retry_request) {
+          settling = true;
+          cause = "a build found still being written was looked at again";
+          due = clock::now() + std::max(settle_, std::chrono::milliseconds(10));
+        }
+      }
+      for (directory& watched : directories_) {
+        if (watched.handle == INVALID_HANDLE_VALUE && open_directory(watched)) {  // back, maybe with a new build
+          settling = true;
+          cause = "directory '" + watched.path + "' came back";
+          due = clock::now() + settle_;
+        }
+      }
+      if (woken > WAIT_OBJECT_0 && woken < WAIT_OBJECT_0 + handles.size()) {
+        directory& watched = *waited[woken - WAIT_OBJECT_0 - 1];
+        DWORD length = 0;
+        const bool read = GetOverlappedResult(watched.handle, &watched.pending, &length, FALSE) != 0;
+        if (!read || length == 0) {  // gone (deleted, renamed) or too many changes: look at the file again
+          settling = true;
+          cause = read ? "the change list overflowed" : "directory '" + watched.path + "' changed";
+          due = clock::now() + settle_;
+        }
+        for (DWORD offset = 0; read && offset + sizeof(FILE_NOTIFY_INFORMATION) <= length;) {
+          const auto* change = reinterpret_cast<const FILE_NOTIFY_INFORMATION*>(watched.buffer + offset);
+          const std::string name = narrow(change->FileName, change->FileNameLength / sizeof(wchar_t));
+          if (watched_name(watched, name)) {
+            due = clock::now() + settle_;
+            if (change->Action == FILE_ACTION_REMOVED || change->Action == FILE_ACTION_RENAMED_OLD_NAME) {
+              settling = false;  // gone: wait for the next build
+              signal_.changed.store(false, std::memory_order_release);
+            } else {
+              settling = true;
+              cause = name + (change->Action == FILE_ACTION_RENAMED_NEW_NAME ? " renamed into place"
+                              : change->Action == FILE_ACTION_ADDED           ? " created"
+                                                                              : " written");
+            }
+          }
+          if (change->NextEntryOffset == 0) break;
+          offset += change->NextEntryOffset;
+        }
+        if (!ask_for_changes(watched)) close_directory(watched);
+      }
+      if (settling && clock::now() >= due) {
+        settling = false;
+        signal_.raise(cause + ", then untouched for " + std::to_string(settle_.count()) + " ms");
+      }
+    }
+  }
+
   std::vector<place> places_;
   std::chrono::milliseconds settle_;
   change_signal& signal_;
   std::function<void()> chores_;
+  std::atomic<unsigned> requests_{0};
+  std::deque<directory> directories_;  // a deque: a pending read keeps its buffer's address
+  HANDLE poke_event_ = nullptr;
+  std::thread thread_;
 };
 
+/* The copies that are loaded live in a private directory, so a build rewriting the module file
+   never touches a file the process has loaded (Windows would refuse the build anyway). A file
+   inside it, open without sharing and deleted when closed, says "its process is alive": a
+   process that dies drops it, and the next process to use the parent removes the directory. The
+   directory inherits its parent's ACL (docs/windows.md). */
 class shadow_directory {
  public:
   enum class copy_status { copied, busy, failed };
-  std::string create(const std::vector<std::string>&, const std::string&) {
-    return "private copies are not available on Windows yet";
+
+  shadow_directory() = default;
+  shadow_directory(const shadow_directory&) = delete;
+  shadow_directory& operator=(const shadow_directory&) = delete;
+  ~shadow_directory() {
+    remove_doomed();
+    for (const std::string& name : names_) DeleteFileW(wide(path_ + "\\" + name).c_str());
+    if (alive_ != INVALID_HANDLE_VALUE) CloseHandle(alive_);
+    if (!path_.empty()) RemoveDirectoryW(wide(path_).c_str());
   }
-  copy_status copy(const readable_file&, std::string&, std::string& error) {
-    error = "private copies are not available on Windows yet";
+
+  std::string create(const std::vector<std::string>& parents, const std::string& base_name) {
+    base_ = base_name;
+    std::string failures;
+    const std::string prefix = ".relib-" + base_name + "-";
+    for (const std::string& parent : parents) {
+      if (parent.empty()) continue;
+      std::string candidate;
+      DWORD failure = ERROR_ALREADY_EXISTS;
+      for (unsigned attempt = 0; attempt < 16 && failure == ERROR_ALREADY_EXISTS; ++attempt) {
+        candidate = parent + "\\" + prefix + std::to_string(GetCurrentProcessId()) + "-" + std::to_string(GetTickCount() + attempt);
+        failure = CreateDirectoryW(wide(candidate).c_str(), nullptr) != 0 ? ERROR_SUCCESS : GetLastError();
+      }
+      if (failure == ERROR_SUCCESS) {
+        alive_ = CreateFileW(wide(candidate + "\\" + alive_name).c_str(), GENERIC_WRITE, 0, nullptr, CREATE_NEW,
+                             FILE_ATTRIBUTE_HIDDEN | FILE_FLAG_DELETE_ON_CLOSE, nullptr);
+        if (alive_ != INVALID_HANDLE_VALUE) {
+          path_ = candidate;
+          remove_abandoned(parent, prefix, candidate.substr(parent.size() + 1));
+          return "";
+        }
+        failure = GetLastError();
+        RemoveDirectoryW(wide(candidate).c_str());
+      }
+      failures += (failures.empty() ? "" : ", ") + parent + " (" + error_text(failure) + ")";
+    }
+    return "cannot make a private directory for its copies in " + failures;
+  }
+
+  /* Copies `source`, which the caller opened and checked. While relib holds it no writer can
+     open it, so a copy is busy only when the file changed between its open and now. */
+  copy_status copy(const readable_file& source, std::string& copy_path, std::string& error) {
+    const std::string name = std::to_string(++copies_made_) + "-" + base_;
+    copy_path = path_ + "\\" + name;
+    file_descriptor out(CreateFileW(wide(copy_path).c_str(), GENERIC_WRITE, FILE_SHARE_READ, nullptr, CREATE_NEW,
+                                    FILE_ATTRIBUTE_NORMAL, nullptr));
+    if (out.get() == INVALID_HANDLE_VALUE) {
+      error = "cannot copy it into '" + path_ + "': " + error_text(GetLastError());
+      return copy_status::failed;
+    }
+    names_.push_back(name);
+    std::vector<char> buffer(1 << 16);
+    bool copied = true;
+    for (std::uint64_t done = 0; copied && done < source.size();) {
+      const std::uint64_t chunk = std::min<std::uint64_t>(buffer.size(), source.size() - done);
+      DWORD written = 0;
+      copied = source.read_range(done, buffer.data(), chunk) &&
+               WriteFile(out.get(), buffer.data(), static_cast<DWORD>(chunk), &written, nullptr) != 0 && written == chunk;
+      done += chunk;
+    }
+    const DWORD copy_failure = GetLastError();
+    out.reset(INVALID_HANDLE_VALUE);
+    if (copied && !source.changed_since_open()) return copy_status::copied;
+    remove(copy_path);
+    if (copied) return copy_status::busy;
+    error = "cannot copy it into '" + path_ + "': " + error_text(copy_failure);
     return copy_status::failed;
   }
+
+  /* No writer has a file open that relib holds: one that had it kept relib from opening it. */
   static bool being_written(const readable_file&) { return false; }
-  void remove(const std::string&) {}
-  void remove_later(const std::string&) {}
-  void remove_doomed() {}
+
+  void remove(const std::string& copy_path) {
+    if (forget(copy_path)) DeleteFileW(wide(copy_path).c_str());
+  }
+  void remove_later(const std::string& copy_path) {
+    if (!forget(copy_path)) return;
+    std::lock_guard<std::mutex> guard(doomed_lock_);
+    doomed_.push_back(base_name(copy_path));
+  }
+  void remove_doomed() {
+    std::vector<std::string> names;
+    {
+      std::lock_guard<std::mutex> guard(doomed_lock_);
+      names.swap(doomed_);
+    }
+    for (const std::string& name : names) DeleteFileW(wide(path_ + "\\" + name).c_str());
+  }
+
+ private:
+  static constexpr const char* alive_name = ".alive";
+
+  bool forget(const std::string& copy_path) {
+    const auto found = std::find(names_.begin(), names_.end(), base_name(copy_path));
+    if (found == names_.end()) return false;
+    names_.erase(found);
+    return true;
+  }
+
+  /* Removes the directories named `prefix`... in `parent` whose process died: their ".alive" file
+     is gone, or can be deleted (nobody holds it). */
+  static void remove_abandoned(const std::string& parent, const std::string& prefix, const std::string& mine) {
+    WIN32_FIND_DATAW entry{};
+    HANDLE listing = FindFirstFileW(wide(parent + "\\" + prefix + "*").c_str(), &entry);
+    if (listing == INVALID_HANDLE_VALUE) return;
+    std::vector<std::string> candidates;
+    do {
+      const std::string name = narrow(std::wstring(entry.cFileName));
+      if ((entry.dwFileAttributes & FILE_ATTRIBUTE_DIRECTORY) != 0 && name != mine) candidates.push_back(name);
+    } while (FindNextFileW(listing, &entry) != 0);
+    FindClose(listing);
+    for (const std::string& name : candidates) {
+      const std::string directory = parent + "\\" + name;
+      const std::wstring alive = wide(directory + "\\" + alive_name);
+      if (DeleteFileW(alive.c_str()) == 0 && GetLastError() != ERROR_FILE_NOT_FOUND) continue;  // its process lives
+      HANDLE contents = FindFirstFileW(wide(directory + "\\*").c_str(), &entry);
+      if (contents != INVALID_HANDLE_VALUE) {
+        do {
+          if ((entry.dwFileAttributes & FILE_ATTRIBUTE_DIRECTORY) == 0) {
+            DeleteFileW(wide(directory + "\\" + narrow(std::wstring(entry.cFileName))).c_str());
+          }
+        } while (FindNextFileW(contents, &entry) != 0);
+        FindClose(contents);
+      }
+      RemoveDirectoryW(wide(directory).c_str());
+    }
+  }
+
+  std::string path_, base_;
+  HANDLE alive_ = INVALID_HANDLE_VALUE;
+  std::uint64_t copies_made_ = 0;
+  std::vector<std::string> names_;
+  std::mutex doomed_lock_;
+  std::vector<std::string> doomed_;
 };
 #endif  // RELIB_DETAIL_UNLOADING
 
@@ -4262,8 +4603,11 @@ image_status read_pe_headers(const platform::readable_file& file, pe_image& out,
   char nt[4 + 20];
   if (pe_offset > size || sizeof nt > size - pe_offset || !file.read_range(pe_offset, nt, sizeof nt) ||
       std::memcmp(nt, "PE\0\0", 4) != 0) {
-    detail = "it has a DOS header but no PE header at offset " + std::to_string(pe_offset) + " (e_lfanew)";
-    return pe_offset > size || sizeof nt > size - pe_offset ? image_status::unreadable : image_status::not_an_image;
+    const bool truncated = pe_offset > size || sizeof nt > size - pe_offset;
+    detail = truncated ? "it is truncated before its PE header at offset " + std::to_string(pe_offset) +
+                             " (e_lfanew; is it still being written?)"
+                       : "it has a DOS header but no PE header at offset " + std::to_string(pe_offset) + " (e_lfanew)";
+    return truncated ? image_status::unreadable : image_status::not_an_image;
   }
   out.machine = read_u16(nt + 4);
   const std::uint16_t section_count = read_u16(nt + 6);
@@ -4374,6 +4718,18 @@ bool passes_pe_gate(const platform::readable_file& file, const pe_image& image, 
       return false;
     }
     previous_end = std::uint64_t{section.virtual_address} + span;
+  }
+  // The COFF symbol table and the string table after it (the long section names) end the file:
+  // a file cut there would load, yet it is not the file the build wrote.
+  if (image.symbol_table != 0) {
+    const std::uint64_t strings_at = std::uint64_t{image.symbol_table} + std::uint64_t{image.symbol_count} * 18;
+    std::uint32_t strings_size = 0;
+    if (strings_at + 4 > size || !file.read_range(strings_at, &strings_size, 4) || strings_at + strings_size > size) {
+      problem = "it is truncated: its COFF symbol table at offset " + std::to_string(image.symbol_table) +
+                " and the string table after it end past the file's " + std::to_string(size) +
+                " bytes (is it still being written?)";
+      return false;
+    }
   }
   for (std::size_t i = 0; i < image.directories.size(); ++i) {
     const auto& [address, length] = image.directories[i];
@@ -4733,10 +5089,7 @@ struct call_failure {
   std::vector<std::uintptr_t> thrown_at;  // return addresses, named by take_call_error
 };
 
-call_failure& last_call_failure() {
-  static thread_local call_failure failure;
-  return failure;
-}
+call_failure& last_call_failure() { return platform::per_thread<call_failure>(); }
 
 std::string demangle(const char* mangled) {
   if (mangled == nullptr || *mangled == '\0') return "an unknown type";
@@ -5848,14 +6201,14 @@ result<void, load_error> check_contents(const load_request& request, const std::
   switch (read_image(file, contents, detail)) {
     case image_status::ok: break;
     case image_status::not_an_image:
-      return make_load_error(load_errc::not_elf, name, "not an ELF shared library: " + detail);
+      return make_load_error(load_errc::not_elf, name, std::string("not an ") + platform::image_format + " shared library: " + detail);
     case image_status::wrong_architecture:
       return make_load_error(load_errc::wrong_architecture, name, detail + "; build the module for this machine");
     case image_status::not_shared_library:
       return make_load_error(load_errc::not_shared_library, name,
                              detail + ", not a shared library; build the module with relib_add_module()");
     case image_status::unreadable:
-      return make_load_error(load_errc::damaged_file, name, "a damaged ELF file: " + detail);
+      return make_load_error(load_errc::damaged_file, name, std::string("a damaged ") + platform::image_format + " file: " + detail);
   }
   records = parse_records(contents.meta);
   if (!records.has_module_record) {
@@ -5890,7 +6243,7 @@ result<void, load_error> inspect_file(const load_request& request, module_core& 
                            std::string(file.type() == platform::readable_file::kind::directory
                                            ? "it is a directory"
                                            : "it is not a regular file") +
-                               "; pass the path of the built shared library (.so)");
+                               "; pass the path of the built shared library (" + platform::library_suffix + ")");
   }
   if (request.require_trusted_file) {
     core.real_path = file.current_path();  // named after it in the loader's list too (open_core)
@@ -5943,7 +6296,7 @@ std::string describe_checks(const load_request& request, const inspected_file& f
   const std::size_t exports = count_of(records, "export"), imports = count_of(records, "import");
   return std::string("checked before any of its code runs: ") +
          (request.require_trusted_file ? "trusted (owner and write permissions)" : "trust check off") +
-         ", ELF gate passed, relib " + shown(records.version) + " records (" + shown(records.compiler) + ", " +
+         ", " + platform::image_format + " gate passed, relib " + shown(records.version) + " records (" + shown(records.compiler) + ", " +
          counted(exports, "export", "exports") + ", " + counted(imports, "import", "imports") +
          (file.core->main_signature.empty() ? "" : ", main") +
          (file.core->state_type.empty() ? "" : ", state " + shown(file.core->state_type)) + ") match the host";
@@ -6182,7 +6535,7 @@ result<module_core_pointer, load_error> load_core_steps(load_request request) {
                                 "; it was not built with relib_module.hpp's macros");
   } else if (!problems.misplaced.empty()) {
     ready = make_load_error(load_errc::damaged_file, core.name,
-                            "a damaged ELF file: after relocation, these symbols (or the pointers they hold) lie "
+                            std::string("a damaged ") + platform::image_format + " file: after relocation, these symbols (or the pointers they hold) lie "
                             "outside the module's segments:" + problems.misplaced + "; rebuild it");
   } else if (!core.state_type.empty()) {
     ready = hand_state_to_module(core);  // module code runs here (constructor, migrate hook): outside the registry lock
@@ -6665,10 +7018,7 @@ struct thread_exit_hook {
 
 void watch_this_thread(module_runtime* runtime);
 
-thread_exit_hook& this_thread_exit_hook() {
-  static thread_local thread_exit_hook hook;
-  return hook;
-}
+thread_exit_hook& this_thread_exit_hook() { return platform::per_thread<thread_exit_hook>(); }
 
 struct thread_launch {
   std::shared_ptr<module_runtime> runtime;
@@ -6990,11 +7340,11 @@ result<unload_report, unload_error> unload_core(module_core& core, before_unload
     const std::string why = explain_still_loaded(core, object.name);
     core.file.keep_open_for_good();
     core.replaced_loader_name = nullptr;
-    return fail(unload_errc::still_loaded, "dlclose() succeeded but the library is still mapped: " + why);
+    return fail(unload_errc::still_loaded, std::string(platform::close_call) + " succeeded but the library is still mapped: " + why);
   }
   if (logging()) {
     log_step("unload", core.name,
-             "dlclose() returned and the library is gone from the process" + std::string(destructors_run > 0 ? ", after " + counted(destructors_run, "thread_local destructor", "thread_local destructors") + " ran on this thread" : "") + took(started));
+             std::string(platform::close_call) + " returned and the library is gone from the process" + std::string(destructors_run > 0 ? ", after " + counted(destructors_run, "thread_local destructor", "thread_local destructors") + " ran on this thread" : "") + took(started));
   }
   platform::forget_library_name(std::exchange(core.replaced_loader_name, nullptr));
   core.file.close();
@@ -7252,6 +7602,10 @@ reload_error refused_build(live_core& live, load_error refused) {
 std::optional<reload_error> copy_and_check(live_core& live, checked_copy& next) {
   platform::readable_file source;
   if (source.open(live.path()) != platform::readable_file::status::opened) {
+    if (source.held_by_writer()) {  // a build still writing it: the watcher looks again
+      if (live.watch) live.watch->retry_later();
+      return std::nullopt;
+    }
     return make_reload_error(live, reload_errc::copy_failed, "cannot open it: " + source.error(), running_version_stays(live));
   }
   if (source.type() != platform::readable_file::kind::regular) {

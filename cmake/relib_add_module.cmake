@@ -25,7 +25,9 @@
 # - --wrap for pthread_create, pthread_key_create, pthread_key_delete and __cxa_thread_atexit, on
 #   top of the two above: a DLL binds its imports when it is linked, so the wrappers are how module
 #   code reaches relib's replacements (relib_module.hpp, >>platform);
-# - only relib's entry points exported (they are marked dllexport); no version script.
+# - only relib's entry points exported (they are marked dllexport); no version script;
+# - no --gc-sections: the PE linker would drop relib's records (section .relib), which nothing
+#   references.
 # Link the module with other libraries as usual: target_link_libraries(<name> PRIVATE ...).
 # A global property, so the function works from any directory (add_subdirectory users call it
 # from the parent project).
@@ -36,8 +38,7 @@ function(relib_add_module name)
   add_library(${name} MODULE ${ARGN})
   target_link_libraries(${name} PRIVATE relib::module)
   if(WIN32)
-    target_compile_options(${name} PRIVATE -ffunction-sections -fdata-sections)
-    target_link_options(${name} PRIVATE -static-libstdc++ -static-libgcc "LINKER:--gc-sections"
+    target_link_options(${name} PRIVATE -static-libstdc++ -static-libgcc
       "LINKER:--wrap=__cxa_throw" "LINKER:--wrap=__cxa_free_exception" "LINKER:--wrap=pthread_create"
       "LINKER:--wrap=pthread_key_create" "LINKER:--wrap=pthread_key_delete" "LINKER:--wrap=__cxa_thread_atexit")
     return()

@@ -21,6 +21,7 @@
 #endif
 
 #include <condition_variable>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <sstream>
@@ -92,6 +93,31 @@ constexpr const char* library_suffix = ".dll";
 #else
 constexpr const char* library_suffix = ".so";
 #endif
+
+// Whether this Windows program runs under Wine.
+inline bool under_wine() {
+#if defined(_WIN32)
+  const HMODULE ntdll = GetModuleHandleW(L"ntdll.dll");
+  return ntdll != nullptr && GetProcAddress(ntdll, "wine_get_version") != nullptr;
+#else
+  return false;
+#endif
+}
+
+// A symbolic link at `link` to `target` (mingw-w64's std::filesystem has none: the system's
+// call). False under Wine 8, whose CreateSymbolicLinkW reports success and makes no link: the
+// caller then says what it leaves untested.
+inline bool create_symlink(const std::string& target, const std::string& link) {
+#if defined(_WIN32)
+  if (under_wine()) return false;
+  const DWORD unprivileged = 0x2;  // SYMBOLIC_LINK_FLAG_ALLOW_UNPRIVILEGED_CREATE
+  REQUIRE(CreateSymbolicLinkW(std::filesystem::path(link).wstring().c_str(),
+                              std::filesystem::path(target).wstring().c_str(), unprivileged) != 0);
+#else
+  std::filesystem::create_symlink(target, link);
+#endif
+  return true;
+}
 
 // This test program's file.
 inline std::string this_program() {

@@ -206,10 +206,9 @@ TEST_CASE("an import the host does not provide is missing_import") {
 #if defined(_WIN32)
 // A DLL cannot be linked with an undefined symbol: the loader's refusal comes from a missing DLL.
 TEST_CASE("a module whose DLL dependency is missing is dlopen_failed") {
-  test::temp_dir dir;
-  const std::string alone = dir.copy_file(TEST_ORIGIN_PATH, "alone.dll");  // without libtest_origin_dep.dll
-  const auto error = expect_load_error(alone, relib::load_errc::dlopen_failed);
-  CHECK(test::contains(error.message, "alone.dll"));
+  const auto error = expect_load_error(TEST_MISSING_DEPENDENCY_PATH, relib::load_errc::dlopen_failed);
+  CHECK(test::contains(error.message, "libtest_missing_dependency.dll"));
+  CHECK(test::contains(error.message, "Windows error 126"));  // ERROR_MOD_NOT_FOUND
 }
 #else
 TEST_CASE("a module needing a symbol nobody defines is dlopen_failed") {
@@ -247,10 +246,13 @@ TEST_CASE("loading the same file twice is already_loaded, by path, symlink or ha
 
   test::temp_dir dir;
   const std::string link = dir.path() + "/link.so";
-  std::filesystem::create_symlink(TEST_GAME_PATH, link);
-  auto by_link = relib::load_module<game_exports>(link, game_imports{});
-  REQUIRE_FALSE(by_link.has_value());
-  CHECK(by_link.error().code == relib::load_errc::already_loaded);
+  if (test::create_symlink(TEST_GAME_PATH, link)) {
+    auto by_link = relib::load_module<game_exports>(link, game_imports{});
+    REQUIRE_FALSE(by_link.has_value());
+    CHECK(by_link.error().code == relib::load_errc::already_loaded);
+  } else {
+    WARN("by symlink: not tested under Wine, which makes no symbolic links");
+  }
 
   std::error_code no_hard_links;
   const std::string hard = dir.path() + "/hard.so";

@@ -4,9 +4,11 @@
 
 #include "leak_api.hpp"
 
+#if !defined(_WIN32)
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#endif
 
 #include <cstdlib>
 #include <ctime>
@@ -104,9 +106,14 @@ TEST_CASE("memory the module allocated and the host frees does not crash") {
 TEST_CASE("module heaps take their memory from relib's arena, below where mimalloc tracks segments") {
   auto module = test::load_or_fail<leak_exports>(TEST_LEAK_PATH);
   const relib::address_range arena = relib::module_heap_arena();
+#if defined(_WIN32)
+  const bool limited = false;  // no address-space limit there
+#else
   rlimit address_space{};
   REQUIRE(getrlimit(RLIMIT_AS, &address_space) == 0);
-  if (address_space.rlim_cur != RLIM_INFINITY || RELIB_MODULE_ARENA_SIZE == 0) {
+  const bool limited = address_space.rlim_cur != RLIM_INFINITY;
+#endif
+  if (limited || RELIB_MODULE_ARENA_SIZE == 0) {
     CHECK(arena.size == 0);  // no reservation under an address-space limit: module free asks mimalloc
   } else if (test::under_thread_sanitizer) {
     // Below 20 TiB all is ThreadSanitizer's shadow: no arena, and module free asks the sanitizer.
@@ -128,6 +135,8 @@ TEST_CASE("module heaps take their memory from relib's arena, below where mimall
   test::unload_or_fail(module);
 }
 
+// An address-space limit (RLIMIT_AS) is Linux's: the two cases below are not applicable on Windows.
+#if !defined(_WIN32)
 // Run only by the case below, in a fresh process started under an address-space limit.
 TEST_CASE("module memory under an address-space limit", "[.]") {
   auto module = test::load_or_fail<leak_exports>(TEST_LEAK_PATH);
@@ -158,6 +167,7 @@ TEST_CASE("under an address-space limit no arena is reserved, and module memory 
   REQUIRE(WIFEXITED(status));
   CHECK(WEXITSTATUS(status) == 0);
 }
+#endif
 
 TEST_CASE("memory a live host thread allocated in module code is reported, then reclaimed when it exits") {
   auto module = test::load_or_fail<leak_exports>(TEST_LEAK_PATH);

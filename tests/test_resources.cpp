@@ -22,6 +22,7 @@ std::vector<std::string> notes_so_far() {
 }
 
 // True if some mapping of this process contains `address`.
+#if !defined(_WIN32)
 bool address_mapped(const void* address) {
   const auto wanted = reinterpret_cast<std::uintptr_t>(address);
   std::ifstream maps("/proc/self/maps");
@@ -35,6 +36,7 @@ bool address_mapped(const void* address) {
   }
   return false;
 }
+#endif
 }  // namespace
 
 void resources_imports::notify(const char* what) {
@@ -54,6 +56,9 @@ TEST_CASE("a pthread key the module left is deleted at unload, so no thread call
   CHECK(notes_so_far().empty());
 }
 
+// Windows: relib does not follow VirtualAlloc in module code, so memory a module reserved itself
+// stays after unload (docs/windows.md); the case is not applicable there.
+#if !defined(_WIN32)
 TEST_CASE("a memory mapping the module left is unmapped at unload") {
   auto module = test::load_or_fail<resources_exports>(TEST_RESOURCES_PATH, resources_imports{});
   void* memory = module.exports().map_memory(1 << 20).value();
@@ -64,6 +69,7 @@ TEST_CASE("a memory mapping the module left is unmapped at unload") {
   CHECK(report->mapped_bytes_unmapped == (1u << 20));
   CHECK_FALSE(address_mapped(memory));
 }
+#endif
 
 TEST_CASE("an atexit handler of the module runs at unload, not at process exit") {
   notes.clear();

@@ -18,6 +18,12 @@ RELIB_MODULE_MAIN(int) {
 }
 #endif
 
+#if defined(TEST_MISSING_DEPENDENCY)
+// Windows: imports a DLL that the loader never finds.
+extern "C" int origin_dep_value();
+RELIB_MODULE_MAIN(int) { return origin_dep_value(); }
+#endif
+
 #if defined(TEST_CUSTOM_ALLOCATOR)
 // RELIB_CUSTOM_ALLOCATOR: the module keeps the process allocator (here glibc's, through these
 // definitions of its own) and still loads, runs and unloads.
