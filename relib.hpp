@@ -1050,6 +1050,35 @@ result<live_module<Exports>, reload_error> load_live_module(const std::string& p
    ReadDirectoryChangesW, VirtualAlloc) writes this section again with the same names.
    docs/porting.md lists each function and what it must guarantee. Linux/glibc follows, then
    Windows (mingw-w64). */
+#if RELIB_DETAIL_UNLOADING
+namespace relib {
+namespace detail {
+namespace platform {
+/* Raised by the watcher (file_watch, in each system's section), read by the frame thread. */
+struct change_signal {
+  std::atomic<bool> changed{false};
+  std::mutex lock;
+  std::condition_variable ready;
+  std::string cause;  // the file event behind the last raise, for the log (under `lock`)
+
+  void raise(std::string why) {
+    {
+      std::lock_guard<std::mutex> guard(lock);
+      cause = std::move(why);
+      changed.store(true, std::memory_order_release);
+    }
+    ready.notify_all();
+  }
+  std::string last_cause() {
+    std::lock_guard<std::mutex> guard(lock);
+    return cause;
+  }
+};
+}  // the shared part of namespace platform
+}  // namespace detail
+}  // namespace relib
+#endif
+
 #if !defined(_WIN32)
 #include <dlfcn.h>
 #include <elf.h>
@@ -1679,26 +1708,6 @@ bool release_address_space(std::uintptr_t begin, std::size_t size) {
 
 #if RELIB_DETAIL_UNLOADING
 /* ---- Watching a directory ---- */
-/* Raised by the watcher, read by the frame thread. */
-struct change_signal {
-  std::atomic<bool> changed{false};
-  std::mutex lock;
-  std::condition_variable ready;
-  std::string cause;  // the file event behind the last raise, for the log (under `lock`)
-
-  void raise(std::string why) {
-    {
-      std::lock_guard<std::mutex> guard(lock);
-      cause = std::move(why);
-      changed.store(true, std::memory_order_release);
-    }
-    ready.notify_all();
-  }
-  std::string last_cause() {
-    std::lock_guard<std::mutex> guard(lock);
-    return cause;
-  }
-};
 
 
 /* Watches one name in a directory: builds replace a file by rename as often as they rewrite it in
@@ -2751,25 +2760,6 @@ bool release_address_space(std::uintptr_t begin, std::size_t) {
 
 #if RELIB_DETAIL_UNLOADING
 /* ---- Watching a directory ---- */
-struct change_signal {
-  std::atomic<bool> changed{false};
-  std::mutex lock;
-  std::condition_variable ready;
-  std::string cause;
-
-  void raise(std::string why) {
-    {
-      std::lock_guard<std::mutex> guard(lock);
-      cause = std::move(why);
-      changed.store(true, std::memory_order_release);
-    }
-    ready.notify_all();
-  }
-  std::string last_cause() {
-    std::lock_guard<std::mutex> guard(lock);
-    return cause;
-  }
-};
 
 /* Watches one name in each directory (the module's path, and the file a symlink there names) with
    ReadDirectoryChangesW. Windows reports no "closed after writing": a file counts as new once it
