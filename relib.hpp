@@ -1613,6 +1613,9 @@ int start_thread(thread_id* thread, const pthread_attr_t* attributes, void* (*st
 using thread_key = pthread_key_t;
 int create_thread_key(thread_key* key, void (*destructor)(void*)) { return pthread_key_create(key, destructor); }
 int delete_thread_key(thread_key key) { return pthread_key_delete(key); }
+/* Nothing to do: glibc gives a key made again at the same index a new sequence number, so a value
+   set after the delete is never seen through it. */
+void drop_value_of_deleted_key(thread_key) {}
 
 /* This thread's T, made at its first use and destroyed when the thread exits. */
 template <class T>
@@ -2694,6 +2697,9 @@ int start_thread(thread_id* thread, const pthread_attr_t* attributes, void* (*st
 using thread_key = pthread_key_t;
 int create_thread_key(thread_key* key, void (*destructor)(void*)) { return pthread_key_create(key, destructor); }
 int delete_thread_key(thread_key key) { return pthread_key_delete(key); }
+/* winpthreads clears every thread's value when a key is deleted, but pthread_setspecific on a
+   deleted key still stores one; the next key made at that index would return it. */
+void drop_value_of_deleted_key(thread_key key) { pthread_setspecific(key, nullptr); }
 
 /* This thread's T, made at its first use and destroyed when the thread exits. Not a thread_local:
    mingw-w64 keeps thread_locals in emulated TLS, which a thread's exit may free before their
@@ -7133,12 +7139,16 @@ void module_unmapped(void* context, void* address, std::size_t length) {
   runtime->mappings = std::move(kept);
 }
 
-std::size_t delete_module_keys(module_runtime* runtime, bool with_destructor) {
+/* Deletes the module's keys with (or without) a destructor; their ids go to `deleted_ids`. */
+std::size_t delete_module_keys(module_runtime* runtime, bool with_destructor,
+                               std::vector<platform::thread_key>* deleted_ids = nullptr) {
   if (runtime == nullptr) return 0;
   std::lock_guard<std::mutex> guard(runtime->lock);
   std::size_t deleted = 0;
   for (const module_runtime::key& key : runtime->keys) {
-    if (key.has_destructor == with_destructor) deleted += platform::delete_thread_key(key.id) == 0;
+    if (key.has_destructor != with_destructor || platform::delete_thread_key(key.id) != 0) continue;
+    ++deleted;
+    if (deleted_ids != nullptr) deleted_ids->push_back(key.id);
   }
   runtime->keys.erase(std::remove_if(runtime->keys.begin(), runtime->keys.end(),
                                      [&](const module_runtime::key& k) { return k.has_destructor == with_destructor; }),
@@ -7311,12 +7321,16 @@ result<unload_report, unload_error> unload_core(module_core& core, before_unload
   // Keys with a destructor go before dlclose: left behind, they would call into unmapped code at
   // thread exit. Keys without one go after, like relib's heap key, since static destructors
   // running inside dlclose may still use them.
-  std::size_t keys_deleted = delete_module_keys(core.runtime.get(), true);
+  std::vector<platform::thread_key> deleted_keys;
+  std::size_t keys_deleted = delete_module_keys(core.runtime.get(), true, &deleted_keys);
 
   for (const export_binding& binding : core.exports) binding.unbind(binding.object, &core);
   const platform::loaded_object object = platform::describe_library(core.handle);
   forget_module_code(core);
   platform::close_library(core.handle);
+  // Static destructors ran on this thread inside the close and may have used those keys again
+  // (mingw's emulated TLS does, for any thread_local they touch).
+  for (platform::thread_key key : deleted_keys) platform::drop_value_of_deleted_key(key);
   core.handle = nullptr;
   core.loaded = false;
   core.main_symbol = nullptr;
