@@ -1043,6 +1043,7 @@ result<live_module<Exports>, reload_error> load_live_module(const std::string& p
 #include <mutex>
 #include <thread>
 #include <unordered_map>
+#include <utility>
 
 /* >>platform ---- the OS seam -----------------------------------------------------------------
    Every call into the dynamic loader, the file system, threads, inotify, leases and the address
@@ -1616,6 +1617,13 @@ int delete_thread_key(thread_key key) { return pthread_key_delete(key); }
 /* Nothing to do: glibc gives a key made again at the same index a new sequence number, so a value
    set after the delete is never seen through it. */
 void drop_value_of_deleted_key(thread_key) {}
+
+/* A module thread, held from its start until it has ended; nothing to hold here: glibc's key
+   deletion does not wait on threads that are ending. */
+struct thread_hold {};
+thread_hold hold_this_thread() { return {}; }
+bool has_ended(const thread_hold&) { return true; }
+void wait_until_ended(thread_hold&) {}
 
 /* This thread's T, made at its first use and destroyed when the thread exits. */
 template <class T>
@@ -2700,6 +2708,35 @@ int delete_thread_key(thread_key key) { return pthread_key_delete(key); }
 /* winpthreads clears every thread's value when a key is deleted, but pthread_setspecific on a
    deleted key still stores one; the next key made at that index would return it. */
 void drop_value_of_deleted_key(thread_key key) { pthread_setspecific(key, nullptr); }
+
+/* A module thread, held from its start until it has ended (its handle). winpthreads takes its
+   thread list lock then its key lock as a thread ends, and pthread_key_delete takes them the other
+   way round: unload() deletes the module's keys only once its threads are wholly gone. */
+struct thread_hold {
+  HANDLE handle = nullptr;
+  thread_hold() = default;
+  thread_hold(const thread_hold&) = delete;
+  thread_hold& operator=(const thread_hold&) = delete;
+  thread_hold(thread_hold&& other) noexcept : handle(std::exchange(other.handle, nullptr)) {}
+  thread_hold& operator=(thread_hold&& other) noexcept {
+    std::swap(handle, other.handle);
+    return *this;
+  }
+  ~thread_hold() {
+    if (handle != nullptr) CloseHandle(handle);
+  }
+};
+thread_hold hold_this_thread() {
+  thread_hold hold;
+  if (!DuplicateHandle(GetCurrentProcess(), GetCurrentThread(), GetCurrentProcess(), &hold.handle, SYNCHRONIZE, FALSE, 0)) {
+    hold.handle = nullptr;  // not held: unload() cannot wait for this one
+  }
+  return hold;
+}
+bool has_ended(const thread_hold& hold) { return hold.handle == nullptr || WaitForSingleObject(hold.handle, 0) == WAIT_OBJECT_0; }
+void wait_until_ended(thread_hold& hold) {
+  if (hold.handle != nullptr) WaitForSingleObject(hold.handle, INFINITE);
+}
 
 /* This thread's T, made at its first use and destroyed when the thread exits. Not a thread_local:
    mingw-w64 keeps thread_locals in emulated TLS, which a thread's exit may free before their
@@ -6931,6 +6968,7 @@ struct module_runtime : std::enable_shared_from_this<module_runtime> {
   std::mutex lock;
   std::size_t live_threads = 0;    // module threads running, or threads running its destructors
   std::size_t threads_started = 0;
+  std::vector<platform::thread_hold> thread_holds;  // module threads, until they have ended
   std::vector<thread_local_entry> thread_locals;
   std::vector<heap_entry> heaps;       // one per thread that allocated in module code, while alive
   struct key {
@@ -7025,6 +7063,15 @@ struct thread_launch {
 void* module_thread_main(void* raw_launch) {
   std::unique_ptr<thread_launch> launch(static_cast<thread_launch*>(raw_launch));
   // Runs on return, pthread_exit() and cancellation alike: all of them unwind this frame.
+  {
+    platform::thread_hold hold = platform::hold_this_thread();
+    module_runtime& runtime = *launch->runtime;
+    std::lock_guard<std::mutex> guard(runtime.lock);
+    runtime.thread_holds.erase(std::remove_if(runtime.thread_holds.begin(), runtime.thread_holds.end(),
+                                              [](const platform::thread_hold& h) { return platform::has_ended(h); }),
+                               runtime.thread_holds.end());
+    runtime.thread_holds.push_back(std::move(hold));
+  }
   struct finish {
     module_runtime& runtime;
     ~finish() { runtime.finish_thread(); }
@@ -7316,6 +7363,16 @@ result<unload_report, unload_error> unload_core(module_core& core, before_unload
     for (heap_entry& entry : runtime.heaps) entry.slot = nullptr;
     guard.unlock();
     destructors_run = runtime.run_thread_locals_of_this_thread();
+  }
+
+  // Module threads have left module code; they also end before keys go (platform::thread_hold).
+  if (core.runtime) {
+    std::vector<platform::thread_hold> holds;
+    {
+      std::lock_guard<std::mutex> guard(core.runtime->lock);
+      holds.swap(core.runtime->thread_holds);
+    }
+    for (platform::thread_hold& hold : holds) platform::wait_until_ended(hold);
   }
 
   // Keys with a destructor go before dlclose: left behind, they would call into unmapped code at

@@ -68,6 +68,9 @@
                             before relib.hpp and still gets the host side.
        RELIB_CUSTOM_ALLOCATOR  (module only) keep your own allocator: no mimalloc heaps, so no
                             reclamation of leaks at unload; everything else works.
+       RELIB_MODULE_OWN_DLLMAIN  (module only, Windows) the module defines DllMain itself, which
+                            should call mi_thread_done() at DLL_THREAD_DETACH as relib's does
+                            (see its comment, after >>memory).
 
    UNLOADING (see docs/unloading.md)
    With unloading on, the implementation file also defines, local to the module: malloc, free and
@@ -867,7 +870,13 @@ inline void* process_function(const char* name) noexcept {
 
 /* A value unique to each running thread, read without a call. */
 inline std::uintptr_t thread_pointer() noexcept {
-#if defined(_WIN32)
+#if defined(_WIN32) && defined(__x86_64__)
+  // The TEB's own address, at gs:0x30. Not NtCurrentTeb(): GCC 12 takes its read at gs:0x30 for
+  // one through a null pointer and warns (-Warray-bounds) in optimized builds.
+  std::uintptr_t teb;
+  __asm__("movq %%gs:0x30, %0" : "=r"(teb));
+  return teb;
+#elif defined(_WIN32)
   return reinterpret_cast<std::uintptr_t>(NtCurrentTeb());
 #else
   return reinterpret_cast<std::uintptr_t>(__builtin_thread_pointer());
@@ -1463,6 +1472,23 @@ void operator delete[](void* block, std::size_t, std::align_val_t) noexcept { re
 void operator delete(void* block, std::align_val_t, const std::nothrow_t&) noexcept { relib::detail::module_free(block); }
 void operator delete[](void* block, std::align_val_t, const std::nothrow_t&) noexcept { relib::detail::module_free(block); }
 #endif /* RELIB_CUSTOM_ALLOCATOR */
+#endif
+
+#if defined(_WIN32) && !defined(RELIB_MODULE_OWN_DLLMAIN)
+/* The module's DllMain. libmimalloc.dll exports its own, which a DLL without one imports: every
+   load and unload of the module would then run mimalloc's process start-up and shut-down again (a
+   weak definition here would lose to that import). Start-up code belongs in RELIB_MODULE_MAIN,
+   which runs outside the loader lock. */
+extern "C" BOOL WINAPI DllMain(HINSTANCE, DWORD reason, LPVOID) {
+#if RELIB_DETAIL_UNLOADING && !defined(RELIB_CUSTOM_ALLOCATOR)
+  // mimalloc built by mingw-w64 keeps a thread's state in emulated TLS, which is freed before
+  // libmimalloc.dll hears that the thread ends: it would keep the thread's pages for good. This
+  // DLL, loaded after it, hears first, while that state is still there.
+  if (reason == DLL_THREAD_DETACH) mi_thread_done();
+#endif
+  (void)reason;
+  return TRUE;
+}
 #endif
 
 /* >>fatal mistakes ---- reported, then the process ends: they happen inside module code ---- */

@@ -210,6 +210,14 @@ TEST_CASE("a module whose DLL dependency is missing is dlopen_failed") {
   CHECK(test::contains(error.message, "libtest_missing_dependency.dll"));
   CHECK(test::contains(error.message, "Windows error 126"));  // ERROR_MOD_NOT_FOUND
 }
+
+TEST_CASE("a module may define its own DllMain with RELIB_MODULE_OWN_DLLMAIN") {
+  for (int load = 0; load < 3; ++load) {
+    auto module = test::load_or_fail(TEST_OWN_DLLMAIN_PATH);
+    CHECK(module.call_main<int>().value() == 1);  // attached once per load, its statics new each time
+    test::unload_or_fail(module);
+  }
+}
 #else
 TEST_CASE("a module needing a symbol nobody defines is dlopen_failed") {
   const auto error = expect_load_error(TEST_UNDEFINED_SYMBOL_PATH, relib::load_errc::dlopen_failed);

@@ -18,6 +18,19 @@ RELIB_MODULE_MAIN(int) {
 }
 #endif
 
+#if defined(TEST_OWN_DLLMAIN)
+// Windows, with RELIB_MODULE_OWN_DLLMAIN: the module's DllMain is the one that runs.
+#include <mimalloc.h>
+#include <windows.h>
+static int process_attaches = 0;
+extern "C" BOOL WINAPI DllMain(HINSTANCE, DWORD reason, LPVOID) {
+  if (reason == DLL_PROCESS_ATTACH) ++process_attaches;
+  if (reason == DLL_THREAD_DETACH) mi_thread_done();  // as relib's own DllMain does
+  return TRUE;
+}
+RELIB_MODULE_MAIN(int) { return process_attaches; }
+#endif
+
 #if defined(TEST_MISSING_DEPENDENCY)
 // Windows: imports a DLL that the loader never finds.
 extern "C" int origin_dep_value();
