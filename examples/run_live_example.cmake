@@ -6,7 +6,10 @@
 #         -DCXX_COMPILER=<compiler> -DBUILD_TYPE=<type> -DMIMALLOC_DIR=<mimalloc_DIR>
 #         -DCXX_FLAGS=<the host's CMAKE_CXX_FLAGS> -DMODULE_LINKER_FLAGS=<its CMAKE_MODULE_LINKER_FLAGS>
 #         -DEDIT_FROM=<text in module.cpp> -DEDIT_TO=<its replacement> -DEXPECT=<regex>
-#         [-DINCREASING=<regex with one group>] -P run_live_example.cmake
+#         -DMODULE_FILE=<the module's file name> [-DINCREASING=<regex with one group>]
+#         [-DEMULATOR=<wine> -DTOOLCHAIN_FILE=<cmake/mingw-w64.cmake>] -P run_live_example.cmake
+# A cross build for Windows passes the emulator and the toolchain: the module is cross-built too,
+# the host runs under Wine, and its edit command starts the Linux cmake with Wine's `start /unix`.
 # 1. module.cpp and the example's headers are copied into WORK_DIR/src, a project of its own that
 #    pulls relib in with add_subdirectory(), and built into WORK_DIR/build (deleted first) with the
 #    host's compiler and flags, so that both use the same standard library.
@@ -38,7 +41,7 @@ if(STEP STREQUAL "edit")  # run by the host: the source changes, then a real reb
   return()
 endif()
 
-foreach(var EXAMPLE HOST SOURCE_DIR RELIB_SOURCE_DIR WORK_DIR GENERATOR CXX_COMPILER EDIT_FROM EDIT_TO EXPECT)
+foreach(var EXAMPLE HOST SOURCE_DIR RELIB_SOURCE_DIR WORK_DIR GENERATOR CXX_COMPILER EDIT_FROM EDIT_TO EXPECT MODULE_FILE)
   if(NOT DEFINED ${var})
     message(FATAL_ERROR "run_live_example.cmake: pass -D${var}=...")
   endif()
@@ -61,7 +64,11 @@ endif()
 string(REPLACE "${EDIT_FROM}" "${EDIT_TO}" text "${text}")
 file(WRITE "${WORK_DIR}/module.cpp.edited" "${text}")
 
-run_step("configuring ${WORK_DIR}/src" ${CMAKE_COMMAND} -S "${WORK_DIR}/src" -B "${WORK_DIR}/build"
+set(cross)
+if(DEFINED TOOLCHAIN_FILE)
+  set(cross -DCMAKE_TOOLCHAIN_FILE=${TOOLCHAIN_FILE})
+endif()
+run_step("configuring ${WORK_DIR}/src" ${CMAKE_COMMAND} -S "${WORK_DIR}/src" -B "${WORK_DIR}/build" ${cross}
          -G "${GENERATOR}" -DCMAKE_CXX_COMPILER=${CXX_COMPILER} -DCMAKE_BUILD_TYPE=${BUILD_TYPE}
          -Dmimalloc_DIR=${MIMALLOC_DIR} "-DCMAKE_CXX_FLAGS=${CXX_FLAGS}"
          "-DCMAKE_MODULE_LINKER_FLAGS=${MODULE_LINKER_FLAGS}")
@@ -69,10 +76,18 @@ run_step("building ${EXAMPLE}_module" ${CMAKE_COMMAND} --build "${WORK_DIR}/buil
 message(STATUS "${EXAMPLE}: built ${WORK_DIR}/src/module.cpp; the host will change "
                "'${EDIT_FROM}' to '${EDIT_TO}' in it and rebuild it while it runs")
 
-# The host hands this to std::system(): a shell command line.
-set(edit "\"${CMAKE_COMMAND}\" -DSTEP=edit -DEXAMPLE=${EXAMPLE} \"-DWORK_DIR=${WORK_DIR}\"")
-string(APPEND edit " -P \"${CMAKE_CURRENT_LIST_FILE}\"")
-execute_process(COMMAND "${HOST}" "${WORK_DIR}/build/lib${EXAMPLE}_module.so" --reloads 1 --edit "${edit}"
+# The host hands this to std::system(): a shell command line, or under Wine a cmd.exe one that
+# starts a Linux shell (no quotes there: `start` would take the first as a window title).
+if(DEFINED EMULATOR)  # through a shell script: cmake started directly by Wine cannot find its own files
+  file(WRITE "${WORK_DIR}/edit.sh" "exec \"${CMAKE_COMMAND}\" -DSTEP=edit -DEXAMPLE=${EXAMPLE} \"-DWORK_DIR=${WORK_DIR}\" -P \"${CMAKE_CURRENT_LIST_FILE}\"\n")
+  set(edit "start /wait /unix /bin/sh ${WORK_DIR}/edit.sh")
+else()
+  set(edit "\"${CMAKE_COMMAND}\" -DSTEP=edit -DEXAMPLE=${EXAMPLE} \"-DWORK_DIR=${WORK_DIR}\"")
+  string(APPEND edit " -P \"${CMAKE_CURRENT_LIST_FILE}\"")
+endif()
+# Run from the module's directory and named by file name: Wine does not translate arguments.
+execute_process(COMMAND ${EMULATOR} "${HOST}" "${MODULE_FILE}" --reloads 1 --edit "${edit}"
+                WORKING_DIRECTORY "${WORK_DIR}/build"
                 RESULT_VARIABLE code OUTPUT_VARIABLE output ERROR_VARIABLE output
                 ECHO_OUTPUT_VARIABLE ECHO_ERROR_VARIABLE)
 if(NOT code EQUAL 0)
