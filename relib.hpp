@@ -281,7 +281,8 @@ class result<void, E> {
   X(already_loaded, "the same file (by device and inode) is already loaded")                              \
   X(dlopen_failed, "the dynamic loader refused it (an unresolved symbol, a missing dependency...)")       \
   X(state_mismatch, "its RELIB_MODULE_STATE cannot take over the kept state (type or version changed)")   \
-  X(state_migration_failed, "its RELIB_MODULE_MIGRATE_STATE, or the state's constructor, threw")
+  X(state_migration_failed, "its RELIB_MODULE_MIGRATE_STATE, or the state's constructor, threw")    \
+  X(not_on_this_platform, "an option this platform does not offer (load_options::crash_guard on Windows)")
 
 #define RELIB_UNLOAD_ERRORS(X)                                                                     \
   X(not_loaded, "already unloaded, or the module object was moved from")                          \
@@ -733,7 +734,8 @@ struct load_options {
   // SIGBUS, SIGFPE, SIGILL or abort() then return call_errc::crashed with the signal, the
   // address and the stack, instead of ending the process, and the module is poisoned (every
   // later call returns call_errc::poisoned; unload it). Each guarded call costs a setjmp. Read
-  // docs/diagnostics.md for what is unsafe about going on after a crash.
+  // docs/diagnostics.md for what is unsafe about going on after a crash. Linux only for now: on
+  // Windows the load fails with load_errc::not_on_this_platform.
   bool crash_guard = false;
 };
 
@@ -1201,6 +1203,9 @@ inline std::uint64_t relocation_symbol(elf_word info) { return ELF32_R_SYM(info)
 
 /* The file the modules' mimalloc comes from, as the dynamic loader names it. */
 constexpr const char* mimalloc_library_names[] = {"libmimalloc.so.2", "libmimalloc.so"};
+/* The crash guard (load_options::crash_guard) is built on signals here. */
+constexpr bool has_crash_guard = true;
+constexpr const char* system_name = "Linux";
 /* The unwinder that modules built by relib_add_module() link (-shared-libgcc). */
 constexpr const char* unwinder_library_name = "libgcc_s.so.1";
 /* Names for messages: the file format, a library's suffix, the loader's open and close. */
@@ -2299,6 +2304,9 @@ constexpr std::uint16_t host_optional_magic = IMAGE_NT_OPTIONAL_HDR32_MAGIC;
 
 /* The file the modules' mimalloc comes from (tools/mingw-w64-mimalloc.sh builds it). */
 constexpr const char* mimalloc_library_names[] = {"libmimalloc.dll", "mimalloc.dll"};
+/* No crash guard yet: it would take a vectored exception handler (docs/windows.md). */
+constexpr bool has_crash_guard = false;
+constexpr const char* system_name = "Windows";
 /* Modules built by relib_add_module() link the unwinder statically: nothing to pin. */
 constexpr const char* unwinder_library_name = "libgcc_s_seh-1.dll";
 /* Names for messages: the file format, a library's suffix, the loader's open and close. */
@@ -6262,6 +6270,11 @@ result<void, load_error> inspect_file(const load_request& request, module_core& 
                                       module_records& records) {
   const std::string& path = request.path;
   const std::string& name = core.name;
+  if (request.crash_guard && !platform::has_crash_guard) {
+    return make_load_error(load_errc::not_on_this_platform, name,
+                           std::string("load_options::crash_guard is not available on ") + platform::system_name +
+                               " yet (docs/windows.md): load without it; a crash in module code then ends the process");
+  }
   platform::readable_file& file = core.file;
   switch (file.open(path)) {
     case platform::readable_file::status::opened: break;

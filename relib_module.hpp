@@ -517,9 +517,14 @@ struct export_thunk<R(A...)> {
   static auto call(A... args) {
     try {
       if constexpr (in_registers) {
-        returned<R> out;
+        // All eight bytes at once: where the result goes through memory (the Windows x64 ABI
+        // returns this struct through a hidden pointer), the host's 8-byte load of a 4-byte
+        // store would wait for it to retire instead of taking it from the store buffer.
+        std::uint64_t word = 0;
         const R value = Function(static_cast<A&&>(args)...);
-        std::memcpy(out.bytes, &value, sizeof(R));
+        std::memcpy(&word, &value, sizeof(R));
+        returned<R> out;
+        std::memcpy(out.bytes, &word, sizeof word);
         out.ok = true;
         return out;
       } else {

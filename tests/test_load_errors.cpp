@@ -211,6 +211,24 @@ TEST_CASE("a module whose DLL dependency is missing is dlopen_failed") {
   CHECK(test::contains(error.message, "Windows error 126"));  // ERROR_MOD_NOT_FOUND
 }
 
+TEST_CASE("the crash guard is refused on Windows as not_on_this_platform, for a plain and a live module") {
+  relib::load_options options;
+  options.crash_guard = true;
+  auto loaded = relib::load_module(TEST_MINIMAL_PATH, {}, options);
+  REQUIRE_FALSE(loaded.has_value());
+  CHECK(loaded.error().code == relib::load_errc::not_on_this_platform);
+  CHECK(test::contains(loaded.error().message, "crash_guard is not available on Windows"));
+  CHECK_FALSE(test::is_mapped(TEST_MINIMAL_PATH));
+
+  relib::live_options live;
+  live.crash_guard = true;
+  auto opened = relib::load_live_module(TEST_MINIMAL_PATH, {}, live);
+  REQUIRE_FALSE(opened.has_value());
+  REQUIRE(opened.error().code == relib::reload_errc::load_failed);
+  REQUIRE(opened.error().load.has_value());
+  CHECK(opened.error().load->code == relib::load_errc::not_on_this_platform);
+}
+
 TEST_CASE("a module may define its own DllMain with RELIB_MODULE_OWN_DLLMAIN") {
   for (int load = 0; load < 3; ++load) {
     auto module = test::load_or_fail(TEST_OWN_DLLMAIN_PATH);
