@@ -67,9 +67,27 @@ int call_pointer(int (*function)(int, int), int times) {
 
 // malloc/free pairs in module code, all three in the same loop so that only the allocator
 // differs: 0 is malloc and free as module code calls them (routed to the module's mimalloc heap
-// by relib), 1 is mimalloc called directly, 2 is glibc called directly.
+// by relib), 1 is mimalloc called directly, 2 is the C library's called directly: glibc's, or on
+// Windows the C runtime DLL's (relib_module.hpp defines malloc and free in a module, so the
+// runtime's are found by name; a plain library calls them as malloc and free).
+#if defined(_WIN32) && defined(BENCH_PLAIN_LIBRARY)
+#define BENCH_LIBC_MALLOC std::malloc
+#define BENCH_LIBC_FREE std::free
+#elif defined(_WIN32)
+using malloc_function = void* (*)(std::size_t);
+using free_function = void (*)(void*);
+const auto runtime_malloc = reinterpret_cast<malloc_function>(relib::detail::module_platform::process_function("malloc"));
+const auto runtime_free = reinterpret_cast<free_function>(relib::detail::module_platform::process_function("free"));
+void* libc_malloc(std::size_t size) { return runtime_malloc(size); }
+void libc_free(void* block) { runtime_free(block); }
+#define BENCH_LIBC_MALLOC libc_malloc
+#define BENCH_LIBC_FREE libc_free
+#else
 extern "C" void* __libc_malloc(std::size_t) noexcept;
 extern "C" void __libc_free(void*) noexcept;
+#define BENCH_LIBC_MALLOC __libc_malloc
+#define BENCH_LIBC_FREE __libc_free
+#endif
 
 template <void* (*Allocate)(std::size_t), void (*Free)(void*)>
 int allocate_and_free(int times) {
@@ -105,7 +123,7 @@ int malloc_free_batches(int allocator, int batches) {
   switch (allocator) {
     case 0: return allocate_and_free_batches<std::malloc, std::free>(batches);
     case 1: return allocate_and_free_batches<mi_malloc, mi_free>(batches);
-    default: return allocate_and_free_batches<__libc_malloc, __libc_free>(batches);
+    default: return allocate_and_free_batches<BENCH_LIBC_MALLOC, BENCH_LIBC_FREE>(batches);
   }
 }
 
@@ -113,7 +131,7 @@ int malloc_free(int allocator, int times) {
   switch (allocator) {
     case 0: return allocate_and_free<std::malloc, std::free>(times);
     case 1: return allocate_and_free<mi_malloc, mi_free>(times);
-    default: return allocate_and_free<__libc_malloc, __libc_free>(times);
+    default: return allocate_and_free<BENCH_LIBC_MALLOC, BENCH_LIBC_FREE>(times);
   }
 }
 
