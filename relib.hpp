@@ -4604,6 +4604,7 @@ struct pe_section {
 struct pe_image {
   std::uint16_t machine = 0, characteristics = 0, optional_magic = 0;
   std::uint32_t size_of_image = 0, size_of_headers = 0, section_alignment = 0, file_alignment = 0;
+  std::uint64_t image_base = 0;  // the preferred address, which debug information counts from
   std::uint32_t symbol_table = 0, symbol_count = 0;  // the COFF symbol table (absent once stripped)
   std::vector<std::pair<std::uint32_t, std::uint32_t>> directories;  // RVA and size of each data directory
   std::vector<pe_section> sections;
@@ -4688,6 +4689,9 @@ image_status read_pe_headers(const platform::readable_file& file, pe_image& out,
     detail = "its optional header takes " + std::to_string(optional_size) + " bytes, too few for its fields";
     return image_status::unreadable;
   }
+  out.image_base = sizeof(void*) == 8 ? std::uint64_t{read_u32(optional.data() + 24)} |
+                                           std::uint64_t{read_u32(optional.data() + 28)} << 32
+                                     : read_u32(optional.data() + 28);
   out.section_alignment = read_u32(optional.data() + 32);
   out.file_alignment = read_u32(optional.data() + 36);
   out.size_of_image = read_u32(optional.data() + 56);
@@ -5555,8 +5559,78 @@ void read_line_table(std::string_view debug_line, const dwarf_strings& sections,
 }
 
 #if defined(_WIN32)
-/* A DLL's COFF symbols and DWARF line table are not read yet: its frames show as offsets. */
-symbol_index read_symbol_index(const platform::readable_file&, const std::vector<image_span>&) { return {}; }
+/* A DLL's function names come from its COFF symbol table (which GNU ld keeps unless the DLL is
+   stripped), its files and lines from its DWARF line table. COFF gives no sizes: a function ends
+   where the next one begins, or with its section. DWARF counts addresses from the preferred image
+   base, the index from the module's base. */
+symbol_index read_symbol_index(const platform::readable_file& file, const std::vector<image_span>& spans) {
+  symbol_index index;
+  pe_image image;
+  std::string ignored;
+  if (read_pe_headers(file, image, ignored) != image_status::ok || image.symbol_table == 0) return index;
+  constexpr std::uint64_t entry_size = 18;  // IMAGE_SYMBOL, aux records included
+  const std::uint64_t table_size = std::uint64_t{image.symbol_count} * entry_size;
+  std::uint32_t strings_size = 0;
+  if (table_size > section_read_limit ||
+      !file.read_range(image.symbol_table + table_size, &strings_size, sizeof strings_size) ||
+      strings_size < sizeof strings_size || strings_size > section_read_limit) {
+    return index;
+  }
+  std::string symbols(static_cast<std::size_t>(table_size), '\0'), strings(strings_size, '\0');
+  if (!file.read_range(image.symbol_table, symbols.data(), symbols.size()) ||
+      !file.read_range(image.symbol_table + table_size, strings.data(), strings.size())) {
+    return index;
+  }
+  // A name of up to 8 bytes is in place; a longer one is at an offset in the string table.
+  const auto long_name = [&](std::string_view name) -> std::string_view {
+    if (name.size() < 2 || name[0] != '/') return name;
+    std::uint64_t offset = 0;
+    for (const char digit : name.substr(1)) offset = offset * 10 + static_cast<std::uint64_t>(digit - '0');
+    return string_at(strings, offset);
+  };
+  // Each function's end is first its section's end, then the next function's start.
+  for (std::uint64_t at = 0; at + entry_size <= symbols.size(); at += entry_size) {
+    const char* entry = symbols.data() + at;
+    const std::uint32_t value = read_u32(entry + 8);
+    const auto section = static_cast<std::int16_t>(read_u16(entry + 12));
+    const std::uint16_t type = read_u16(entry + 14);
+    const auto storage = static_cast<std::uint8_t>(entry[16]);
+    at += entry_size * static_cast<std::uint8_t>(entry[17]);  // its aux records
+    const bool function = (type >> 4) == IMAGE_SYM_DTYPE_FUNCTION &&
+                          (storage == IMAGE_SYM_CLASS_EXTERNAL || storage == IMAGE_SYM_CLASS_STATIC);
+    if (!function || section <= 0 || static_cast<std::size_t>(section) > image.sections.size()) continue;
+    const pe_section& holder = image.sections[static_cast<std::size_t>(section) - 1];
+    if ((holder.characteristics & IMAGE_SCN_MEM_EXECUTE) == 0 || value >= holder.virtual_size) continue;
+    const std::string_view name = read_u32(entry) == 0 ? string_at(strings, read_u32(entry + 4))
+                                                       : std::string_view(entry, strnlen(entry, 8));
+    index.functions.push_back({std::uint64_t{holder.virtual_address} + value,
+                               std::uint64_t{holder.virtual_address} + holder.virtual_size,
+                               static_cast<std::uint32_t>(index.names.size())});
+    index.names.append(name).push_back('\0');
+  }
+  std::vector<symbol_index::function_symbol>& functions = index.functions;
+  std::sort(functions.begin(), functions.end(), [](const auto& a, const auto& b) { return a.begin < b.begin; });
+  std::uint64_t next_begin = ~std::uint64_t{0};
+  for (std::size_t i = functions.size(); i-- > 0;) {  // aliases share a start: the next one above it ends them
+    if (i + 1 < functions.size() && functions[i + 1].begin > functions[i].begin) next_begin = functions[i + 1].begin;
+    functions[i].end = std::min(functions[i].end, next_begin);
+  }
+
+  std::string line_data, line_strings, other_strings;
+  for (const pe_section& section : image.sections) {
+    const std::string_view name = long_name(section.name);
+    if (name == ".debug_line") read_pe_section(file, section, line_data);
+    if (name == ".debug_line_str") read_pe_section(file, section, line_strings);
+    if (name == ".debug_str") read_pe_section(file, section, other_strings);
+  }
+  if (!line_data.empty()) {
+    std::vector<image_span> at_image_base = spans;
+    for (image_span& span : at_image_base) span.begin += image.image_base, span.end += image.image_base;
+    read_line_table(line_data, dwarf_strings{line_strings, other_strings}, at_image_base, index);
+    for (symbol_index::line_row& row : index.rows) row.address -= image.image_base;
+  }
+  return index;
+}
 #else
 /* The function symbols of .symtab (or .dynsym when the file is stripped), and its line table. */
 symbol_index read_symbol_index(const platform::readable_file& file, const std::vector<image_span>& spans) {

@@ -1,5 +1,9 @@
 // Diagnostics: the stack where a module threw, named from the version of the module that ran.
+// On Windows the names come from the DLL's COFF symbol table and DWARF line table, the log's
+// steps from the Windows calls (the log tests here are Linux's).
+#if !defined(_WIN32)
 #include "elf_image.hpp"
+#endif
 #include "live_support.hpp"
 #include "support.hpp"
 
@@ -8,6 +12,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <mutex>
 
@@ -145,9 +150,9 @@ TEST_CASE("reloaded at the same path, a module's stacks name the version that th
   for (int round = 0; round < 20; ++round) {
     const bool second = round % 2 == 1;
     // As a build replaces a library: the new file renamed over the old one.
-    const std::string next = dir.copy_file(second ? TEST_DIAGNOSTICS_V2_PATH : TEST_DIAGNOSTICS_PATH, "next.so");
-    const std::string path = dir.path() + "/libdiagnostics.so";
-    REQUIRE(std::rename(next.c_str(), path.c_str()) == 0);
+    const std::string next = dir.copy_file(second ? TEST_DIAGNOSTICS_V2_PATH : TEST_DIAGNOSTICS_PATH, "next");
+    const std::string path = dir.path() + "/libdiagnostics" + test::library_suffix;
+    std::filesystem::rename(next, path);
     auto module = test::load_or_fail<diagnostics_exports>(path);
     REQUIRE(*module.exports().version() == (second ? 2 : 1));
     check_three_deep(module.exports(), path, second);
@@ -155,6 +160,7 @@ TEST_CASE("reloaded at the same path, a module's stacks name the version that th
   }
 }
 
+#if !defined(_WIN32)  // Windows: a loaded DLL's file cannot be replaced
 TEST_CASE("a module whose file was replaced while it ran names its frames from the file it was loaded from") {
   test::temp_dir dir;
   const std::string path = dir.copy_file(TEST_DIAGNOSTICS_PATH, "libdiagnostics.so");
@@ -167,29 +173,72 @@ TEST_CASE("a module whose file was replaced while it ran names its frames from t
   test::unload_or_fail(first);
   test::unload_or_fail(second);
 }
+#endif
 
 // The names come from sections that neither the dynamic loader nor the ELF gate reads, so relib
 // reads them with every bound checked: bytes flipped there (the same mutants on every run) may
 // lose names, never crash or read out of bounds (the asan preset checks the last).
-TEST_CASE("flipped bytes in a module's symbols and line table cost names, never a crash") {
+namespace {
+using file_regions = std::vector<std::pair<std::uint64_t, std::uint64_t>>;  // offset, size
+
+#if defined(_WIN32)
+std::uint32_t u32_at(const std::string& bytes, std::uint64_t at) {
+  std::uint32_t value = 0;
+  REQUIRE(at + 4 <= bytes.size());
+  std::memcpy(&value, bytes.data() + at, 4);
+  return value;
+}
+std::uint16_t u16_at(const std::string& bytes, std::uint64_t at) { return static_cast<std::uint16_t>(u32_at(bytes, at)); }
+
+// The DLL's COFF symbol and string tables and its line table. Not its section headers, which
+// (unlike ELF's) are the loader's map of the image: a file offset flipped there loads other
+// bytes as code or unwind tables, as flipped code would.
+file_regions name_regions(const std::string& bytes) {
+  const std::uint32_t coff = u32_at(bytes, 0x3c) + 4;
+  const std::uint16_t section_count = u16_at(bytes, coff + 2);
+  const std::uint32_t symbols = u32_at(bytes, coff + 8), symbol_count = u32_at(bytes, coff + 12);
+  const std::uint64_t strings = std::uint64_t{symbols} + std::uint64_t{symbol_count} * 18;
+  const std::uint64_t section_table = coff + 20 + u16_at(bytes, coff + 16);
+  file_regions regions{{symbols, symbol_count * 18}, {strings, u32_at(bytes, strings)}};
+  for (std::uint16_t i = 0; i < section_count; ++i) {
+    const std::uint64_t header = section_table + i * 40;
+    std::string name(bytes.data() + header, strnlen(bytes.data() + header, 8));
+    if (name[0] == '/') name = bytes.data() + strings + std::stoul(name.substr(1));  // a long name
+    if (name == ".debug_line" || name == ".debug_line_str") regions.emplace_back(u32_at(bytes, header + 20), u32_at(bytes, header + 16));
+  }
+  REQUIRE(regions.size() == 4);
+  return regions;
+}
+#else
+// The module's symbol and string tables, its line table and its section headers.
+file_regions name_regions(const std::string& bytes) {
   const test::elf_image original(TEST_DIAGNOSTICS_PATH);
-  std::vector<std::pair<std::uint64_t, std::uint64_t>> regions;  // offset, size
+  REQUIRE(original.bytes == bytes);
+  file_regions regions;
   for (const char* name : {".debug_line", ".debug_line_str", ".symtab", ".strtab", ".shstrtab"}) {
     const auto section = original.section(name);
     regions.emplace_back(section.sh_offset, section.sh_size);
   }
   regions.emplace_back(original.header.e_shoff, original.header.e_shnum * sizeof(ElfW(Shdr)));
+  return regions;
+}
+#endif
+}  // namespace
+
+TEST_CASE("flipped bytes in a module's symbols and line table cost names, never a crash") {
+  const std::string original = test::read_file(TEST_DIAGNOSTICS_PATH);
+  const file_regions regions = name_regions(original);
   test::temp_dir dir;
   std::uint64_t seed = 0x5eed;
   auto next = [&] { return seed = seed * 6364136223846793005ull + 1442695040888963407ull, seed >> 33; };
   int loaded = 0, named = 0;
   for (int mutant = 0; mutant < 300; ++mutant) {
-    std::string bytes = original.bytes;
+    std::string bytes = original;
     const auto& [offset, size] = regions[next() % regions.size()];
     for (int flip = 0, flips = 1 + static_cast<int>(next() % 4); flip < flips; ++flip) {
       bytes[offset + next() % size] ^= static_cast<char>(1u << (next() % 8));
     }
-    const std::string path = dir.write_file("mutant" + std::to_string(mutant) + ".so", bytes);
+    const std::string path = dir.write_file("mutant" + std::to_string(mutant) + test::library_suffix, bytes);
     auto module = relib::load_module<diagnostics_exports>(path);
     if (!module) continue;  // a flipped section header may be refused by the gate
     ++loaded;
@@ -204,6 +253,7 @@ TEST_CASE("flipped bytes in a module's symbols and line table cost names, never 
   CHECK(named > 0);
 }
 
+#if !defined(_WIN32)  // the steps' names are Linux's (ELF gate, dlclose, inotify events, /proc)
 namespace {
 
 // Collects relib's log lines for the scope; the default (RELIB_LOG) comes back after it.
@@ -336,3 +386,4 @@ TEST_CASE("1,000 reloads of a throwing module leave memory and mappings flat") {
   if (!test::under_address_sanitizer) CHECK(resident_after < resident_before + 2048 + 1000 * test::sanitizer_bytes_per_load / 1024);
   CHECK(maps_after <= maps_before + 2);
 }
+#endif
